@@ -1,0 +1,32 @@
+# Two jobs a newcomer needs: `make demo` (train a bundled recipe) and `make test`.
+# Each creates .venv on first use. torch is pinned to the CPU wheel on disk before anything
+# else, so no other request can pull a multi-GB CUDA build.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/blocks train seed_cnn --out runs/demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) -m benchmarks
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check blocks tests benchmarks
+	$(VENV)/bin/blocks lint blocks
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache
