@@ -65,12 +65,15 @@ class ClassInfo:
         return self.node.name
 
     def methods(self) -> Iterator[ast.FunctionDef | ast.AsyncFunctionDef]:
+        """The class's methods; `@overload` stubs are skipped (only the real body runs)."""
         for item in self.node.body:
-            if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and not _is_overload(item):
                 yield item
 
     def method(self, name: str) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
-        return next((m for m in self.methods() if m.name == name), None)
+        """The definition Python keeps: the last one of that name."""
+        found = [m for m in self.methods() if m.name == name]
+        return found[-1] if found else None
 
     def self_assignments(self) -> dict[str, list[ast.expr]]:
         """`self.attr = value` in any method: attribute name -> assigned values."""
@@ -235,6 +238,23 @@ class Project:
             info = self.by_qualname.get(f"{ctx.module}.{node.name}")
             if info is not None and info.node is node and self.is_module(info):
                 yield info
+
+
+def _is_overload(func: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    for dec in func.decorator_list:
+        name = dec.attr if isinstance(dec, ast.Attribute) else getattr(dec, "id", "")
+        if name == "overload":
+            return True
+    return False
+
+
+def is_stub(func: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """A body that does nothing or only raises (abstract `__init__`, protocol stubs)."""
+    body = [
+        s for s in func.body
+        if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))
+    ]
+    return all(isinstance(s, (ast.Pass, ast.Raise)) for s in body)
 
 
 def assignment_pairs(node: ast.AST) -> Iterator[tuple[ast.expr, ast.expr]]:

@@ -17,12 +17,13 @@ from blocks.lint.context import (
     assignment_pairs,
     is_forward_name,
     is_self_attr,
+    is_stub,
     scopes,
     walk_scope,
 )
 from blocks.lint.report import Finding
 from blocks.lint.tensors import ScopeNames, TensorOracle
-from blocks.lint.torch_names import FACTORIES
+from blocks.lint.torch_names import FACTORIES, MODULE_METHODS
 
 Check = Callable[[FileContext], Iterator[Finding]]
 
@@ -178,14 +179,41 @@ def _registers_something(ctx: FileContext, node: ast.AST) -> ast.AST | None:
     return None
 
 
+def _delegates_init(cls: ClassInfo, init: ast.AST) -> bool:
+    """`self._init(...)` may call super().__init__(): true unless every such helper is known
+    (in the class or its scanned bases) and none calls an `__init__`."""
+    for node in walk_scope(init):
+        if not (isinstance(node, ast.Call) and is_self_attr(node.func)):
+            continue
+        if node.func.attr in MODULE_METHODS:  # type: ignore[attr-defined]
+            continue
+        helper = _find_method(cls, node.func.attr)  # type: ignore[attr-defined]
+        if helper is None or any(_is_init_call(n) for n in ast.walk(helper)):
+            return True
+    return False
+
+
+def _find_method(cls: ClassInfo, name: str, depth: int = 0) -> ast.AST | None:
+    found = cls.method(name)
+    if found is not None or depth > 10 or cls.ctx.project is None:
+        return found
+    for base in cls.bases:
+        parent = cls.ctx.project.find_class(base) if base else None
+        if parent is not None and parent is not cls:
+            found = _find_method(parent, name, depth + 1)
+            if found is not None:
+                return found
+    return None
+
+
 def check_super_init(ctx: FileContext) -> Iterator[Finding]:
     """Module.__init__ creates the registries; without it (or before it) assignments fail."""
     for cls in _module_classes(ctx):
         init = cls.method("__init__")
-        if init is None:
+        if init is None or is_stub(init):
             continue
         calls = [n for n in walk_scope(init) if _is_init_call(n)]
-        if not calls:
+        if not calls and not _delegates_init(cls, init):
             yield _finding(
                 ctx, init, "BLK003",
                 f"{cls.name}.__init__ never calls super().__init__(): nn.Module is not "

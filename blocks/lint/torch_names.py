@@ -103,3 +103,16 @@ TENSOR_METHODS: frozenset[str] = _words(
     to transpose type_as unsqueeze view view_as
     """
 )
+
+# Public nn.Module methods: a call to one of these in __init__ never initialises the module.
+MODULE_METHODS: frozenset[str] = _words(
+    """
+    add_module apply bfloat16 buffers children compile cpu cuda double eval extra_repr float
+    forward get_buffer get_extra_state get_parameter get_submodule half load_state_dict modules
+    named_buffers named_children named_modules named_parameters parameters
+    register_backward_hook register_buffer register_forward_hook register_forward_pre_hook
+    register_full_backward_hook register_full_backward_pre_hook register_module
+    register_parameter requires_grad_ set_extra_state set_submodule share_memory state_dict to
+    to_empty train type zero_grad
+    """
+)

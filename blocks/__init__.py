@@ -1,0 +1,35 @@
+"""blocks: declarative PyTorch classifiers.
+
+    spec = blocks.load_recipe("seed_cnn")
+    model = blocks.build(spec.model, device="cpu")
+"""
+
+from blocks.builder import BlocksModel, build
+from blocks.composites import Repeat, Residual, TorchLayer
+from blocks.data.spec import DataSpec
+from blocks.errors import (
+    BlocksError,
+    DeviceMismatchError,
+    InputShapeError,
+    RegistryError,
+    ShapeError,
+    SpecError,
+)
+from blocks.heads import SigmoidHead, SoftmaxHead
+from blocks.recipe_io import bundled_recipes, dump_recipe, load_recipe, recipe_schema
+from blocks.registry import Block, block_types, load_plugins, register_block
+from blocks.spec import InputSpec, ModelSpec, Recipe
+from blocks.train.spec import TrainSpec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Block", "BlocksError", "BlocksModel", "DataSpec", "DeviceMismatchError", "InputShapeError",
+    "InputSpec", "ModelSpec", "Recipe", "RegistryError", "Repeat", "Residual", "ShapeError",
+    "SigmoidHead", "SoftmaxHead", "SpecError", "TorchLayer", "TrainSpec", "block_types", "build",
+    "bundled_recipes", "dump_recipe", "load_plugins", "load_recipe", "recipe_schema",
+    "register_block", "__version__",
+]
+
+# Installed plugin packages advertise block types in the `blocks.blocks` entry-point group.
+load_plugins()

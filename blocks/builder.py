@@ -1,0 +1,179 @@
+"""`build(spec)`: every layer created once, in `__init__`, registered, sized from the input shape."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from blocks.composites import build_sequence
+from blocks.device import DevicePolicy, mismatch_message, resolve_device, single_device
+from blocks.errors import DeviceMismatchError, InputShapeError, SpecError
+from blocks.shapes import fmt_shape
+from blocks.spec import ModelSpec, Recipe, ShapeReport
+
+Output = torch.Tensor | dict[str, torch.Tensor]
+
+
+class BlocksModel(nn.Module):
+    """The module `build` returns: `backbone` (nn.Sequential) then `head` or `heads` (ModuleDict).
+
+    `forward` returns logits: a tensor for a single `head`, a dict for named `heads`. Inputs are
+    checked for device, per-sample shape and dtype before any op runs (a few hundred ns).
+    """
+
+    def __init__(self, spec: ModelSpec, *, on_device_mismatch: DevicePolicy = "raise") -> None:
+        super().__init__()
+        if on_device_mismatch not in ("raise", "move"):
+            raise ValueError(f"on_device_mismatch must be 'raise' or 'move', got {on_device_mismatch!r}")
+        self.spec = spec
+        self.shapes: ShapeReport = spec.infer_shapes()
+        self.on_device_mismatch: DevicePolicy = on_device_mismatch
+        self.backbone, features = build_sequence(spec.backbone, self.shapes.input_shape)
+        if spec.heads is not None:
+            self.heads = nn.ModuleDict({name: head.build(features) for name, head in spec.heads.items()})
+        else:
+            self.head = spec.head.build(features)
+        self._sample_shape = torch.Size(self.shapes.input_shape)
+        self._input_dtype = spec.input.torch_dtype
+        self._device = torch.device("cpu")
+        self._forward_impl: Callable[[torch.Tensor], Output] = (
+            self._forward_heads if spec.heads is not None else self._forward_head
+        )
+
+    # --- forward ---------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> Output:
+        if x.device != self._device or x.dtype != self._input_dtype or x.shape[1:] != self._sample_shape:
+            x = self._fix_input(x)
+        return self._forward_impl(x)
+
+    def _forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+    def _forward_heads(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        features = self.backbone(x)
+        return {name: head(features) for name, head in self.heads.items()}
+
+    def _fix_input(self, x: Any) -> torch.Tensor:
+        """The slow path, taken only when an input is wrong: explain it, or move it if allowed."""
+        if not isinstance(x, torch.Tensor):
+            raise InputShapeError(f"model {self.name!r} takes a tensor, got {type(x).__name__}")
+        if x.shape[1:] != self._sample_shape:
+            raise InputShapeError(
+                f"model {self.name!r} expects input of shape [batch, {fmt_shape(self._sample_shape)[1:]}"
+                f" but got {fmt_shape(tuple(x.shape))} (per-sample {fmt_shape(tuple(x.shape[1:]))})"
+            )
+        if x.device != self._device:
+            if self.on_device_mismatch == "raise":
+                raise DeviceMismatchError(mismatch_message("input", x.device, self.name, self._device))
+            x = x.to(self._device, non_blocking=True)
+        if x.dtype != self._input_dtype:
+            if x.dtype.is_floating_point and self._input_dtype.is_floating_point:
+                if self.on_device_mismatch == "raise":
+                    raise InputShapeError(
+                        f"model {self.name!r} expects {self._input_dtype} input but got {x.dtype}; "
+                        f"cast it with x.to({self._input_dtype})"
+                    )
+                x = x.to(self._input_dtype)
+            elif self._input_dtype == torch.int64 and not x.dtype.is_floating_point:
+                x = x.long()
+            else:
+                raise InputShapeError(f"model {self.name!r} expects {self._input_dtype} input but got {x.dtype}")
+        return x
+
+    # --- predictions -----------------------------------------------------------------------------
+    @torch.inference_mode()
+    def _eval_logits(self, x: torch.Tensor) -> Output:
+        was_training = self.training
+        self.eval()
+        try:
+            return self(x)
+        finally:
+            self.train(was_training)
+
+    def predict_proba(self, x: torch.Tensor) -> Output:
+        """Softmax / sigmoid probabilities, in eval mode, without tracking gradients."""
+        return self._per_head(self._eval_logits(x), "probabilities")
+
+    def predict(self, x: torch.Tensor) -> Output:
+        """Class indices (softmax: argmax) or 0/1 labels (sigmoid: logit above the threshold)."""
+        return self._per_head(self._eval_logits(x), "labels_from_logits")
+
+    def _per_head(self, logits: Output, method: str) -> Output:
+        heads = self.spec.head_specs
+        if isinstance(logits, dict):
+            return {name: getattr(heads[name], method)(value) for name, value in logits.items()}
+        return getattr(next(iter(heads.values())), method)(logits)
+
+    # --- device bookkeeping ----------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    @property
+    def name(self) -> str:
+        return self.spec.name or "model"
+
+    def _apply(self, fn, recurse: bool = True):  # type: ignore[override]
+        """`.to()`, `.cuda()`, `.double()` all pass here: keep the checked device and dtype current."""
+        result = super()._apply(fn, recurse)
+        self.check_device()
+        floating = next((p.dtype for p in self.parameters() if p.dtype.is_floating_point), None)
+        if floating is not None and self._input_dtype.is_floating_point:
+            self._input_dtype = floating
+        return result
+
+    def check_device(self) -> torch.device:
+        """Verify every parameter and buffer is on one device; remember it for input checks."""
+        self._device = single_device(self, self._device)
+        return self._device
+
+
+def build(
+    spec: ModelSpec | Recipe | dict | str | Path,
+    *,
+    device: str | torch.device | None = "cpu",
+    dtype: torch.dtype | None = None,
+    seed: int | None = None,
+    on_device_mismatch: DevicePolicy = "raise",
+) -> BlocksModel:
+    """Build the `nn.Module` a spec describes.
+
+    Weights are initialised on the CPU (so a seed gives the same weights whatever the device)
+    and then moved once; `device="auto"` picks cuda, then mps, then cpu.
+    """
+    model_spec = _as_model_spec(spec)
+    target = resolve_device(device)
+    if seed is None:
+        model = BlocksModel(model_spec, on_device_mismatch=on_device_mismatch)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = BlocksModel(model_spec, on_device_mismatch=on_device_mismatch)
+    if dtype is not None:
+        if not dtype.is_floating_point:
+            raise SpecError(f"dtype must be a floating-point torch dtype, got {dtype}")
+        model.to(dtype=dtype)
+    elif model_spec.input.torch_dtype.is_floating_point and model_spec.input.torch_dtype != torch.float32:
+        model.to(dtype=model_spec.input.torch_dtype)
+    if target.type != "cpu":
+        model.to(target)
+    model.check_device()
+    return model
+
+
+def _as_model_spec(spec: ModelSpec | Recipe | dict | str | Path) -> ModelSpec:
+    if isinstance(spec, ModelSpec):
+        return spec
+    if isinstance(spec, Recipe):
+        return spec.model
+    from blocks.recipe_io import load_recipe
+
+    if isinstance(spec, dict) and "model" not in spec:
+        from blocks.recipe_io import validate_model_dict
+
+        return validate_model_dict(spec)
+    return load_recipe(spec).model

@@ -1,0 +1,361 @@
+"""Built-in block types. Field names are torch's own argument names, minus the inferred sizes."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal
+
+from pydantic import Field, NonNegativeInt, PositiveInt
+from torch import nn
+
+from blocks.errors import ShapeError
+from blocks.registry import Block, register_block
+from blocks.shapes import Shape, conv_output_length, expand, fmt_shape, require_rank
+
+Probability = Annotated[float, Field(ge=0.0, lt=1.0)]
+IntOrList = PositiveInt | list[PositiveInt]
+PadOrList = NonNegativeInt | list[NonNegativeInt]
+
+_SPATIAL = {1: "channels, length", 2: "channels, height, width"}
+
+
+# --- dense ---------------------------------------------------------------------------------------
+@register_block("linear")
+class Linear(Block):
+    """`nn.Linear` on the last axis; `in_features` is the input's last dimension."""
+
+    out_features: PositiveInt
+    bias: bool = True
+
+    def output_shape(self, shape: Shape) -> Shape:
+        if not shape:
+            raise ShapeError("expects at least one feature axis, got a scalar per sample")
+        return (*shape[:-1], self.out_features)
+
+    def build(self, shape: Shape) -> nn.Module:
+        return nn.Linear(shape[-1], self.out_features, bias=self.bias)
+
+
+@register_block("embedding")
+class Embedding(Block):
+    """`nn.Embedding`: integer token ids `[L]` -> vectors `[L, embedding_dim]`."""
+
+    num_embeddings: PositiveInt
+    embedding_dim: PositiveInt
+    padding_idx: int | None = None
+    max_norm: float | None = None
+
+    def output_shape(self, shape: Shape) -> Shape:
+        if self.padding_idx is not None and not (
+            -self.num_embeddings <= self.padding_idx < self.num_embeddings
+        ):
+            raise ShapeError(f"padding_idx {self.padding_idx} is outside [0, {self.num_embeddings})")
+        return (*shape, self.embedding_dim)
+
+    def build(self, shape: Shape) -> nn.Module:
+        return nn.Embedding(self.num_embeddings, self.embedding_dim,
+                            padding_idx=self.padding_idx, max_norm=self.max_norm)
+
+
+# --- convolution ---------------------------------------------------------------------------------
+class _ConvNd(Block):
+    out_channels: PositiveInt
+    kernel_size: IntOrList
+    stride: IntOrList = 1
+    padding: PadOrList | Literal["same", "valid"] = 0
+    dilation: IntOrList = 1
+    groups: PositiveInt = 1
+    bias: bool = True
+    padding_mode: Literal["zeros", "reflect", "replicate", "circular"] = "zeros"
+
+    def _n(self) -> int:
+        return 1 if self.type == "conv1d" else 2
+
+    def output_shape(self, shape: Shape) -> Shape:
+        n = self._n()
+        require_rank(shape, n + 1, _SPATIAL[n])
+        channels, spatial = shape[0], shape[1:]
+        for name, count in (("in_channels", channels), ("out_channels", self.out_channels)):
+            if count % self.groups:
+                raise ShapeError(f"{name} {count} is not divisible by groups {self.groups}")
+        kernel = expand(self.kernel_size, n, "kernel_size")
+        stride = expand(self.stride, n, "stride")
+        dilation = expand(self.dilation, n, "dilation")
+        if self.padding == "same":
+            if any(s != 1 for s in stride):
+                raise ShapeError("padding 'same' needs stride 1 (torch does not support strided 'same')")
+            return (self.out_channels, *spatial)
+        padding = (0,) * n if self.padding == "valid" else expand(self.padding, n, "padding")
+        return (self.out_channels, *(
+            conv_output_length(length, k, s, p, d)
+            for length, k, s, p, d in zip(spatial, kernel, stride, padding, dilation, strict=True)
+        ))
+
+    def build(self, shape: Shape) -> nn.Module:
+        conv = nn.Conv1d if self._n() == 1 else nn.Conv2d
+        padding = self.padding if isinstance(self.padding, str) else self.padding
+        return conv(shape[0], self.out_channels, _tuple(self.kernel_size), stride=_tuple(self.stride),
+                    padding=_tuple(padding) if not isinstance(padding, str) else padding,
+                    dilation=_tuple(self.dilation), groups=self.groups, bias=self.bias,
+                    padding_mode=self.padding_mode)
+
+
+def _tuple(value):
+    return tuple(value) if isinstance(value, list) else value
+
+
+@register_block("conv1d")
+class Conv1d(_ConvNd):
+    """`nn.Conv1d` on `[channels, length]`; `in_channels` is inferred."""
+
+
+@register_block("conv2d")
+class Conv2d(_ConvNd):
+    """`nn.Conv2d` on `[channels, height, width]`; `in_channels` is inferred."""
+
+
+# --- normalisation -------------------------------------------------------------------------------
+class _BatchNorm(Block):
+    eps: Annotated[float, Field(gt=0)] = 1e-5
+    momentum: Annotated[float, Field(ge=0, le=1)] | None = 0.1
+    affine: bool = True
+    track_running_stats: bool = True
+
+    def _ranks(self) -> tuple[int, ...]:
+        return (1, 2) if self.type == "batchnorm1d" else (3,)
+
+    def output_shape(self, shape: Shape) -> Shape:
+        if len(shape) not in self._ranks():
+            layout = "features] or [channels, length" if self.type == "batchnorm1d" else _SPATIAL[2]
+            raise ShapeError(f"expects input [{layout}] per sample, got {fmt_shape(shape)}")
+        return shape
+
+    def build(self, shape: Shape) -> nn.Module:
+        norm = nn.BatchNorm1d if self.type == "batchnorm1d" else nn.BatchNorm2d
+        return norm(shape[0], eps=self.eps, momentum=self.momentum, affine=self.affine,
+                    track_running_stats=self.track_running_stats)
+
+
+@register_block("batchnorm1d")
+class BatchNorm1d(_BatchNorm):
+    """`nn.BatchNorm1d` over `[features]` or `[channels, length]`; `num_features` is inferred."""
+
+
+@register_block("batchnorm2d")
+class BatchNorm2d(_BatchNorm):
+    """`nn.BatchNorm2d` over `[channels, height, width]`; `num_features` is inferred."""
+
+
+@register_block("layernorm")
+class LayerNorm(Block):
+    """`nn.LayerNorm` over the last `dims` axes (default the last one), sizes inferred."""
+
+    dims: PositiveInt = 1
+    eps: Annotated[float, Field(gt=0)] = 1e-5
+    elementwise_affine: bool = True
+    bias: bool = True
+
+    def output_shape(self, shape: Shape) -> Shape:
+        if len(shape) < self.dims:
+            raise ShapeError(f"normalises the last {self.dims} axes, but input {fmt_shape(shape)} "
+                             f"has {len(shape)}")
+        return shape
+
+    def build(self, shape: Shape) -> nn.Module:
+        return nn.LayerNorm(list(shape[-self.dims:]), eps=self.eps,
+                            elementwise_affine=self.elementwise_affine, bias=self.bias)
+
+
+# --- regularisation and activations --------------------------------------------------------------
+@register_block("dropout")
+class Dropout(Block):
+    p: Probability = 0.5
+
+    def output_shape(self, shape: Shape) -> Shape:
+        return shape
+
+    def build(self, shape: Shape) -> nn.Module:
+        return nn.Dropout(self.p)
+
+
+class _Elementwise(Block):
+    """Activations: shape in equals shape out."""
+
+    def output_shape(self, shape: Shape) -> Shape:
+        return shape
+
+
+@register_block("relu")
+class ReLU(_Elementwise):
+    def build(self, shape: Shape) -> nn.Module:
+        return nn.ReLU()
+
+
+@register_block("gelu")
+class GELU(_Elementwise):
+    approximate: Literal["none", "tanh"] = "none"
+
+    def build(self, shape: Shape) -> nn.Module:
+        return nn.GELU(approximate=self.approximate)
+
+
+@register_block("silu")
+class SiLU(_Elementwise):
+    def build(self, shape: Shape) -> nn.Module:
+        return nn.SiLU()
+
+
+@register_block("tanh")
+class Tanh(_Elementwise):
+    def build(self, shape: Shape) -> nn.Module:
+        return nn.Tanh()
+
+
+@register_block("sigmoid_act")
+class SigmoidActivation(_Elementwise):
+    """A sigmoid *inside* the backbone (gates); heads emit logits and never need this."""
+
+    def build(self, shape: Shape) -> nn.Module:
+        return nn.Sigmoid()
+
+
+@register_block("leaky_relu")
+class LeakyReLU(_Elementwise):
+    negative_slope: float = 0.01
+
+    def build(self, shape: Shape) -> nn.Module:
+        return nn.LeakyReLU(self.negative_slope)
+
+
+@register_block("identity")
+class Identity(_Elementwise):
+    def build(self, shape: Shape) -> nn.Module:
+        return nn.Identity()
+
+
+# --- pooling -------------------------------------------------------------------------------------
+class _Pool(Block):
+    kernel_size: IntOrList
+    stride: IntOrList | None = None  # torch's default: the kernel size
+    padding: PadOrList = 0
+    ceil_mode: bool = False
+
+    def _n(self) -> int:
+        return int(self.type[-2])
+
+    def _window(self, shape: Shape, dilation: IntOrList = 1) -> Shape:
+        n = self._n()
+        require_rank(shape, n + 1, _SPATIAL[n])
+        kernel = expand(self.kernel_size, n, "kernel_size")
+        stride = expand(self.stride if self.stride is not None else self.kernel_size, n, "stride")
+        padding = expand(self.padding, n, "padding")
+        dilation = expand(dilation, n, "dilation")
+        for k, p in zip(kernel, padding, strict=True):
+            if p > k // 2:
+                raise ShapeError(f"padding {p} must be at most half the kernel size {k}")
+        return (shape[0], *(
+            conv_output_length(length, k, s, p, d, ceil_mode=self.ceil_mode, what="pooling window")
+            for length, k, s, p, d in zip(shape[1:], kernel, stride, padding, dilation, strict=True)
+        ))
+
+    def _args(self) -> dict:
+        return {"kernel_size": _tuple(self.kernel_size), "stride": _tuple(self.stride),
+                "padding": _tuple(self.padding), "ceil_mode": self.ceil_mode}
+
+
+class _MaxPool(_Pool):
+    dilation: IntOrList = 1
+
+    def output_shape(self, shape: Shape) -> Shape:
+        return self._window(shape, self.dilation)
+
+    def build(self, shape: Shape) -> nn.Module:
+        pool = nn.MaxPool1d if self._n() == 1 else nn.MaxPool2d
+        return pool(**self._args(), dilation=_tuple(self.dilation))
+
+
+class _AvgPool(_Pool):
+    count_include_pad: bool = True
+
+    def output_shape(self, shape: Shape) -> Shape:
+        return self._window(shape)
+
+    def build(self, shape: Shape) -> nn.Module:
+        pool = nn.AvgPool1d if self._n() == 1 else nn.AvgPool2d
+        return pool(**self._args(), count_include_pad=self.count_include_pad)
+
+
+@register_block("maxpool1d")
+class MaxPool1d(_MaxPool):
+    pass
+
+
+@register_block("maxpool2d")
+class MaxPool2d(_MaxPool):
+    pass
+
+
+@register_block("avgpool1d")
+class AvgPool1d(_AvgPool):
+    pass
+
+
+@register_block("avgpool2d")
+class AvgPool2d(_AvgPool):
+    pass
+
+
+@register_block("adaptive_avgpool2d")
+class AdaptiveAvgPool2d(Block):
+    output_size: IntOrList = 1
+
+    def output_shape(self, shape: Shape) -> Shape:
+        require_rank(shape, 3, _SPATIAL[2])
+        return (shape[0], *expand(self.output_size, 2, "output_size"))
+
+    def build(self, shape: Shape) -> nn.Module:
+        return nn.AdaptiveAvgPool2d(_tuple(self.output_size))
+
+
+class GlobalAvgPool(nn.Module):
+    """Mean over every axis after the channels: `[C, *spatial]` -> `[C]`."""
+
+    def __init__(self, spatial_dims: int) -> None:
+        super().__init__()
+        self.dims = tuple(range(2, 2 + spatial_dims))
+
+    def forward(self, x):
+        return x.mean(dim=self.dims)
+
+    def extra_repr(self) -> str:
+        return f"dims={self.dims}"
+
+
+@register_block("global_avgpool")
+class GlobalAvgPoolBlock(Block):
+    """Average over all spatial axes, `[C, H, W]` or `[C, L]` -> `[C]` (ResNet's final pool)."""
+
+    def output_shape(self, shape: Shape) -> Shape:
+        if len(shape) < 2:
+            raise ShapeError(f"expects [channels, *spatial] per sample, got {fmt_shape(shape)}")
+        return (shape[0],)
+
+    def build(self, shape: Shape) -> nn.Module:
+        return GlobalAvgPool(len(shape) - 1)
+
+
+@register_block("flatten")
+class Flatten(Block):
+    """Flatten every per-sample axis from `start_dim` on (0 = all of them), like `x.flatten(1)`."""
+
+    start_dim: NonNegativeInt = 0
+
+    def output_shape(self, shape: Shape) -> Shape:
+        if not shape:
+            raise ShapeError("has nothing to flatten: the input is a scalar per sample")
+        if self.start_dim >= len(shape):
+            raise ShapeError(f"start_dim {self.start_dim} is out of range for input {fmt_shape(shape)}")
+        return (*shape[: self.start_dim], math.prod(shape[self.start_dim:]))
+
+    def build(self, shape: Shape) -> nn.Module:
+        return nn.Flatten(start_dim=self.start_dim + 1)

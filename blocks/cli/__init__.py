@@ -1,0 +1,74 @@
+"""`blocks` command line: one verb per job, exit 0 on success, 2 on bad input, never a traceback.
+
+Each verb lives in its own module under `blocks.cli` exposing `register(subparsers)`, which adds a
+sub-parser and sets `run=callable(args) -> int`. Add new verbs to `COMMAND_MODULES`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from blocks.errors import BlocksError
+
+EXIT_OK = 0
+EXIT_FINDINGS = 1  # the tool worked and found problems (lint)
+EXIT_BAD_INPUT = 2  # a bad recipe, file or argument
+
+COMMAND_MODULES: tuple[str, ...] = (
+    "blocks.cli.spec_commands",
+    "blocks.cli.lint_commands",
+)
+
+EPILOG = """examples:
+  blocks recipes                          list bundled recipes
+  blocks validate recipes/seed_cnn.yaml   check a recipe without building it
+  blocks summary seed_cnn                 torchinfo table of a bundled recipe
+  blocks train seed_cnn --out runs/demo   train it on its bundled data
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on usage errors already; keep its message short and traceback-free."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="blocks",
+        description="Declarative PyTorch classifiers: build, train and summarise from YAML recipes.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from blocks import __version__
+
+    parser.add_argument("--version", action="version", version=f"blocks {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name != name:
+                raise
+            continue  # a verb whose module is not part of this installation
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    try:
+        return int(args.run(args) or EXIT_OK)
+    except BlocksError as err:
+        print(f"error: {err}" if "\n" not in str(err) else f"error:\n{err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK

@@ -1,0 +1,86 @@
+"""Verbs about recipes themselves: `validate`, `summary`, `schema`, `recipes`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from blocks.errors import SpecError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("validate", help="check recipes (types, keys, shapes) without building",
+                              description="Check recipes without building them; every problem is "
+                                          "reported with file:line:column and spec path.")
+    p.add_argument("recipes", nargs="+", metavar="RECIPE", help="recipe file or bundled recipe name")
+    p.set_defaults(run=run_validate)
+
+    p = subparsers.add_parser("summary", help="layer table with shapes, parameters, mult-adds")
+    p.add_argument("recipe", metavar="RECIPE")
+    p.add_argument("--format", choices=("table", "json", "markdown"), default="table")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--depth", type=int, default=4, help="nesting depth of rows (default 4)")
+    p.set_defaults(run=run_summary)
+
+    p = subparsers.add_parser("schema", help="JSON Schema of the recipe format (for editors)")
+    p.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of stdout")
+    p.set_defaults(run=run_schema)
+
+    p = subparsers.add_parser("recipes", help="list the bundled recipes")
+    p.set_defaults(run=run_recipes)
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    from blocks.recipe_io import iter_recipe_errors
+
+    failed = 0
+    for name, result in iter_recipe_errors(args.recipes):
+        if isinstance(result, SpecError):
+            failed += 1
+            for problem in result.problems:
+                print(problem)
+        else:
+            count = result.model.infer_shapes()
+            print(f"ok: {name} ({result.model.name or 'model'}: {len(count.layers)} blocks, "
+                  f"outputs {', '.join(f'{k} {list(v)}' for k, v in count.heads.items())})")
+    return 2 if failed else 0
+
+
+def run_summary(args: argparse.Namespace) -> int:
+    from blocks.recipe_io import load_recipe
+    from blocks.summary import summarize
+
+    if args.batch_size < 1:
+        raise SpecError("--batch-size must be at least 1")
+    summary = summarize(load_recipe(args.recipe), batch_size=args.batch_size, depth=args.depth)
+    if args.format == "json":
+        print(summary.to_json())
+    elif args.format == "markdown":
+        print(summary.to_markdown())
+    else:
+        print(summary)
+    return 0
+
+
+def run_schema(args: argparse.Namespace) -> int:
+    from blocks.io_utils import atomic_write_text
+    from blocks.recipe_io import recipe_schema
+
+    text = json.dumps(recipe_schema(), indent=2)
+    if args.output:
+        atomic_write_text(args.output, text + "\n")
+    else:
+        print(text)
+    return 0
+
+
+def run_recipes(args: argparse.Namespace) -> int:
+    from blocks.recipe_io import bundled_recipes, load_recipe
+
+    for name, path in bundled_recipes().items():
+        recipe = load_recipe(path)
+        data = recipe.data
+        source = (data.dataset or next(k for k in ("csv", "npz", "synthetic") if getattr(data, k))
+                  ) if data else "-"
+        print(f"{name:<14} {source:<14} {recipe.model.description or ''}")
+    return 0

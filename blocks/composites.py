@@ -1,0 +1,246 @@
+"""Block lists and the block types made of block lists: `residual`, `repeat`, and `torch`."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import torch
+from pydantic import Field, PositiveInt, field_validator, model_validator
+from torch import nn
+
+from blocks.errors import ShapeError
+from blocks.registry import AnyBlock, Block, register_block, unknown_name_message
+from blocks.shapes import Shape, fmt_shape
+
+BlockList = Annotated[list[AnyBlock], Field(min_length=1)]
+
+
+@dataclass(frozen=True)
+class LayerTrace:
+    """One block's place in the model: relative spec path, the block, its shapes, its depth."""
+
+    path: str
+    block: Block
+    input_shape: Shape
+    output_shape: Shape
+    depth: int = 0
+
+
+def trace_sequence(blocks: Sequence[Block], shape: Shape, prefix: str = "",
+                   depth: int = 0) -> tuple[list[LayerTrace], Shape]:
+    """Run the shape rules of `blocks` in order, nested composites included.
+
+    Raises `ShapeError` whose `path` points at the failing block relative to this list.
+    """
+    traces: list[LayerTrace] = []
+    for index, block in enumerate(blocks):
+        here = f"{prefix}[{index}]"
+        try:
+            out = block.output_shape(shape)
+            if any(d <= 0 for d in out):
+                raise ShapeError(f"output shape {fmt_shape(out)} would be empty")
+        except ShapeError as err:
+            if err.block_type is None:
+                err.block_type, err.input_shape = block.type, shape
+            err.path = f"[{index}]{err.path}"
+            raise
+        traces.append(LayerTrace(here, block, shape, out, depth))
+        if isinstance(block, Composite):
+            traces.extend(block.children_traces(shape, here, depth + 1))
+        shape = out
+    return traces, shape
+
+
+def build_sequence(blocks: Sequence[Block], shape: Shape) -> tuple[nn.Sequential, Shape]:
+    modules = []
+    for block in blocks:
+        modules.append(block.build(shape))
+        shape = block.output_shape(shape)
+    return nn.Sequential(*modules), shape
+
+
+def _nested(field: str, err: ShapeError) -> ShapeError:
+    err.path = f".{field}{err.path}"
+    return err
+
+
+class Composite(Block):
+    """A block made of nested block lists; reports its children for summaries."""
+
+    def children_traces(self, shape: Shape, path: str, depth: int) -> list[LayerTrace]:
+        return []
+
+
+class ResidualModule(nn.Module):
+    """`body(x) + shortcut(x)`; the shortcut is `nn.Identity` when shapes already match."""
+
+    def __init__(self, body: nn.Module, shortcut: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+        self.shortcut = shortcut
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x) + self.shortcut(x)
+
+
+@register_block("residual")
+class Residual(Composite):
+    """`blocks` added to their input. `shortcut:` (e.g. 1x1 conv + batchnorm) maps the input to
+    the body's output shape; without it, a shape change gets an automatic projection
+    (a strided 1x1 conv for `[C, *spatial]`, a linear layer for `[features]`)."""
+
+    blocks: BlockList
+    shortcut: list[AnyBlock] | None = None
+
+    def _body(self, shape: Shape) -> tuple[list[LayerTrace], Shape]:
+        try:
+            return trace_sequence(self.blocks, shape)
+        except ShapeError as err:
+            raise _nested("blocks", err) from None
+
+    def output_shape(self, shape: Shape) -> Shape:
+        _, body_out = self._body(shape)
+        if self.shortcut:
+            try:
+                _, short_out = trace_sequence(self.shortcut, shape)
+            except ShapeError as err:
+                raise _nested("shortcut", err) from None
+            if short_out != body_out:
+                raise ShapeError(f"shortcut output {fmt_shape(short_out)} does not match the "
+                                 f"blocks' output {fmt_shape(body_out)}; they are added")
+        elif body_out != shape:
+            _projection_strides(shape, body_out)  # raises when no projection fits
+        return body_out
+
+    def children_traces(self, shape: Shape, path: str, depth: int) -> list[LayerTrace]:
+        traces, _ = trace_sequence(self.blocks, shape, f"{path}.blocks", depth)
+        if self.shortcut:
+            traces += trace_sequence(self.shortcut, shape, f"{path}.shortcut", depth)[0]
+        return traces
+
+    def build(self, shape: Shape) -> nn.Module:
+        body, body_out = build_sequence(self.blocks, shape)
+        if self.shortcut:
+            shortcut: nn.Module = build_sequence(self.shortcut, shape)[0]
+        elif body_out == shape:
+            shortcut = nn.Identity()
+        else:
+            strides = _projection_strides(shape, body_out)
+            if len(shape) == 1:
+                shortcut = nn.Linear(shape[0], body_out[0])
+            else:
+                conv = nn.Conv1d if len(shape) == 2 else nn.Conv2d
+                shortcut = conv(shape[0], body_out[0], 1, stride=strides)
+        return ResidualModule(body, shortcut)
+
+
+def _projection_strides(shape: Shape, target: Shape) -> tuple[int, ...]:
+    """Strides of a 1x1 projection from `shape` to `target`, or a `ShapeError` saying why not."""
+    why = (f"blocks change the shape {fmt_shape(shape)} -> {fmt_shape(target)} and no automatic "
+           "projection fits; give a `shortcut:` block list")
+    if len(shape) != len(target) or len(shape) not in (1, 2, 3):
+        raise ShapeError(why)
+    strides = []
+    for size, out in zip(shape[1:], target[1:], strict=True):
+        stride = math.ceil(size / out)
+        if math.ceil(size / stride) != out:
+            raise ShapeError(why)
+        strides.append(stride)
+    return tuple(strides)
+
+
+@register_block("repeat")
+class Repeat(Composite):
+    """`blocks` repeated `times` times in sequence, each repetition with its own weights."""
+
+    times: PositiveInt
+    blocks: BlockList
+
+    def output_shape(self, shape: Shape) -> Shape:
+        for rep in range(self.times):
+            try:
+                shape = trace_sequence(self.blocks, shape)[1]
+            except ShapeError as err:
+                err.reason += f" (in repetition {rep + 1} of {self.times})"
+                raise _nested("blocks", err) from None
+        return shape
+
+    def children_traces(self, shape: Shape, path: str, depth: int) -> list[LayerTrace]:
+        traces = []
+        for rep in range(self.times):
+            reps, shape = trace_sequence(self.blocks, shape, f"{path}.blocks#{rep}", depth)
+            traces += reps
+        return traces
+
+    def build(self, shape: Shape) -> nn.Module:
+        stages = []
+        for _ in range(self.times):
+            stage, shape = build_sequence(self.blocks, shape)
+            stages.append(stage)
+        return nn.Sequential(*stages)
+
+
+_NOT_LAYERS = {"Module", "Container", "Sequential", "ModuleList", "ModuleDict", "ParameterList",
+               "ParameterDict", "DataParallel"}
+
+
+@functools.cache
+def _torch_layers() -> dict[str, type[nn.Module]]:
+    """`torch.nn` layer classes by name: no containers, no losses, no lazy layers."""
+    return {
+        name: obj for name, obj in vars(nn).items()
+        if isinstance(obj, type) and issubclass(obj, nn.Module) and not name.startswith(("_", "Lazy"))
+        and name not in _NOT_LAYERS and not issubclass(obj, nn.modules.loss._Loss)
+    }
+
+
+@register_block("torch")
+class TorchLayer(Block):
+    """Any `torch.nn` layer by class name, for what the catalogue lacks. Sizes are *not*
+    inferred here (pass them in `kwargs`); the output shape comes from a meta-device forward."""
+
+    layer: str
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("layer")
+    @classmethod
+    def _known_layer(cls, name: str) -> str:
+        layers = _torch_layers()
+        if name not in layers:
+            if name.startswith("Lazy"):
+                raise ValueError(f"lazy layers are not allowed ({name}); blocks infers sizes itself")
+            raise ValueError(unknown_name_message("torch.nn layer", name, layers))
+        return name
+
+    @model_validator(mode="after")
+    def _kwargs_fit(self) -> TorchLayer:
+        init = _torch_layers()[self.layer].__init__
+        try:
+            inspect.signature(init).bind(None, **self.kwargs)
+        except TypeError as err:
+            raise ValueError(f"kwargs do not fit torch.nn.{self.layer}: {err}") from None
+        return self
+
+    def output_shape(self, shape: Shape) -> Shape:
+        try:
+            with torch.device("meta"):
+                module = _torch_layers()[self.layer](**self.kwargs)
+            out = module(torch.empty((1, *shape), device="meta"))
+        except Exception as err:  # noqa: BLE001 - any failure is a shape/argument problem
+            raise ShapeError(f"torch.nn.{self.layer}({_kwargs_repr(self.kwargs)}) failed on this "
+                             f"input: {err}") from None
+        if not isinstance(out, torch.Tensor):
+            raise ShapeError(f"torch.nn.{self.layer} returns {type(out).__name__}, not a tensor")
+        return tuple(out.shape[1:])
+
+    def build(self, shape: Shape) -> nn.Module:
+        return _torch_layers()[self.layer](**self.kwargs)
+
+
+def _kwargs_repr(kwargs: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in kwargs.items())

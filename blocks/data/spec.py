@@ -1,0 +1,56 @@
+"""The recipe's `data:` section: where samples come from and how they are split."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, PositiveInt, model_validator
+
+from blocks.registry import SpecModel
+
+BUNDLED_DATASETS = ("digits", "breast_cancer", "iris", "wine")
+
+
+class CsvSource(SpecModel):
+    """A CSV file with a header row. Paths are relative to the recipe file."""
+
+    path: str
+    target: str | list[str] = Field(description="target column(s); a list for multi-label heads")
+    features: list[str] | None = Field(default=None, description="feature columns; default: all others")
+
+
+class NpzSource(SpecModel):
+    """A NumPy `.npz` archive holding the features and the target(s) under these keys."""
+
+    path: str
+    x: str = "x"
+    y: str | dict[str, str] = Field(default="y", description="target key, or head name -> key")
+
+
+class SyntheticSource(SpecModel):
+    """Random separable data of the model's input shape, for smoke tests and benchmarks."""
+
+    samples: PositiveInt = 512
+    noise: Annotated[float, Field(ge=0)] = 0.1
+
+
+class DataSpec(SpecModel):
+    """Exactly one source (`dataset`, `csv`, `npz` or `synthetic`), then a seeded split."""
+
+    dataset: Literal["digits", "breast_cancer", "iris", "wine"] | None = None
+    csv: CsvSource | None = None
+    npz: NpzSource | None = None
+    synthetic: SyntheticSource | None = None
+    val_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.2
+    seed: int = 0
+    standardize: bool | None = Field(
+        default=None, description="z-score features with train statistics; default: on for tabular data"
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataSpec:
+        given = [k for k in ("dataset", "csv", "npz", "synthetic") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one data source: `dataset`, `csv`, `npz` or `synthetic`"
+                             + (f" (got {', '.join(given)})" if given else ""))
+        return self

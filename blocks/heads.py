@@ -1,0 +1,122 @@
+"""Classifier heads: a registered linear layer emitting logits, and the loss that pairs with it.
+
+Heads never apply softmax/sigmoid in `forward` (pitfall 6): the loss takes logits
+(cross-entropy / BCE-with-logits) and `predict_proba` applies the activation.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import torch
+from pydantic import (
+    Field,
+    PositiveInt,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
+from torch import nn
+
+from blocks.errors import ShapeError
+from blocks.registry import SpecModel
+from blocks.shapes import Shape, fmt_shape
+
+
+class _Head(SpecModel):
+    hidden: list[PositiveInt] = Field(default_factory=list,
+                                      description="sizes of hidden linear+ReLU layers before the classifier")
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    loss_weight: Annotated[float, Field(gt=0.0)] = 1.0
+    labels: list[str] | None = Field(default=None, description="class names, one per class")
+
+    @model_serializer(mode="wrap")
+    def _keep_type(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        data.pop("type", None)
+        return {"type": self.type, **data}
+
+    @model_validator(mode="after")
+    def _labels_fit(self) -> _Head:
+        if self.labels is not None and len(self.labels) != self.classes:
+            raise ValueError(f"labels has {len(self.labels)} names but the head has "
+                             f"{self.classes} classes")
+        return self
+
+    def output_shape(self, shape: Shape) -> Shape:
+        if len(shape) != 1:
+            raise ShapeError(f"a classifier head needs a flat feature vector, but the backbone "
+                             f"ends with shape {fmt_shape(shape)}; end it with `flatten` or "
+                             "`global_avgpool`")
+        return (self.classes,)
+
+    def build(self, shape: Shape) -> nn.Module:
+        """A plain `nn.Linear` when there is nothing else, so weights read `heads.x.weight`."""
+        layers: list[nn.Module] = []
+        width = shape[0]
+        for size in self.hidden:
+            layers += [nn.Linear(width, size), nn.ReLU()]
+            width = size
+        if self.dropout:
+            layers.append(nn.Dropout(self.dropout))
+        classifier = nn.Linear(width, self.classes)
+        return nn.Sequential(*layers, classifier) if layers else classifier
+
+
+class SoftmaxHead(_Head):
+    """Multi-class: one of `classes` (>= 2); integer targets, cross-entropy on logits."""
+
+    type: Literal["softmax"] = "softmax"
+    classes: Annotated[int, Field(ge=2)]
+    label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    class_weights: list[Annotated[float, Field(ge=0.0)]] | None = None
+
+    @model_validator(mode="after")
+    def _weights_fit(self) -> SoftmaxHead:
+        if self.class_weights is not None and len(self.class_weights) != self.classes:
+            raise ValueError(f"class_weights has {len(self.class_weights)} entries but the head "
+                             f"has {self.classes} classes")
+        return self
+
+    def loss(self, device: torch.device | str | None = None) -> nn.Module:
+        weight = None if self.class_weights is None else torch.tensor(self.class_weights, device=device)
+        return nn.CrossEntropyLoss(weight=weight, label_smoothing=self.label_smoothing)
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.softmax(dim=-1)
+
+    def labels_from_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.argmax(dim=-1)
+
+
+class SigmoidHead(_Head):
+    """Binary (`classes: 1`) or multi-label (`classes: N`); 0/1 targets, BCE-with-logits."""
+
+    type: Literal["sigmoid"] = "sigmoid"
+    classes: PositiveInt = 1
+    pos_weight: Annotated[float, Field(gt=0)] | list[Annotated[float, Field(gt=0)]] | None = None
+    threshold: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.5
+
+    @model_validator(mode="after")
+    def _pos_weight_fits(self) -> SigmoidHead:
+        if isinstance(self.pos_weight, list) and len(self.pos_weight) != self.classes:
+            raise ValueError(f"pos_weight has {len(self.pos_weight)} entries but the head has "
+                             f"{self.classes} classes")
+        return self
+
+    def loss(self, device: torch.device | str | None = None) -> nn.Module:
+        pos_weight = None
+        if self.pos_weight is not None:
+            values = self.pos_weight if isinstance(self.pos_weight, list) else [self.pos_weight] * self.classes
+            pos_weight = torch.tensor(values, device=device)
+        return nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.sigmoid()
+
+    def labels_from_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        # sigmoid(z) > t  <=>  z > logit(t): no need to compute probabilities
+        return (logits > torch.logit(torch.tensor(self.threshold)).item()).long()
+
+
+HeadSpec = Annotated[SoftmaxHead | SigmoidHead, Field(discriminator="type")]

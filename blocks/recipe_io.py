@@ -1,0 +1,322 @@
+"""Recipes in and out: YAML/JSON/dicts to specs with located errors, specs back to YAML.
+
+Every error names the file, line and column of the offending value and its spec path, e.g.
+`recipes/x.yaml:7:7: model.backbone[0].kernel_size: Input should be a valid integer`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from blocks.errors import Problem, SpecError
+from blocks.registry import Block, block_types, closest, get_block_type
+from blocks.spec import ModelSpec, Recipe
+
+Loc = tuple[str | int, ...]
+
+
+@dataclass
+class Positions:
+    """Where each value (and each mapping key) of a parsed YAML document starts, 1-based."""
+
+    values: dict[Loc, tuple[int, int]] = field(default_factory=dict)
+    keys: dict[Loc, tuple[int, int]] = field(default_factory=dict)
+
+    def find(self, loc: Loc, *, key: bool = False) -> tuple[int, int] | None:
+        if key and loc in self.keys:
+            return self.keys[loc]
+        while loc not in self.values and loc:
+            loc = loc[:-1]
+        return self.values.get(loc)
+
+
+# --- YAML with positions --------------------------------------------------------------------------
+def _parse_yaml(text: str, source: str | None) -> tuple[Any, Positions]:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        message = " ".join(filter(None, [err.context, err.problem]))
+        raise SpecError(Problem("", f"invalid YAML: {message}", "yaml_syntax", source,
+                                mark.line + 1 if mark else None, mark.column + 1 if mark else None)) from None
+    except yaml.YAMLError as err:
+        raise SpecError(Problem("", f"invalid YAML: {err}", "yaml_syntax", source)) from None
+    positions = Positions()
+    if root is None:
+        raise SpecError(Problem("", "the recipe is empty; expected a mapping with a `model:` section",
+                                "empty_recipe", source, 1, 1))
+    constructor = yaml.SafeLoader("")
+    return _to_python(root, (), positions, constructor, source), positions
+
+
+def _to_python(node: yaml.Node, loc: Loc, positions: Positions, constructor: yaml.SafeLoader,
+               source: str | None) -> Any:
+    positions.values[loc] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if isinstance(node, yaml.MappingNode):
+        constructor.flatten_mapping(node)  # YAML merge keys (`<<: *base`)
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = constructor.construct_object(key_node, deep=True)
+            where = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            if not isinstance(key, str | int | float | bool) or key is None:
+                raise SpecError(Problem(_path(loc), "mapping keys must be plain names",
+                                        "yaml_key", source, *where))
+            if key in result:
+                raise SpecError(Problem(_path((*loc, key)), f"duplicate key {key!r} (the first "
+                                        f"is on line {positions.keys[(*loc, key)][0]})",
+                                        "duplicate_key", source, *where))
+            positions.keys[(*loc, key)] = where
+            result[key] = _to_python(value_node, (*loc, key), positions, constructor, source)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_to_python(item, (*loc, i), positions, constructor, source)
+                for i, item in enumerate(node.value)]
+    return constructor.construct_object(node, deep=True)
+
+
+# --- pydantic errors -> located problems ----------------------------------------------------------
+def _path(loc: Sequence[str | int]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _data_loc(loc: Loc, data: Any) -> Loc:
+    """Drop pydantic's union tags (`softmax`, `function-after[...]`) that are not keys in the data."""
+    kept: list[str | int] = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and part in node or isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            kept.append(part)
+            node = node[part]
+        elif isinstance(node, str) and isinstance(part, int | str):
+            continue  # bare-string shorthand block: nothing deeper to point at
+        elif isinstance(node, dict | list):
+            # a missing or unknown key: keep it, it names what is wrong
+            if not (isinstance(part, str) and (part.startswith(("function-", "tagged-union"))
+                                               or _is_union_tag(part))):
+                kept.append(part)
+                node = None
+        else:
+            kept.append(part)
+            node = None
+    return tuple(kept)
+
+
+def _is_union_tag(part: str) -> bool:
+    return part in block_types() or part in {"softmax", "sigmoid", "sgd", "adam", "adamw", "step",
+                                             "cosine", "one_cycle"}
+
+
+def _fields_at(root: type[BaseModel], loc: Loc, data: Any) -> list[str]:
+    """Field names valid at `loc[:-1]` (for 'did you mean' on unknown keys)."""
+    cls: Any = root
+    node = data
+    for part in loc[:-1]:
+        node = node[part] if isinstance(node, dict | list) else None
+        if isinstance(part, int):
+            continue
+        if cls is None or not (isinstance(cls, type) and issubclass(cls, BaseModel)):
+            return []
+        info = cls.model_fields.get(part)
+        if info is None:
+            return []
+        cls = _model_in(info.annotation, node)
+    if isinstance(node, dict) and isinstance(node.get("type"), str):
+        try:
+            cls = get_block_type(node["type"])
+        except Exception:  # noqa: BLE001 - not a block: keep the class found by walking
+            pass
+    if isinstance(cls, type) and issubclass(cls, BaseModel):
+        return [name for name in cls.model_fields if name != "type"]
+    return []
+
+
+def _model_in(annotation: Any, node: Any) -> Any:
+    """The pydantic model inside an annotation (`list[X]`, `X | None`, a tagged union)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        if annotation is Block and isinstance(node, dict):
+            return block_types().get(node.get("type"), Block)
+        return annotation
+    candidates = [a for a in get_args(annotation) if a is not type(None)]
+    for arg in candidates:
+        found = _model_in(arg, node)
+        if found is not None:
+            tag = getattr(found, "model_fields", {}).get("type")
+            if isinstance(node, dict) and tag is not None and node.get("type") not in (tag.default, None):
+                continue
+            return found
+    if get_origin(annotation) in (list, dict) and candidates:
+        return _model_in(candidates[-1], node)
+    return None
+
+
+def _message(error: dict[str, Any], valid_fields: list[str]) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        key = str(error["loc"][-1])
+        hint = closest(key, valid_fields)
+        suggestion = f"; did you mean {hint!r}?" if hint else ""
+        listing = f" (valid: {', '.join(valid_fields)})" if valid_fields else ""
+        return f"unknown key {key!r}{suggestion}{listing}"
+    if kind == "missing":
+        return f"missing required key {str(error['loc'][-1])!r}"
+    if kind == "union_tag_invalid":
+        ctx = error.get("ctx", {})
+        tags = [t.strip(" '") for t in str(ctx.get("expected_tags", "")).split(",")]
+        hint = closest(str(ctx.get("tag", "")), tags)
+        suggestion = f"; did you mean {hint!r}?" if hint else ""
+        return f"unknown type {ctx.get('tag')!r}{suggestion} (valid: {', '.join(tags)})"
+    message = error["msg"]
+    return message[len("Value error, "):] if message.startswith("Value error, ") else message
+
+
+def problems_from(err: ValidationError, data: Any, positions: Positions | None, source: str | None,
+                  root: type[BaseModel], prefix: Loc = ()) -> list[Problem]:
+    problems = []
+    seen_union_paths = set()
+    for error in err.errors(include_url=False):
+        loc = _data_loc(tuple(error["loc"]), data)
+        if len(loc) < len(error["loc"]) and error["type"] not in ("missing", "extra_forbidden"):
+            # one report per value that failed every member of a union (int | list[int], ...)
+            if loc in seen_union_paths:
+                continue
+            seen_union_paths.add(loc)
+        if error["type"] == "missing":
+            where = positions.find(loc[:-1]) if positions else None
+        else:
+            where = positions.find(loc, key=error["type"] == "extra_forbidden") if positions else None
+        valid = _fields_at(root, loc, data) if error["type"] == "extra_forbidden" else []
+        line, column = where if where else (None, None)
+        problems.append(Problem(_path((*prefix, *loc)), _message(error, valid), error["type"],
+                                source, line, column))
+    return problems
+
+
+def _locate_shape_problems(err: SpecError, positions: Positions | None, source: str | None) -> SpecError:
+    located = []
+    for problem in err.problems:
+        loc = _loc_from_path(problem.path)
+        where = positions.find(loc) if positions else None
+        line, column = where if where else (None, None)
+        located.append(Problem(problem.path, problem.message, problem.type, source, line, column))
+    return SpecError(located)
+
+
+def _loc_from_path(path: str) -> Loc:
+    loc: list[str | int] = []
+    for part in path.replace("[", ".[").split("."):
+        if not part:
+            continue
+        if part.startswith("["):
+            index = part[1:-1]
+            loc.append(int(index.split("#")[0]) if index[0].isdigit() else index)
+        else:
+            loc.append(part.split("#")[0])
+    return tuple(loc)
+
+
+# --- public loading -------------------------------------------------------------------------------
+def bundled_recipes() -> dict[str, Path]:
+    """Recipes shipped with the package, by name (file stem)."""
+    folder = resources.files("blocks") / "recipes"
+    return {Path(str(entry)).stem: Path(str(entry)) for entry in sorted(folder.iterdir(), key=str)
+            if str(entry).endswith(".yaml")}
+
+
+def resolve_recipe_path(name: str | os.PathLike[str]) -> Path:
+    """A path as given, or the name of a bundled recipe (`seed_cnn`, `seed_cnn.yaml`)."""
+    path = Path(name)
+    if path.exists():
+        return path
+    bundled = bundled_recipes()
+    stem = path.name[:-5] if path.name.endswith((".yaml", ".json")) else path.name
+    if len(path.parts) == 1 and stem in bundled:
+        return bundled[stem]
+    hint = closest(stem, bundled)
+    suggestion = f"; did you mean the bundled recipe {hint!r}?" if hint else ""
+    raise SpecError(Problem("", f"no recipe file {str(name)!r}{suggestion} (bundled: "
+                            f"{', '.join(bundled)})", "file_not_found", str(name)))
+
+
+def _validate(cls: type[BaseModel], data: Any, positions: Positions | None, source: str | None,
+              prefix: Loc = ()):
+    if not isinstance(data, dict):
+        kind = type(data).__name__
+        raise SpecError(Problem(_path(prefix), f"expected a mapping at the top of the "
+                                f"{'recipe' if cls is Recipe else 'spec'}, got a {kind}",
+                                "not_a_mapping", source, 1, 1))
+    try:
+        spec = cls.model_validate(data)
+    except ValidationError as err:
+        raise SpecError(problems_from(err, data, positions, source, cls, prefix)) from None
+    model = spec.model if isinstance(spec, Recipe) else spec
+    try:
+        model.infer_shapes(prefix="model" if isinstance(spec, Recipe) else _path(prefix) or "model")
+    except SpecError as err:
+        raise _locate_shape_problems(err, positions, source) from None
+    return spec
+
+
+def load_recipe(source: str | os.PathLike[str] | dict[str, Any]) -> Recipe:
+    """A validated `Recipe` from a file path, a bundled recipe name, YAML/JSON text, or a dict.
+
+    Checks types, unknown keys and every block's shapes; raises `SpecError` listing each problem
+    with file, line, column and spec path.
+    """
+    if isinstance(source, dict):
+        return _validate(Recipe, source, None, None)
+    if isinstance(source, str) and ("\n" in source or ":" in source and not Path(source).exists()):
+        data, positions = _parse_yaml(source, None)
+        return _validate(Recipe, data, positions, None)
+    path = resolve_recipe_path(source)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise SpecError(Problem("", f"cannot read recipe: {err}", "file_unreadable", str(source))) from None
+    shown = str(source) if Path(source).exists() else str(path)
+    data, positions = _parse_yaml(text, shown)
+    recipe = _validate(Recipe, data, positions, shown)
+    recipe._source_path = path.resolve()  # relative data paths resolve against this
+    return recipe
+
+
+def validate_model_dict(data: dict[str, Any]) -> ModelSpec:
+    return _validate(ModelSpec, data, None, None)
+
+
+def dump_recipe(spec: Recipe | ModelSpec, *, full: bool = False) -> str:
+    """YAML text that loads back to an equal spec (defaults left out unless `full`)."""
+    data = spec.model_dump(mode="json", exclude_defaults=not full, exclude_none=True)
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
+
+
+def recipe_schema() -> dict[str, Any]:
+    """JSON Schema of the recipe format, including plugin block types registered so far."""
+    schema = Recipe.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "blocks recipe"
+    return schema
+
+
+def iter_recipe_errors(paths: Sequence[str]) -> Iterator[tuple[str, Recipe | SpecError]]:
+    """Validate many recipes, yielding each result or its error (for `blocks validate`)."""
+    for name in paths:
+        try:
+            yield name, load_recipe(name)
+        except SpecError as err:
+            yield name, err
+
+
+def dumps_json(data: Any) -> str:
+    return json.dumps(data, indent=2, sort_keys=False)
