@@ -298,7 +298,21 @@ def validate_model_dict(data: dict[str, Any]) -> ModelSpec:
 def dump_recipe(spec: Recipe | ModelSpec, *, full: bool = False) -> str:
     """YAML text that loads back to an equal spec (defaults left out unless `full`)."""
     data = spec.model_dump(mode="json", exclude_defaults=not full, exclude_none=True)
+    if not full:  # a default `type` tag (adam, cosine) is still needed to pick the union member
+        data = _keep_tags(data, spec.model_dump(mode="json", exclude_none=True))
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
+
+
+def _keep_tags(lean: Any, full: Any) -> Any:
+    """Put back the `type` keys that `exclude_defaults` dropped, wherever the full dump has one."""
+    if isinstance(lean, dict) and isinstance(full, dict):
+        kept = {key: _keep_tags(value, full.get(key)) for key, value in lean.items()}
+        if "type" in full and "type" not in kept:
+            kept = {"type": full["type"], **kept}
+        return kept
+    if isinstance(lean, list) and isinstance(full, list) and len(lean) == len(full):
+        return [_keep_tags(a, b) for a, b in zip(lean, full, strict=True)]
+    return lean
 
 
 def recipe_schema() -> dict[str, Any]:
