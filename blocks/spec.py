@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import torch
-from pydantic import Field, PositiveInt, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, Field, PositiveInt, PrivateAttr, field_validator, model_validator
 
 import blocks.catalogue  # noqa: F401 - registers the built-in block types
 import blocks.composites  # noqa: F401 - registers residual / repeat / torch
@@ -117,6 +117,14 @@ class Recipe(_WithBlockSchemas):
     data: DataSpec | None = None
     train: TrainSpec = Field(default_factory=TrainSpec)
     _source_path: Path | None = PrivateAttr(default=None)
+
+    def __eq__(self, other: object) -> bool:
+        """Equal when the specs are equal; where a recipe was loaded from is not part of it."""
+        if not isinstance(other, BaseModel):
+            return NotImplemented
+        return type(other) is type(self) and other.__dict__ == self.__dict__
+
+    __hash__ = None  # type: ignore[assignment] - mutable, like every pydantic model
 
     @property
     def source_path(self) -> Path | None:
