@@ -123,9 +123,12 @@ def _fields_at(root: type[BaseModel], loc: Loc, data: Any) -> list[str]:
     cls: Any = root
     node = data
     for part in loc[:-1]:
+        parent = node
         node = node[part] if isinstance(node, dict | list) else None
         if isinstance(part, int):
             continue
+        if isinstance(parent, dict) and isinstance(parent.get("type"), str) and parent["type"] in block_types():
+            cls = block_types()[parent["type"]]  # a block nested in a block (`repeat`, `residual`)
         if cls is None or not (isinstance(cls, type) and issubclass(cls, BaseModel)):
             return []
         info = cls.model_fields.get(part)
