@@ -18,7 +18,10 @@ from blocks.errors import (
 from blocks.heads import SigmoidHead, SoftmaxHead
 from blocks.recipe_io import bundled_recipes, dump_recipe, load_recipe, recipe_schema
 from blocks.registry import Block, block_types, load_plugins, register_block
+from blocks.run_io import load, save
 from blocks.spec import InputSpec, ModelSpec, Recipe
+from blocks.train.history import History
+from blocks.train.trainer import Trainer, TrainingError
 from blocks.train.spec import TrainSpec
 
 __version__ = "0.1.0"
@@ -28,7 +31,7 @@ __all__ = [
     "InputSpec", "ModelSpec", "Recipe", "RegistryError", "Repeat", "Residual", "ShapeError",
     "SigmoidHead", "SoftmaxHead", "SpecError", "TorchLayer", "TrainSpec", "block_types", "build",
     "bundled_recipes", "dump_recipe", "load_plugins", "load_recipe", "recipe_schema",
-    "register_block", "__version__",
+    "register_block", "__version__", "History", "Trainer", "TrainingError", "load", "save",
 ]
 
 # Installed plugin packages advertise block types in the `blocks.blocks` entry-point group.

@@ -114,6 +114,10 @@ class BlocksModel(nn.Module):
         return self._device
 
     @property
+    def multi_head_expected(self) -> bool:
+        return self.spec.heads is not None
+
+    @property
     def name(self) -> str:
         return self.spec.name or "model"
 

@@ -1,5 +1,16 @@
 """Data: the `data:` spec, bundled offline datasets, CSV/NPZ loading, splits."""
 
+from typing import Any
+
 from blocks.data.spec import DataSpec
 
-__all__ = ["DataSpec"]
+__all__ = ["DataSpec", "Preprocess", "Split", "Splits", "load_splits", "prepare_targets"]
+
+
+def __getattr__(name: str) -> Any:
+    # blocks.spec imports DataSpec from here, and splits imports blocks.spec: load splits lazily.
+    if name in __all__:
+        from blocks.data import splits
+
+        return getattr(splits, name)
+    raise AttributeError(f"module 'blocks.data' has no attribute {name!r}")

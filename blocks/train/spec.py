@@ -66,6 +66,7 @@ class EarlyStopping(SpecModel):
     patience: PositiveInt = 5
     mode: Literal["min", "max", "auto"] = "auto"
     min_delta: NonNegativeFloat = 0.0
+    restore_best: bool = Field(default=False, description="end with the best epoch's weights")
 
     @property
     def resolved_mode(self) -> Literal["min", "max"]:

@@ -1,0 +1,193 @@
+"""Verbs that train and use models: `train`, `evaluate`, `predict`."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from blocks.errors import BlocksError, Problem, SpecError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("train", help="train a recipe on its data (the main job)",
+                              description="Train RECIPE on its `data:` section; writes a run folder "
+                                          "(recipe, weights, metrics, checkpoint).")
+    p.add_argument("recipe", metavar="RECIPE", help="recipe file or bundled recipe name")
+    p.add_argument("--out", metavar="DIR", help="run folder (default runs/<recipe name>)")
+    p.add_argument("--epochs", type=int, help="override train.epochs")
+    p.add_argument("--device", help="override train.device (auto, cpu, cuda, cuda:1, mps)")
+    p.add_argument("--seed", type=int, help="override train.seed")
+    p.add_argument("--resume", action="store_true", help="continue from DIR's last checkpoint")
+    p.add_argument("--force", action="store_true", help="replace an existing run folder")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or epoch lines")
+    p.set_defaults(run=run_train)
+
+    p = subparsers.add_parser("evaluate", help="metrics of a trained run on its validation data")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--data", metavar="RECIPE", help="evaluate on this recipe's data instead")
+    p.add_argument("--split", choices=("val", "train"), default="val")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=run_evaluate)
+
+    p = subparsers.add_parser("predict", help="labels and probabilities for a CSV or NPZ of inputs")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("input", metavar="INPUT", help=".csv (feature columns, header row) or .npz (array x)")
+    p.add_argument("--out", "-o", metavar="FILE", help="output CSV (default: stdout)")
+    p.set_defaults(run=run_predict)
+
+
+def _with_overrides(recipe, args):
+    train = recipe.train.model_copy(update={k: v for k, v in {
+        "epochs": args.epochs, "device": args.device, "seed": args.seed}.items() if v is not None})
+    return recipe.model_copy(update={"train": type(recipe.train).model_validate(train.model_dump())})
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from blocks.builder import build
+    from blocks.data.splits import load_splits
+    from blocks.recipe_io import load_recipe
+    from blocks.run_io import RUN_INFO, save
+    from blocks.train.trainer import CHECKPOINT, Trainer
+
+    loaded = load_recipe(args.recipe)
+    try:
+        recipe = _with_overrides(loaded, args)
+    except ValueError as err:
+        raise SpecError(f"bad override: {err}") from None
+    recipe._source_path = loaded.source_path
+    name = Path(args.recipe).stem
+    out = Path(args.out or f"runs/{name}")
+    if args.resume:
+        if not (out / CHECKPOINT).exists():
+            raise SpecError(Problem("", f"--resume: {out} has no {CHECKPOINT} to continue from",
+                                    "no_checkpoint", str(out)))
+    elif out.exists() and any(out.iterdir()):
+        if not args.force:
+            raise SpecError(Problem("", f"run folder {out} already exists; pass --resume to continue "
+                                    "it, --force to replace it, or --out for a new folder",
+                                    "run_exists", str(out)))
+        shutil.rmtree(out)
+    splits = load_splits(recipe)
+    model = build(recipe.model, device=recipe.train.device, seed=recipe.train.seed)
+    trainer = Trainer(model, recipe.train, run_dir=out, quiet=args.quiet)
+    out.mkdir(parents=True, exist_ok=True)
+    if not args.quiet:
+        params = sum(p.numel() for p in model.parameters())
+        print(f"training {recipe.model.name or name} ({params:,} parameters) on "
+              f"{splits.info['train']} samples, validating on {splits.info['val']}; device "
+              f"{model.device}; run folder {out}")
+    started = time.perf_counter()
+    history = trainer.fit(splits.train.as_tuple(), splits.val.as_tuple() if splits.val else None,
+                          resume=args.resume)
+    save(model, out, recipe=recipe, preprocess=splits.preprocess)
+    best_key = next((k for k in ("val/accuracy", "val/loss", "train/loss") if k in history.last), None)
+    best = history.best(best_key, "max" if best_key and best_key.endswith("accuracy") else "min")
+    info = {"wall_time_s": round(time.perf_counter() - started, 3), "epochs": len(history),
+            "best_epoch": best["epoch"] if best else None, "best_metric": best_key,
+            "params": sum(p.numel() for p in model.parameters()), "device": str(model.device),
+            "final": history.last, "stopped_early": trainer.stopped_early}
+    from blocks.io_utils import atomic_write_text
+
+    atomic_write_text(out / RUN_INFO, json.dumps(info, indent=1) + "\n")
+    if not args.quiet:
+        final = ", ".join(f"{k} {v:.4f}" for k, v in history.last.items() if k.startswith("val/")
+                          and k.count("/") <= 2)
+        print(f"done in {info['wall_time_s']:.1f}s: {final or 'no validation split'}; saved to {out}")
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from blocks.data.splits import load_splits
+    from blocks.recipe_io import load_recipe
+    from blocks.run_io import load, load_run_recipe
+    from blocks.train.trainer import Trainer
+
+    model = load(args.run_dir)
+    recipe = load_recipe(args.data) if args.data else load_run_recipe(args.run_dir)
+    splits = load_splits(recipe)
+    split = splits.val if args.split == "val" else splits.train
+    if split is None:
+        raise SpecError(Problem("data.val_fraction", "the recipe's data has no validation split; "
+                                "use --split train or a recipe with val_fraction > 0", "empty_split"))
+    metrics = Trainer(model, recipe.train.model_copy(update={"device": "auto"}), quiet=True
+                      ).evaluate(split.as_tuple(), split=args.split)
+    if args.json:
+        print(json.dumps(metrics, indent=1))
+    else:
+        for key, value in metrics.items():
+            print(f"{key:<32} {value:.4f}")
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    import torch
+
+    from blocks.run_io import load, load_preprocess
+
+    model = load(args.run_dir)
+    preprocess = load_preprocess(args.run_dir)
+    path = Path(args.input)
+    if not path.exists():
+        raise SpecError(Problem("", "input file does not exist", "file_not_found", str(path)))
+    raw = _read_inputs(path)
+    try:
+        x = preprocess.apply(raw) if preprocess else torch.as_tensor(raw, dtype=torch.float32)
+        x = x.reshape(len(x), *model.shapes.input_shape)
+    except RuntimeError as err:
+        raise SpecError(Problem("", f"inputs of shape {list(raw.shape)} do not fit the model input "
+                                f"{list(model.shapes.input_shape)} ({err})", "shape_mismatch",
+                                str(path))) from None
+    labels, probs = model.predict(x), model.predict_proba(x)
+    if not isinstance(labels, dict):
+        labels, probs = {"output": labels}, {"output": probs}
+    header, columns = [], []
+    for name in labels:
+        head = model.spec.head_specs[name]
+        prefix = "" if len(labels) == 1 else f"{name}/"
+        lab = labels[name].reshape(len(x), -1)
+        names = head.labels or [str(i) for i in range(head.classes)]
+        if head.type == "softmax":
+            header.append(f"{prefix}label")
+            columns.append([names[i] for i in lab[:, 0].tolist()])
+        else:
+            for j in range(lab.shape[1]):
+                header.append(f"{prefix}label/{names[j]}")
+                columns.append(lab[:, j].tolist())
+        for j in range(probs[name].shape[-1]):
+            header.append(f"{prefix}p/{names[j]}")
+            columns.append([f"{v:.6f}" for v in probs[name][:, j].tolist()])
+    rows = list(zip(*columns, strict=True))
+    if args.out:
+        from blocks.io_utils import atomic_write_text
+        import io
+
+        buffer = io.StringIO()
+        csv.writer(buffer).writerows([header, *rows])
+        atomic_write_text(args.out, buffer.getvalue())
+        print(f"wrote {len(rows)} predictions to {args.out}")
+    else:
+        import sys
+
+        csv.writer(sys.stdout).writerows([header, *rows])
+    return 0
+
+
+def _read_inputs(path: Path) -> np.ndarray:
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as archive:
+            if "x" not in archive:
+                raise SpecError(Problem("", f"no array 'x' in {path.name} (arrays: "
+                                        f"{', '.join(archive.files)})", "unknown_array", str(path)))
+            return archive["x"]
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = list(csv.reader(handle))
+        return np.array([[float(v) for v in row] for row in rows[1:]], dtype=np.float32)
+    except (ValueError, OSError) as err:
+        raise BlocksError(f"{path}: cannot read numeric CSV with a header row ({err})") from None

@@ -1,0 +1,99 @@
+"""Checkpoints as one safetensors file: tensors (weights, optimizer state, RNG) plus JSON metadata.
+
+One file means one atomic rename: a crash leaves the previous checkpoint whole. Nothing is
+unpickled on load.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from blocks.errors import BlocksError
+from blocks.io_utils import atomic_write
+
+FORMAT = "blocks-checkpoint/1"
+
+
+class CorruptCheckpointError(BlocksError):
+    """A checkpoint or weights file that is truncated, damaged or not ours."""
+
+
+def unique_tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Contiguous CPU copies; tensors sharing storage (tied weights) are cloned apart."""
+    seen: set[tuple[int, int]] = set()
+    out = {}
+    for name, tensor in state.items():
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset())
+        tensor = tensor.detach().to("cpu").contiguous()
+        if key in seen:
+            tensor = tensor.clone()
+        seen.add(key)
+        out[name] = tensor
+    return out
+
+
+def _split_state(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
+    """Replace tensors inside a nested state dict by `{"__tensor__": key}` references."""
+    if isinstance(obj, torch.Tensor):
+        key = f"{prefix}"
+        tensors[key] = obj.detach().to("cpu").contiguous()
+        return {"__tensor__": key}
+    if isinstance(obj, dict):
+        return {str(k): _split_state(v, f"{prefix}.{k}", tensors) for k, v in obj.items()} | (
+            {"__int_keys__": True} if obj and all(isinstance(k, int) for k in obj) else {})
+    if isinstance(obj, list | tuple):
+        return [_split_state(v, f"{prefix}.{i}", tensors) for i, v in enumerate(obj)]
+    if callable(obj):
+        return None  # e.g. scheduler lambdas: recreated by the constructor
+    return obj
+
+
+def _join_state(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(obj, dict):
+        if set(obj) == {"__tensor__"}:
+            return tensors[obj["__tensor__"]]
+        int_keys = obj.get("__int_keys__", False)
+        return {(int(k) if int_keys else k): _join_state(v, tensors)
+                for k, v in obj.items() if k != "__int_keys__"}
+    if isinstance(obj, list):
+        return [_join_state(v, tensors) for v in obj]
+    return obj
+
+
+def save_checkpoint(path: str | Path, *, model_state: dict[str, torch.Tensor],
+                    states: dict[str, Any], meta: dict[str, Any]) -> Path:
+    """Write `model_state`, nested `states` (optimizer, scheduler, RNG...) and `meta` atomically."""
+    tensors = {f"model.{k}": v for k, v in unique_tensors(model_state).items()}
+    structure = {name: _split_state(state, name, tensors) for name, state in states.items()}
+    metadata = {"format": FORMAT, "states": json.dumps(structure), "meta": json.dumps(meta)}
+    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
+    """(model_state, states, meta) from `save_checkpoint`; `CorruptCheckpointError` if damaged."""
+    path = Path(path)
+    if not path.exists():
+        raise CorruptCheckpointError(f"no checkpoint at {path}")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        tensors = load_file(str(path))
+        if metadata.get("format") != FORMAT:
+            raise CorruptCheckpointError(f"{path} is not a blocks checkpoint (format "
+                                         f"{metadata.get('format')!r})")
+        structure = json.loads(metadata["states"])
+        meta = json.loads(metadata["meta"])
+    except (SafetensorError, OSError, ValueError, KeyError, json.JSONDecodeError) as err:
+        raise CorruptCheckpointError(f"checkpoint {path} is corrupt or truncated ({err}); "
+                                     "it was not loaded") from None
+    model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    states = {name: _join_state(value, tensors) for name, value in structure.items()}
+    return model_state, states, meta

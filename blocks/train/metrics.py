@@ -1,0 +1,60 @@
+"""Epoch metrics accumulated on the device (no per-step sync), reduced once at epoch end."""
+
+from __future__ import annotations
+
+import torch
+
+from blocks.heads import SigmoidHead, SoftmaxHead
+
+
+class HeadMetrics:
+    """Loss sum/norm, accuracy, and for sigmoid heads per-label accuracy and F1 counts."""
+
+    def __init__(self, name: str, head: SoftmaxHead | SigmoidHead, device: torch.device) -> None:
+        self.name, self.head = name, head
+        self.device = device
+        self.reset()
+
+    def reset(self) -> None:
+        z = lambda *shape: torch.zeros(shape, dtype=torch.float64, device=self.device)  # noqa: E731
+        self.loss_sum, self.loss_norm, self.samples = z(), z(), 0
+        width = self.head.classes if isinstance(self.head, SigmoidHead) else 1
+        self.correct = z(width)
+        self.tp, self.fp, self.fn = z(width), z(width), z(width)
+
+    @torch.no_grad()
+    def update(self, logits: torch.Tensor, target: torch.Tensor, loss_sum: torch.Tensor,
+               norm: torch.Tensor | int) -> None:
+        self.loss_sum += loss_sum.detach()
+        self.loss_norm += norm
+        self.samples += target.shape[0]
+        predicted = self.head.labels_from_logits(logits.detach())
+        if isinstance(self.head, SoftmaxHead):
+            self.correct += (predicted == target).sum()
+            return
+        truth = target > 0.5
+        hit = predicted.bool()
+        self.correct += (hit == truth).sum(dim=0)
+        self.tp += (hit & truth).sum(dim=0)
+        self.fp += (hit & ~truth).sum(dim=0)
+        self.fn += (~hit & truth).sum(dim=0)
+
+    def loss(self) -> float:
+        return float(self.loss_sum / self.loss_norm) if self.samples else float("nan")
+
+    def compute(self, prefix: str) -> dict[str, float]:
+        """Flat metrics: `<prefix>loss`, `<prefix>accuracy`, and for sigmoid heads f1 (+ per label)."""
+        if not self.samples:
+            return {}
+        out = {f"{prefix}loss": self.loss(),
+               f"{prefix}accuracy": float(self.correct.sum() / (self.samples * self.correct.numel()))}
+        if isinstance(self.head, SigmoidHead):
+            denom = 2 * self.tp + self.fp + self.fn
+            f1 = torch.where(denom > 0, 2 * self.tp / denom.clamp(min=1), torch.ones_like(denom))
+            out[f"{prefix}f1"] = float(f1.mean())
+            if self.head.classes > 1:
+                labels = self.head.labels or [str(i) for i in range(self.head.classes)]
+                for i, label in enumerate(labels):
+                    out[f"{prefix}{label}/accuracy"] = float(self.correct[i] / self.samples)
+                    out[f"{prefix}{label}/f1"] = float(f1[i])
+        return out

@@ -1,0 +1,372 @@
+"""`Trainer`: mini-batch training with exact mean-loss semantics.
+
+Each optimizer step backpropagates the mean loss of its samples, once per micro-batch, scaled so
+that `accumulate` micro-batches of any sizes give exactly the gradient of one batch holding all
+of them. Epoch metrics weight every sample equally, the last, smaller batch included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from blocks.builder import BlocksModel
+from blocks.device import resolve_device
+from blocks.errors import BlocksError, DeviceMismatchError
+from blocks.heads import SigmoidHead, SoftmaxHead
+from blocks.spec import SINGLE_HEAD
+from blocks.train.batches import Batch, batch_size_of, make_batches
+from blocks.train.checkpoint import load_checkpoint, save_checkpoint
+from blocks.train.history import History
+from blocks.train.losses import HeadLoss
+from blocks.train.metrics import HeadMetrics
+from blocks.train.optim import make_optimizer, make_scheduler
+from blocks.train.spec import TrainSpec
+
+Callback = Callable[["Trainer", dict[str, Any]], None]
+CHECKPOINT = "checkpoint.safetensors"
+
+
+class TrainingError(BlocksError):
+    """Training cannot go on: a non-finite loss, targets that do not fit the heads, ..."""
+
+
+class Trainer:
+    """Train a `BlocksModel` with a `TrainSpec`; `fit` returns a `History`, `evaluate` a dict.
+
+    With `run_dir`, each epoch rewrites history/metrics files and (every `checkpoint_every`
+    epochs) an atomic checkpoint from which `fit(..., resume=True)` continues bit-identically.
+    """
+
+    def __init__(self, model: BlocksModel, spec: TrainSpec | dict[str, Any] | None = None, *,
+                 run_dir: str | Path | None = None, quiet: bool = False,
+                 callbacks: Sequence[Callback] = ()) -> None:
+        if not isinstance(model, BlocksModel):
+            raise TypeError(f"Trainer trains models built by blocks.build, got {type(model).__name__}")
+        self.spec = TrainSpec.model_validate(spec or {}) if not isinstance(spec, TrainSpec) else spec
+        self.model = model
+        if self.spec.device != "auto":
+            target = resolve_device(self.spec.device)
+            if target != model.device:
+                model.to(target)
+        self.device = model.check_device()
+        self.heads: dict[str, SoftmaxHead | SigmoidHead] = model.spec.head_specs
+        self.losses = {name: HeadLoss(head, self.device) for name, head in self.heads.items()}
+        self.optimizer = make_optimizer(self.spec, model)
+        self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+        self.per_step_schedule = False
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.quiet = quiet
+        self.callbacks = list(callbacks)
+        self.history = History()
+        self.epoch = 0  # epochs completed
+        self.global_step = 0  # optimizer steps taken
+        self.generator = torch.Generator().manual_seed(self.spec.seed)
+        self.best: dict[str, Any] = {"value": None, "epoch": None, "wait": 0}
+        self._best_state: dict[str, torch.Tensor] | None = None
+        self._seeded = False
+        self.stopped_early = False
+
+    # --- public API ------------------------------------------------------------------------------
+    def fit(self, train: Any, val: Any = None, *, resume: bool = False) -> History:
+        """Train for `spec.epochs` epochs (from the checkpoint in `run_dir` when `resume`)."""
+        spec = self.spec
+        batches = make_batches(train, spec.batch_size, shuffle=spec.shuffle, drop_last=spec.drop_last,
+                               generator=self.generator, pin_memory=self.device.type == "cuda")
+        try:
+            steps_per_epoch = math.ceil(len(batches) / spec.accumulate)
+        except TypeError:
+            steps_per_epoch = 0
+        if steps_per_epoch == 0 and spec.scheduler is not None:
+            raise TrainingError("the learning-rate schedule needs data with a known length "
+                                "(tensors, a sized Dataset or DataLoader)")
+        if self.scheduler is None:
+            self.scheduler, self.per_step_schedule = make_scheduler(spec, self.optimizer, steps_per_epoch)
+        if isinstance(train, tuple | list) and len(train) == 2:
+            self.check_targets(*train, where="training data")
+        if isinstance(val, tuple | list) and len(val) == 2:
+            self.check_targets(*val, where="validation data")
+        if resume:
+            self.resume()
+        elif not self._seeded:
+            torch.manual_seed(spec.seed)  # dropout and other in-model randomness
+        self._seeded = True
+        start_wall = time.perf_counter()
+        while self.epoch < spec.epochs and not self.stopped_early:
+            began = time.perf_counter()
+            record: dict[str, Any] = {"epoch": self.epoch + 1}
+            record |= self._train_epoch(batches)
+            if val is not None:
+                record |= self.evaluate(val, split="val")
+            record["lr"] = self.optimizer.param_groups[0]["lr"]
+            record["time"] = round(time.perf_counter() - began, 4)
+            if self.scheduler is not None and not self.per_step_schedule:
+                self.scheduler.step()
+            self.epoch += 1
+            self.history.append(record)
+            self._early_stopping(record)
+            self._log(record)
+            for callback in self.callbacks:
+                callback(self, record)
+            if self.run_dir is not None:
+                self.history.write(self.run_dir)
+                if self.epoch % spec.checkpoint_every == 0 or self.epoch == spec.epochs or self.stopped_early:
+                    self.save_checkpoint()
+        if self._best_state is not None and spec.early_stopping and spec.early_stopping.restore_best:
+            self.model.load_state_dict(self._best_state)
+        self.wall_time = time.perf_counter() - start_wall
+        return self.history
+
+    @torch.inference_mode()
+    def evaluate(self, data: Any, *, split: str = "test") -> dict[str, float]:
+        """Loss and accuracy per head on `data`, keys like `test/loss`, `test/<head>/accuracy`."""
+        model = self.model
+        was_training = model.training
+        model.eval()
+        metrics = {name: HeadMetrics(name, head, self.device) for name, head in self.heads.items()}
+        try:
+            batches = make_batches(data, self.spec.batch_size, shuffle=False, drop_last=False,
+                                   generator=self.generator)
+            for x, y in batches:
+                outputs, targets = self._forward(x, y)
+                for name, loss in self.losses.items():
+                    metrics[name].update(outputs[name], targets[name],
+                                         loss.total(outputs[name], targets[name]), loss.norm(targets[name]))
+        finally:
+            model.train(was_training)
+        return self._reduce(metrics, split)
+
+    # --- one epoch -------------------------------------------------------------------------------
+    def _train_epoch(self, batches: Iterable[Batch]) -> dict[str, float]:
+        model, spec = self.model, self.spec
+        model.train()
+        metrics = {name: HeadMetrics(name, head, self.device) for name, head in self.heads.items()}
+        bar = tqdm(total=_length(batches), desc=f"epoch {self.epoch + 1}/{spec.epochs}",
+                   leave=False, disable=self.quiet or not sys.stderr.isatty(), unit="batch")
+        params = [p for p in model.parameters() if p.requires_grad]
+        try:
+            for step_in_epoch, window in enumerate(_windows(iter(batches), spec.accumulate), start=1):
+                loss = self._step(window, metrics, params)
+                if not torch.isfinite(loss):
+                    raise TrainingError(
+                        f"the training loss became {loss.item()} at epoch {self.epoch + 1}, step "
+                        f"{step_in_epoch} (global step {self.global_step + 1}); the weights were not "
+                        "updated and the last checkpoint is untouched. Lower the learning rate, "
+                        "set clip_grad_norm, or check the data for NaN/inf")
+                bar.update(len(window))
+                if not bar.disable and step_in_epoch % 10 == 0:
+                    bar.set_postfix(loss=f"{loss.item():.4f}")
+        finally:
+            bar.close()
+        return self._reduce(metrics, "train")
+
+    def _step(self, window: list[Batch], metrics: dict[str, HeadMetrics],
+              params: list[nn.Parameter]) -> torch.Tensor:
+        """One optimizer step over `window` micro-batches; returns the window's mean loss."""
+        moved = [self._to_device(x, y) for x, y in window]
+        for x, y in moved:
+            self._check_batch(x, y)
+        norms = {name: sum(loss.norm(y[name]) for _, y in moved) for name, loss in self.losses.items()}
+        self.optimizer.zero_grad(set_to_none=True)
+        window_loss = torch.zeros((), device=self.device)
+        for x, y in moved:
+            outputs = self._logits(x)
+            loss = torch.zeros((), device=self.device)
+            for name, head_loss in self.losses.items():
+                total = head_loss.total(outputs[name], y[name])
+                loss = loss + self.heads[name].loss_weight * total / norms[name]
+                metrics[name].update(outputs[name], y[name], total, head_loss.norm(y[name]))
+            if not torch.isfinite(loss):
+                return loss.detach()
+            loss.backward()
+            window_loss += loss.detach()
+        if self.spec.clip_grad_norm is not None:
+            nn.utils.clip_grad_norm_(params, self.spec.clip_grad_norm)
+        self.optimizer.step()
+        self.global_step += 1
+        if self.scheduler is not None and self.per_step_schedule:
+            self.scheduler.step()
+        return window_loss
+
+    def _forward(self, x: torch.Tensor, y: Any) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        x, y = self._to_device(x, y)
+        self._check_batch(x, y)
+        return self._logits(x), y
+
+    def _logits(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        with self._autocast():
+            out = self.model(x)
+        return out if isinstance(out, dict) else {SINGLE_HEAD: out}
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.spec.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _to_device(self, x: torch.Tensor, y: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        targets = y if isinstance(y, dict) else {SINGLE_HEAD: y}
+        if self.model.multi_head_expected and not isinstance(y, dict):
+            raise TrainingError(f"the model has heads {', '.join(self.heads)}: pass targets as "
+                                "(X, {head: y})")
+        nb = self.device.type == "cuda"
+        return (x.to(self.device, non_blocking=nb),
+                {k: _target(v, self.heads.get(k)).to(self.device, non_blocking=nb) for k, v in targets.items()})
+
+    # --- checks ----------------------------------------------------------------------------------
+    def check_targets(self, x: torch.Tensor, y: Any, *, where: str = "data") -> None:
+        """Validate features and targets against the model's input and heads, naming the culprit."""
+        expected = tuple(self.model.shapes.input_shape)
+        if tuple(x.shape[1:]) != expected:
+            raise TrainingError(f"{where}: features have per-sample shape {list(x.shape[1:])}, the "
+                                f"model expects {list(expected)}")
+        targets = y if isinstance(y, dict) else {SINGLE_HEAD: y}
+        unknown = set(targets) - set(self.heads)
+        if unknown or set(self.heads) - set(targets):
+            raise TrainingError(f"{where}: targets are given for {sorted(targets)} but the model's "
+                                f"heads are {sorted(self.heads)}")
+        for name, head in self.heads.items():
+            _check_head_targets(name, head, _target(targets[name], head), where)
+
+    def _check_batch(self, x: torch.Tensor, y: dict[str, torch.Tensor]) -> None:
+        if set(y) != set(self.heads):
+            raise TrainingError(f"batch targets are for {sorted(y)} but the model's heads are "
+                                f"{sorted(self.heads)}")
+
+    # --- bookkeeping -----------------------------------------------------------------------------
+    def _reduce(self, metrics: dict[str, HeadMetrics], split: str) -> dict[str, float]:
+        if len(metrics) == 1 and SINGLE_HEAD in metrics:
+            return metrics[SINGLE_HEAD].compute(f"{split}/")
+        out = {f"{split}/loss": sum(self.heads[n].loss_weight * m.loss() for n, m in metrics.items())}
+        for name, m in metrics.items():
+            out |= m.compute(f"{split}/{name}/")
+        return out
+
+    def _early_stopping(self, record: dict[str, Any]) -> None:
+        rule = self.spec.early_stopping
+        if rule is None:
+            return
+        if rule.metric not in record:
+            raise TrainingError(f"early_stopping.metric {rule.metric!r} is not a recorded metric "
+                                f"(recorded: {', '.join(k for k in record if '/' in k)})")
+        value, best = record[rule.metric], self.best["value"]
+        better = best is None or (value < best - rule.min_delta if rule.resolved_mode == "min"
+                                  else value > best + rule.min_delta)
+        if better:
+            self.best = {"value": value, "epoch": record["epoch"], "wait": 0}
+            if rule.restore_best:
+                self._best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        else:
+            self.best["wait"] += 1
+            if self.best["wait"] >= rule.patience:
+                self.stopped_early = True
+
+    def _log(self, record: dict[str, Any]) -> None:
+        if self.quiet:
+            return
+        shown = "  ".join(f"{k} {v:.4f}" for k, v in record.items()
+                          if "/" in k and k.count("/") <= 2 and isinstance(v, float))
+        stop = "  (early stop)" if self.stopped_early else ""
+        tqdm.write(f"epoch {record['epoch']}/{self.spec.epochs}  {shown}  [{record['time']:.1f}s]{stop}")
+
+    # --- checkpoints -----------------------------------------------------------------------------
+    def save_checkpoint(self, path: str | Path | None = None) -> Path:
+        path = Path(path) if path is not None else self._checkpoint_path()
+        states: dict[str, Any] = {
+            "optimizer": self.optimizer.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "data": self.generator.get_state()},
+        }
+        if self.scheduler is not None:
+            states["scheduler"] = self.scheduler.state_dict()
+        if torch.cuda.is_available():
+            states["rng"]["cuda"] = torch.cuda.get_rng_state_all()
+        if self._best_state is not None:
+            states["best_state"] = self._best_state
+        meta = {"epoch": self.epoch, "global_step": self.global_step, "history": self.history.to_list(),
+                "best": self.best, "stopped_early": self.stopped_early,
+                "train": self.spec.model_dump(mode="json")}
+        return save_checkpoint(path, model_state=self.model.state_dict(), states=states, meta=meta)
+
+    def resume(self, path: str | Path | None = None) -> None:
+        """Restore weights, optimizer, schedule, RNG streams, epoch and history from a checkpoint."""
+        path = Path(path) if path is not None else self._checkpoint_path()
+        model_state, states, meta = load_checkpoint(path)
+        self.model.load_state_dict(model_state)
+        self.optimizer.load_state_dict(states["optimizer"])
+        if self.scheduler is not None and "scheduler" in states:
+            self.scheduler.load_state_dict({k: v for k, v in states["scheduler"].items() if v is not None})
+        torch.set_rng_state(states["rng"]["torch"])
+        self.generator.set_state(states["rng"]["data"])
+        if "cuda" in states["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(states["rng"]["cuda"])
+        self._best_state = states.get("best_state")
+        self.epoch, self.global_step = meta["epoch"], meta["global_step"]
+        self.history = History(meta["history"])
+        self.best, self.stopped_early = meta["best"], meta["stopped_early"]
+        self._seeded = True
+
+    def _checkpoint_path(self) -> Path:
+        if self.run_dir is None:
+            raise TrainingError("checkpoints need a run folder: Trainer(..., run_dir=...)")
+        return self.run_dir / CHECKPOINT
+
+    def state_copy(self) -> dict[str, torch.Tensor]:
+        return copy.deepcopy(self.model.state_dict())
+
+
+def _windows(batches: Iterator[Batch], size: int) -> Iterator[list[Batch]]:
+    while window := list(islice(batches, size)):
+        yield window
+
+
+def _length(batches: Any) -> int | None:
+    try:
+        return len(batches)
+    except TypeError:
+        return None
+
+
+def _target(values: torch.Tensor, head: SoftmaxHead | SigmoidHead | None) -> torch.Tensor:
+    """Class ids as int64 for softmax heads; float `[N, C]` for sigmoid heads."""
+    if head is None or not isinstance(values, torch.Tensor):
+        return values
+    if isinstance(head, SoftmaxHead):
+        return values if values.dtype == torch.long else values.long()
+    if values.dim() == 1 and head.classes == 1:
+        values = values.unsqueeze(1)
+    return values if values.dtype == torch.float32 else values.float()
+
+
+def _check_head_targets(name: str, head: SoftmaxHead | SigmoidHead, y: torch.Tensor, where: str) -> None:
+    label = f"head {name!r}" if name != SINGLE_HEAD else "the head"
+    if y.device.type == "meta":
+        raise DeviceMismatchError(f"{where}: targets for {label} are on the meta device")
+    if isinstance(head, SoftmaxHead):
+        if y.dim() != 1:
+            raise TrainingError(f"{where}: {label} (softmax, {head.classes} classes) needs one class "
+                                f"index per sample, got targets of shape {list(y.shape)}")
+        bad = ((y < 0) | (y >= head.classes)).nonzero()
+        if len(bad):
+            i = int(bad[0])
+            raise TrainingError(f"{where}: {label} (softmax) has {head.classes} classes, so targets "
+                                f"must be in [0, {head.classes - 1}]; sample {i} has {int(y[i])} "
+                                f"({len(bad)} such samples)")
+        return
+    if y.dim() != 2 or y.shape[1] != head.classes:
+        raise TrainingError(f"{where}: {label} (sigmoid, {head.classes} label(s)) needs targets of "
+                            f"shape [N, {head.classes}], got {list(y.shape)}")
+    bad = (~((y >= 0) & (y <= 1))).nonzero()
+    if len(bad):
+        i, j = (int(v) for v in bad[0])
+        raise TrainingError(f"{where}: {label} (sigmoid) needs targets in [0, 1]; sample {i}, label "
+                            f"{j} is {float(y[i, j])}")
