@@ -59,6 +59,7 @@ class ClassInfo:
     node: ast.ClassDef
     ctx: FileContext
     bases: list[str | None]  # resolved dotted names, None when unresolvable
+    _self_assignments: dict[str, list[ast.expr]] | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -76,13 +77,16 @@ class ClassInfo:
         return found[-1] if found else None
 
     def self_assignments(self) -> dict[str, list[ast.expr]]:
-        """`self.attr = value` in any method: attribute name -> assigned values."""
+        """`self.attr = value` in any method: attribute name -> assigned values (cached)."""
+        if self._self_assignments is not None:
+            return self._self_assignments
         out: dict[str, list[ast.expr]] = {}
         for method in self.methods():
             for node in ast.walk(method):
                 for target, value in assignment_pairs(node):
                     if is_self_attr(target):
                         out.setdefault(target.attr, []).append(value)  # type: ignore[union-attr]
+        self._self_assignments = out
         return out
 
 
@@ -97,6 +101,8 @@ class FileContext:
     aliases: dict[str, str] = field(default_factory=dict)
     local_names: set[str] = field(default_factory=set)  # names bound in the file, not imports
     project: Project | None = None
+    cache: dict[object, object] = field(default_factory=dict, repr=False)
+    _classes: list[ast.ClassDef] = field(default_factory=list, repr=False)
 
     @classmethod
     def parse(cls, path: str, source: str, module: str = "") -> FileContext:
@@ -130,6 +136,8 @@ class FileContext:
                         self.aliases[a.asname or a.name] = f"{base}.{a.name}" if base else a.name
             elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 self.local_names.add(node.name)
+                if isinstance(node, ast.ClassDef):
+                    self._classes.append(node)
             elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
                 self.local_names.add(node.id)
 
@@ -149,7 +157,7 @@ class FileContext:
         elif root in self.local_names:
             head = f"{self.module}.{root}"
         else:
-            head = root
+            return None  # a parameter (`self`, `x`) or a builtin: not a name we can follow
         return ".".join([head, *parts])
 
     def torch_attr(self, expr: ast.expr, namespace: str) -> str | None:
@@ -185,10 +193,16 @@ class FileContext:
         """True when `name` is not rebound in this file (no import, def or assignment of it)."""
         return name not in self.aliases and name not in self.local_names
 
-    def classes(self) -> Iterator[ast.ClassDef]:
-        for node in ast.walk(self.tree):
-            if isinstance(node, ast.ClassDef):
-                yield node
+    def scope_nodes(self, scope: ast.AST) -> list[ast.AST]:
+        """`walk_scope(scope)` as a list, computed once: every rule reuses it."""
+        key = ("scope", id(scope))
+        if key not in self.cache:
+            self.cache[key] = list(walk_scope(scope))
+        return self.cache[key]  # type: ignore[return-value]
+
+    def classes(self) -> list[ast.ClassDef]:
+        """Every class definition in the file, nested ones included."""
+        return self._classes
 
 
 class Project:
@@ -198,11 +212,13 @@ class Project:
         self.by_qualname: dict[str, ClassInfo] = {}
         self.by_name: dict[str, list[ClassInfo]] = {}
         self._module_cache: dict[int, bool] = {}
+        self._infos: dict[int, list[ClassInfo]] = {}
 
     def add(self, ctx: FileContext) -> None:
         ctx.project = self
         for node in ctx.classes():
             info = ClassInfo(node=node, ctx=ctx, bases=[ctx.resolve(b) for b in node.bases])
+            self._infos.setdefault(id(ctx), []).append(info)
             self.by_qualname[f"{ctx.module}.{node.name}"] = info
             self.by_name.setdefault(node.name, []).append(info)
 
@@ -233,11 +249,14 @@ class Project:
         self._module_cache[key] = result
         return result
 
-    def module_classes(self, ctx: FileContext) -> Iterator[ClassInfo]:
-        for node in ctx.classes():
-            info = self.by_qualname.get(f"{ctx.module}.{node.name}")
-            if info is not None and info.node is node and self.is_module(info):
-                yield info
+    def module_classes(self, ctx: FileContext) -> list[ClassInfo]:
+        """The file's nn.Module subclasses (computed once per file)."""
+        key = ("module_classes", id(self))
+        if key not in ctx.cache:
+            ctx.cache[key] = [
+                info for info in self._infos.get(id(ctx), []) if self.is_module(info)
+            ]
+        return ctx.cache[key]  # type: ignore[return-value]
 
 
 def _is_overload(func: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:

@@ -63,6 +63,8 @@ def discover(paths: Iterable[str | Path]) -> tuple[list[Path], list[InputError]]
 def noqa_lines(source: str) -> dict[int, set[str] | None]:
     """Line -> codes silenced there (None: a bare `# noqa` silences every code)."""
     out: dict[int, set[str] | None] = {}
+    if "noqa" not in source.lower():
+        return out
     try:
         tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
     except (tokenize.TokenError, SyntaxError):

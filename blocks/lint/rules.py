@@ -22,7 +22,7 @@ from blocks.lint.context import (
     walk_scope,
 )
 from blocks.lint.report import Finding
-from blocks.lint.tensors import ScopeNames, TensorOracle
+from blocks.lint.tensors import ScopeNames, TensorOracle, scope_names
 from blocks.lint.torch_names import FACTORIES, MODULE_METHODS
 
 Check = Callable[[FileContext], Iterator[Finding]]
@@ -180,10 +180,15 @@ def _registers_something(ctx: FileContext, node: ast.AST) -> ast.AST | None:
 
 
 def _delegates_init(cls: ClassInfo, init: ast.AST) -> bool:
-    """`self._init(...)` may call super().__init__(): true unless every such helper is known
+    """`self._init(...)` / `super()._init(...)` may call super().__init__(): true unless every
+    such helper is known
     (in the class or its scanned bases) and none calls an `__init__`."""
-    for node in walk_scope(init):
-        if not (isinstance(node, ast.Call) and is_self_attr(node.func)):
+    for node in cls.ctx.scope_nodes(init):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        owner = node.func.value
+        is_super = isinstance(owner, ast.Call) and getattr(owner.func, "id", "") == "super"
+        if not (is_self_attr(node.func) or is_super):
             continue
         if node.func.attr in MODULE_METHODS:  # type: ignore[attr-defined]
             continue
@@ -212,7 +217,7 @@ def check_super_init(ctx: FileContext) -> Iterator[Finding]:
         init = cls.method("__init__")
         if init is None or is_stub(init):
             continue
-        calls = [n for n in walk_scope(init) if _is_init_call(n)]
+        calls = [n for n in ctx.scope_nodes(init) if _is_init_call(n)]
         if not calls and not _delegates_init(cls, init):
             yield _finding(
                 ctx, init, "BLK003",
@@ -220,9 +225,10 @@ def check_super_init(ctx: FileContext) -> Iterator[Finding]:
                 "initialised, so assigning a layer raises and forward() fails; call "
                 "super().__init__() first",
             )
+        if not calls:
             continue
         first = min((c.lineno, c.col_offset) for c in calls)  # type: ignore[attr-defined]
-        for node in walk_scope(init):
+        for node in cls.ctx.scope_nodes(init):
             hit = _registers_something(ctx, node)
             if hit is not None and (hit.lineno, hit.col_offset) < first:  # type: ignore[attr-defined]
                 yield _finding(
@@ -288,8 +294,8 @@ def check_plain_containers(ctx: FileContext) -> Iterator[Finding]:
     for cls in _module_classes(ctx):
         plain: dict[str, str] = {}  # self attributes initialised as empty plain containers
         for method in cls.methods():
-            names = ScopeNames(method)
-            for node in walk_scope(method):
+            names = scope_names(ctx, method)
+            for node in ctx.scope_nodes(method):
                 for target, value in assignment_pairs(node):
                     if not is_self_attr(target):
                         continue
@@ -306,8 +312,8 @@ def check_plain_containers(ctx: FileContext) -> Iterator[Finding]:
                     elif _is_empty_container(ctx, value):
                         plain[attr] = "dict" if _is_dict(value) else "list"
         for method in cls.methods():
-            names = ScopeNames(method)
-            for node in walk_scope(method):
+            names = scope_names(ctx, method)
+            for node in ctx.scope_nodes(method):
                 hit = _fill_of_plain(ctx, node, plain, names)
                 if hit is not None:
                     attr, layer = hit
@@ -394,7 +400,7 @@ def check_grad_tensor_attribute(ctx: FileContext) -> Iterator[Finding]:
     """A trainable tensor kept as a plain attribute is not a parameter: no optimizer, no .to()."""
     for cls in _module_classes(ctx):
         for method in cls.methods():
-            for node in walk_scope(method):
+            for node in ctx.scope_nodes(method):
                 for target, value in assignment_pairs(node):
                     if is_self_attr(target) and _requires_grad_true(ctx, value):
                         yield _finding(
@@ -418,7 +424,7 @@ def check_builtin_reduction(ctx: FileContext) -> Iterator[Finding]:
             class_of[id(method)] = cls
     for scope in scopes(ctx.tree):
         oracle: TensorOracle | None = None
-        for node in walk_scope(scope):
+        for node in ctx.scope_nodes(scope):
             if not (
                 isinstance(node, ast.Call)
                 and isinstance(node.func, ast.Name)
@@ -460,6 +466,27 @@ def _is_number(node: ast.expr) -> bool:
     return isinstance(node, ast.Constant) and isinstance(node.value, (int, float, bool))
 
 
+def _in_index(node: ast.AST, parents: dict[int, ast.AST]) -> bool:
+    """Is `node` (part of) the index of a subscript, `x[node]` or `x[:, node]`?"""
+    child, parent = node, parents.get(id(node))
+    while isinstance(parent, ast.Tuple):
+        child, parent = parent, parents.get(id(parent))
+    return isinstance(parent, ast.Subscript) and parent.slice is child
+
+
+def _only_used_as_index(call: ast.Call, method: ast.AST, parents: dict[int, ast.AST]) -> bool:
+    if _in_index(call, parents):
+        return True
+    parent = parents.get(id(call))
+    if not (isinstance(parent, ast.Assign) and len(parent.targets) == 1
+            and isinstance(parent.targets[0], ast.Name)):
+        return False
+    name = parent.targets[0].id
+    uses = [n for n in ast.walk(method)
+            if isinstance(n, ast.Name) and n.id == name and isinstance(n.ctx, ast.Load)]
+    return bool(uses) and all(_in_index(u, parents) for u in uses)
+
+
 def check_factory_device(ctx: FileContext) -> Iterator[Finding]:
     """A tensor made in forward without device= lands on the CPU while the model may not be."""
     for cls in _module_classes(ctx):
@@ -481,6 +508,8 @@ def check_factory_device(ctx: FileContext) -> Iterator[Finding]:
                 parent = parents.get(id(node))
                 if isinstance(parent, ast.Attribute) and parent.attr in _MOVERS:
                     continue  # torch.arange(n).to(x.device)
+                if _only_used_as_index(node, method, parents):
+                    continue  # x[torch.arange(n)]: CPU index tensors work on any device
                 yield _finding(
                     ctx, node, "BLK007",
                     f"torch.{name}(...) in {cls.name}.{method.name}() without device=: it is "
@@ -561,14 +590,14 @@ def check_double_activation(ctx: FileContext) -> Iterator[Finding]:
         names: ScopeNames | None = None
         cls = class_of.get(id(scope))
         self_attrs = cls.self_assignments() if cls is not None else {}
-        for node in walk_scope(scope):
+        for node in ctx.scope_nodes(scope):
             if not isinstance(node, ast.Call):
                 continue
             loss = ctx.torch_attr(node.func, "torch.nn.functional")
             if loss in _LOGIT_LOSSES:
                 loss_text = _LOGIT_LOSSES[loss]
             else:
-                names = names or ScopeNames(scope)
+                names = names or scope_names(ctx, scope)
                 layer = _callee_layer(ctx, node.func, names, self_attrs)
                 if layer not in _LOSS_CLASSES:
                     continue
@@ -577,7 +606,7 @@ def check_double_activation(ctx: FileContext) -> Iterator[Finding]:
                 (kw.value for kw in node.keywords if kw.arg == "input"), None)
             if arg is None:
                 continue
-            names = names or ScopeNames(scope)
+            names = names or scope_names(ctx, scope)
             act = _activation(ctx, arg, names, self_attrs)
             if act:
                 applies = "sigmoid" if "inary" in loss_text or "BCE" in loss_text else "log_softmax"

@@ -20,17 +20,25 @@ from blocks.lint.torch_names import (
 _MAX_DEPTH = 12
 
 
+def scope_names(ctx: FileContext, scope: ast.AST) -> ScopeNames:
+    """The (cached) local-name table of one scope."""
+    key = ("names", id(scope))
+    if key not in ctx.cache:
+        ctx.cache[key] = ScopeNames(scope, ctx.scope_nodes(scope))
+    return ctx.cache[key]  # type: ignore[return-value]
+
+
 class ScopeNames:
     """Local names of one scope and every value assigned to them (None: bound another way)."""
 
-    def __init__(self, scope: ast.AST) -> None:
+    def __init__(self, scope: ast.AST, nodes: list[ast.AST] | None = None) -> None:
         self.values: dict[str, list[ast.expr | None]] = {}
         if isinstance(scope, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
             args = scope.args
             for a in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]:
                 if a is not None:
                     self.values.setdefault(a.arg, []).append(None)
-        for node in walk_scope(scope):
+        for node in nodes if nodes is not None else walk_scope(scope):
             pairs = list(assignment_pairs(node))
             for target, value in pairs:
                 if isinstance(target, ast.Name):
@@ -73,7 +81,7 @@ class TensorOracle:
 
     def __init__(self, ctx: FileContext, scope: ast.AST, cls: ClassInfo | None = None) -> None:
         self.ctx = ctx
-        self.names = ScopeNames(scope)
+        self.names = scope_names(ctx, scope)
         self.self_attrs = cls.self_assignments() if cls is not None else {}
 
     def is_tensor(self, expr: ast.expr, depth: int = 0, seen: frozenset[str] = frozenset()) -> bool:
