@@ -10,7 +10,14 @@ from torch import nn
 
 from blocks.errors import ShapeError
 from blocks.registry import Block, register_block
-from blocks.shapes import Shape, conv_output_length, expand, fmt_shape, require_rank
+from blocks.shapes import (
+    Shape,
+    conv_output_length,
+    expand,
+    fmt_shape,
+    require_rank,
+    same_padding,
+)
 
 Probability = Annotated[float, Field(ge=0.0, lt=1.0)]
 IntOrList = PositiveInt | list[PositiveInt]
@@ -84,12 +91,26 @@ class _ConvNd(Block):
         if self.padding == "same":
             if any(s != 1 for s in stride):
                 raise ShapeError("padding 'same' needs stride 1 (torch does not support strided 'same')")
+            sides = [max(same_padding(k, d)) for k, d in zip(kernel, dilation, strict=True)]
+            self._check_padding_mode(spatial, sides)
             return (self.out_channels, *spatial)
         padding = (0,) * n if self.padding == "valid" else expand(self.padding, n, "padding")
+        self._check_padding_mode(spatial, padding)
         return (self.out_channels, *(
             conv_output_length(length, k, s, p, d)
             for length, k, s, p, d in zip(spatial, kernel, stride, padding, dilation, strict=True)
         ))
+
+    def _check_padding_mode(self, spatial: Shape, padding: Shape | list[int]) -> None:
+        """`reflect` pads with at most length - 1 values per side, `circular` with at most length."""
+        if self.padding_mode not in ("reflect", "circular"):
+            return
+        for length, pad in zip(spatial, padding, strict=True):
+            limit = length - 1 if self.padding_mode == "reflect" else length
+            if pad > limit:
+                raise ShapeError(f"padding {pad} with padding_mode {self.padding_mode!r} needs an "
+                                 f"input of at least {pad + (self.padding_mode == 'reflect')} along "
+                                 f"each padded axis, got {length}")
 
     def build(self, shape: Shape) -> nn.Module:
         conv = nn.Conv1d if self._n() == 1 else nn.Conv2d

@@ -40,12 +40,13 @@ def conv_output_length(
 ) -> int:
     """Length of one spatial axis after a convolution or pooling window (torch's formula)."""
     effective = dilation * (kernel - 1) + 1
-    if effective > length + 2 * padding:
+    span = length + 2 * padding - effective
+    # ceil_mode keeps a last window that overhangs the padded input, as long as one fits at all
+    if span < 0 and not (ceil_mode and span + stride - 1 >= 0):
         raise ShapeError(
             f"{what} size {effective} is larger than its padded input {length + 2 * padding}"
             f" (input {length}, padding {padding})"
         )
-    span = length + 2 * padding - effective
     if ceil_mode:
         out = math.ceil(span / stride) + 1
         # torch: the last window must start inside the input or its left padding
