@@ -20,6 +20,7 @@ from blocks.recipe_io import bundled_recipes, dump_recipe, load_recipe, recipe_s
 from blocks.registry import Block, block_types, load_plugins, register_block
 from blocks.run_io import load, save
 from blocks.spec import InputSpec, ModelSpec, Recipe
+from blocks.summary import summarize
 from blocks.train.history import History
 from blocks.train.trainer import Trainer, TrainingError
 from blocks.train.spec import TrainSpec
@@ -32,6 +33,7 @@ __all__ = [
     "SigmoidHead", "SoftmaxHead", "SpecError", "TorchLayer", "TrainSpec", "block_types", "build",
     "bundled_recipes", "dump_recipe", "load_plugins", "load_recipe", "recipe_schema",
     "register_block", "__version__", "History", "Trainer", "TrainingError", "load", "save",
+    "summarize",
 ]
 
 # Installed plugin packages advertise block types in the `blocks.blocks` entry-point group.

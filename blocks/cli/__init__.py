@@ -19,6 +19,7 @@ EXIT_BAD_INPUT = 2  # a bad recipe, file or argument
 
 COMMAND_MODULES: tuple[str, ...] = (
     "blocks.cli.spec_commands",
+    "blocks.cli.summary_commands",
     "blocks.cli.train_commands",
     "blocks.cli.lint_commands",
 )

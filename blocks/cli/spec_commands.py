@@ -1,4 +1,5 @@
-"""Verbs about recipes themselves: `validate`, `summary`, `schema`, `recipes`."""
+"""Verbs about recipes themselves: `validate`, `schema`, `recipes` (`summary` lives in
+`summary_commands`)."""
 
 from __future__ import annotations
 
@@ -14,13 +15,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                           "reported with file:line:column and spec path.")
     p.add_argument("recipes", nargs="+", metavar="RECIPE", help="recipe file or bundled recipe name")
     p.set_defaults(run=run_validate)
-
-    p = subparsers.add_parser("summary", help="layer table with shapes, parameters, mult-adds")
-    p.add_argument("recipe", metavar="RECIPE")
-    p.add_argument("--format", choices=("table", "json", "markdown"), default="table")
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--depth", type=int, default=4, help="nesting depth of rows (default 4)")
-    p.set_defaults(run=run_summary)
 
     p = subparsers.add_parser("schema", help="JSON Schema of the recipe format (for editors)")
     p.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of stdout")
@@ -44,22 +38,6 @@ def run_validate(args: argparse.Namespace) -> int:
             print(f"ok: {name} ({result.model.name or 'model'}: {len(count.layers)} blocks, "
                   f"outputs {', '.join(f'{k} {list(v)}' for k, v in count.heads.items())})")
     return 2 if failed else 0
-
-
-def run_summary(args: argparse.Namespace) -> int:
-    from blocks.recipe_io import load_recipe
-    from blocks.summary import summarize
-
-    if args.batch_size < 1:
-        raise SpecError("--batch-size must be at least 1")
-    summary = summarize(load_recipe(args.recipe), batch_size=args.batch_size, depth=args.depth)
-    if args.format == "json":
-        print(summary.to_json())
-    elif args.format == "markdown":
-        print(summary.to_markdown())
-    else:
-        print(summary)
-    return 0
 
 
 def run_schema(args: argparse.Namespace) -> int:
