@@ -46,7 +46,11 @@ class BlocksModel(nn.Module):
 
     # --- forward ---------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> Output:
-        if x.device != self._device or x.dtype != self._input_dtype or x.shape[1:] != self._sample_shape:
+        try:
+            wrong = x.device != self._device or x.dtype != self._input_dtype or x.shape[1:] != self._sample_shape
+        except AttributeError:  # not a tensor: let _fix_input say so
+            wrong = True
+        if wrong:
             x = self._fix_input(x)
         return self._forward_impl(x)
 
