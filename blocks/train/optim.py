@@ -14,9 +14,11 @@ def make_optimizer(spec: TrainSpec, model: nn.Module) -> torch.optim.Optimizer:
     if isinstance(opt, SGD):
         return torch.optim.SGD(params, lr=opt.lr, momentum=opt.momentum, nesterov=opt.nesterov,
                                weight_decay=opt.weight_decay)
-    cls = torch.optim.AdamW if isinstance(opt, AdamW) else torch.optim.Adam
-    assert isinstance(opt, Adam)  # noqa: S101 - narrowed by the discriminated union
-    return cls(params, lr=opt.lr, betas=tuple(opt.betas), eps=opt.eps, weight_decay=opt.weight_decay)
+    if isinstance(opt, Adam):  # AdamW is an Adam subclass with decoupled weight decay
+        cls = torch.optim.AdamW if isinstance(opt, AdamW) else torch.optim.Adam
+        return cls(params, lr=opt.lr, betas=tuple(opt.betas), eps=opt.eps,
+                   weight_decay=opt.weight_decay)
+    raise TypeError(f"unsupported optimizer spec {type(opt).__name__}")
 
 
 def make_scheduler(spec: TrainSpec, optimizer: torch.optim.Optimizer, steps_per_epoch: int
@@ -30,7 +32,8 @@ def make_scheduler(spec: TrainSpec, optimizer: torch.optim.Optimizer, steps_per_
         return torch.optim.lr_scheduler.StepLR(optimizer, sched.step_size, sched.gamma), False
     if isinstance(sched, CosineLR):
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, total, eta_min=sched.eta_min), True
-    assert isinstance(sched, OneCycleLR)  # noqa: S101
-    return torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=sched.max_lr or spec.optimizer.lr, total_steps=total,
-        pct_start=sched.pct_start), True
+    if isinstance(sched, OneCycleLR):
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=sched.max_lr or spec.optimizer.lr, total_steps=total,
+            pct_start=sched.pct_start), True
+    raise TypeError(f"unsupported scheduler spec {type(sched).__name__}")
