@@ -23,10 +23,12 @@ class TensorBatches:
     """Shuffled, sliced mini-batches of in-memory tensors; the shuffle uses its own generator."""
 
     def __init__(self, x: torch.Tensor, y: Target, batch_size: int, *, shuffle: bool,
-                 drop_last: bool, generator: torch.Generator) -> None:
+                 drop_last: bool, generator: torch.Generator,
+                 shard: tuple[int, int] | None = None) -> None:
         self.x, self.y = x, y
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.generator = generator
+        self.shard = shard  # distributed hook: (rank, world_size) -> this rank's share of each batch
 
     def __len__(self) -> int:
         n = len(self.x)
@@ -37,6 +39,9 @@ class TensorBatches:
         return len(self.x)
 
     def __iter__(self) -> Iterator[Batch]:
+        if self.shard is not None:
+            yield from self._shard_iter()
+            return
         x, y = self.x, self.y
         if self.shuffle:
             order = torch.randperm(len(x), generator=self.generator)
@@ -47,10 +52,30 @@ class TensorBatches:
             yield x[start:stop], ({k: v[start:stop] for k, v in y.items()} if isinstance(y, dict)
                                   else y[start:stop])
 
+    # --- distributed hook (see blocks.train.distributed) ---------------------------------------
+    def _shard_iter(self) -> Iterator[Batch]:
+        """The same global batches as `__iter__` (same permutation), cut to this rank's
+        contiguous share; a share may be empty (a small last batch, more ranks than samples)."""
+        from blocks.train.distributed import shard_bounds
+
+        rank, world = self.shard
+        order = torch.randperm(len(self.x), generator=self.generator) if self.shuffle else None
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            stop = min(start + self.batch_size, len(self.x))
+            lo, hi = shard_bounds(stop - start, rank, world)
+            index = order[start + lo:start + hi] if order is not None else slice(start + lo, start + hi)
+            y = self.y
+            yield self.x[index], ({k: v[index] for k, v in y.items()} if isinstance(y, dict) else y[index])
+
 
 def make_batches(data: Any, batch_size: int, *, shuffle: bool, drop_last: bool,
-                 generator: torch.Generator, pin_memory: bool = False) -> TensorBatches | DataLoader:
-    """`(X, y)`, `(X, {head: y})`, a `Split`, a `Dataset` or a `DataLoader` -> an iterable of batches."""
+                 generator: torch.Generator, pin_memory: bool = False,
+                 shard: tuple[int, int] | None = None) -> TensorBatches | DataLoader:
+    """`(X, y)`, `(X, {head: y})`, a `Split`, a `Dataset` or a `DataLoader` -> an iterable of batches.
+
+    `shard=(rank, world_size)` (distributed training): `batch_size` is the global batch size and
+    each batch holds this rank's share of it; a `DataLoader` is used as given.
+    """
     if isinstance(data, DataLoader):
         return data
     if isinstance(data, Split):
@@ -62,7 +87,14 @@ def make_batches(data: Any, batch_size: int, *, shuffle: bool, drop_last: bool,
             raise ValueError(f"features and targets have different numbers of samples: {sorted(sizes)}")
         if pin_memory:
             x = x.pin_memory()
-        return TensorBatches(x, y, batch_size, shuffle=shuffle, drop_last=drop_last, generator=generator)
+        return TensorBatches(x, y, batch_size, shuffle=shuffle, drop_last=drop_last, generator=generator,
+                             shard=shard)
+    if isinstance(data, Dataset) and shard is not None:  # distributed hook
+        from blocks.train.distributed import GlobalBatchSampler
+
+        sampler = GlobalBatchSampler(len(data), batch_size, shuffle=shuffle, drop_last=drop_last,
+                                     generator=generator, shard=shard)
+        return DataLoader(data, batch_sampler=sampler, pin_memory=pin_memory)
     if isinstance(data, Dataset):
         return DataLoader(data, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
                           generator=generator, pin_memory=pin_memory)
