@@ -26,6 +26,7 @@ from blocks.device import resolve_device
 from blocks.errors import BlocksError, DeviceMismatchError
 from blocks.heads import SigmoidHead, SoftmaxHead
 from blocks.spec import SINGLE_HEAD
+from blocks.train import distributed as _dist
 from blocks.train.batches import Batch, batch_size_of, make_batches
 from blocks.train.checkpoint import load_checkpoint, save_checkpoint
 from blocks.train.history import History
@@ -47,11 +48,16 @@ class Trainer:
 
     With `run_dir`, each epoch rewrites history/metrics files and (every `checkpoint_every`
     epochs) an atomic checkpoint from which `fit(..., resume=True)` continues bit-identically.
+
+    `distributed`: None (default) trains with DDP when a torch.distributed process group is
+    active (e.g. under torchrun), True sets one up from the torchrun environment, False never.
+    Distributed, `spec.batch_size` is the global batch size and losses, gradients and metrics
+    are exactly those of a single process over the same batches (docs/distributed.md).
     """
 
     def __init__(self, model: BlocksModel, spec: TrainSpec | dict[str, Any] | None = None, *,
                  run_dir: str | Path | None = None, quiet: bool = False,
-                 callbacks: Sequence[Callback] = ()) -> None:
+                 callbacks: Sequence[Callback] = (), distributed: bool | None = None) -> None:
         if not isinstance(model, BlocksModel):
             raise TypeError(f"Trainer trains models built by blocks.build, got {type(model).__name__}")
         self.spec = TrainSpec.model_validate(spec or {}) if not isinstance(spec, TrainSpec) else spec
@@ -61,9 +67,18 @@ class Trainer:
             if target != model.device:
                 model.to(target)
         self.device = model.check_device()
+        # --- distributed hook: rank info (None when training alone), one device per rank ---
+        self.dist = _dist.resolve(distributed)
+        self.is_main = self.dist is None or self.dist.is_main
+        if self.dist is not None and self.device.type == "cuda":
+            local = _dist.local_device(cuda=True)
+            if self.device != local:
+                model.to(local)
+                self.device = model.check_device()
         self.heads: dict[str, SoftmaxHead | SigmoidHead] = model.spec.head_specs
         self.losses = {name: HeadLoss(head, self.device) for name, head in self.heads.items()}
         self.optimizer = make_optimizer(self.spec, model)
+        self._ddp = _dist.wrap(model, self.device) if self.dist is not None else None
         self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
         self.per_step_schedule = False
         self.run_dir = Path(run_dir) if run_dir is not None else None
@@ -83,7 +98,10 @@ class Trainer:
         """Train for `spec.epochs` epochs (from the checkpoint in `run_dir` when `resume`)."""
         spec = self.spec
         batches = make_batches(train, spec.batch_size, shuffle=spec.shuffle, drop_last=spec.drop_last,
-                               generator=self.generator, pin_memory=self.device.type == "cuda")
+                               generator=self.generator, pin_memory=self.device.type == "cuda",
+                               shard=self.dist.shard if self.dist is not None else None)
+        if self.dist is not None:
+            _dist.check_same_length(_length(batches), self.dist)
         try:
             steps_per_epoch = math.ceil(len(batches) / spec.accumulate)
         except TypeError:
@@ -100,15 +118,19 @@ class Trainer:
         if resume:
             self.resume()
         elif not self._seeded:
-            torch.manual_seed(spec.seed)  # dropout and other in-model randomness
+            # dropout and other in-model randomness (a stream per rank when distributed)
+            torch.manual_seed(spec.seed + (self.dist.rank if self.dist is not None else 0))
         self._seeded = True
         start_wall = time.perf_counter()
         while self.epoch < spec.epochs and not self.stopped_early:
             began = time.perf_counter()
             record: dict[str, Any] = {"epoch": self.epoch + 1}
-            record |= self._train_epoch(batches)
-            if val is not None:
-                record |= self.evaluate(val, split="val")
+            if self.dist is not None and hasattr(getattr(batches, "sampler", None), "set_epoch"):
+                batches.sampler.set_epoch(self.epoch)  # a user's DistributedSampler
+            with self._collectives(f"epoch {self.epoch + 1}"):
+                record |= self._train_epoch(batches)
+                if val is not None:
+                    record |= self.evaluate(val, split="val")
             record["lr"] = self.optimizer.param_groups[0]["lr"]
             record["time"] = round(time.perf_counter() - began, 4)
             if self.scheduler is not None and not self.per_step_schedule:
@@ -120,9 +142,11 @@ class Trainer:
             for callback in self.callbacks:
                 callback(self, record)
             if self.run_dir is not None:
-                self.history.write(self.run_dir)
+                if self.is_main:
+                    self.history.write(self.run_dir)
                 if self.epoch % spec.checkpoint_every == 0 or self.epoch == spec.epochs or self.stopped_early:
-                    self.save_checkpoint()
+                    with self._collectives("checkpointing"):
+                        self.save_checkpoint()
         if self._best_state is not None and spec.early_stopping and spec.early_stopping.restore_best:
             self.model.load_state_dict(self._best_state)
         self.wall_time = time.perf_counter() - start_wall
@@ -137,8 +161,11 @@ class Trainer:
         metrics = {name: HeadMetrics(name, head, self.device) for name, head in self.heads.items()}
         try:
             batches = make_batches(data, self.spec.batch_size, shuffle=False, drop_last=False,
-                                   generator=self.generator)
+                                   generator=self.generator,
+                                   shard=self.dist.shard if self.dist is not None else None)
             for x, y in batches:
+                if self.dist is not None and batch_size_of((x, y)) == 0:
+                    continue  # this rank's share of a small last batch
                 outputs, targets = self._forward(x, y)
                 for name, loss in self.losses.items():
                     metrics[name].update(outputs[name], targets[name],
@@ -153,7 +180,8 @@ class Trainer:
         model.train()
         metrics = {name: HeadMetrics(name, head, self.device) for name, head in self.heads.items()}
         bar = tqdm(total=_length(batches), desc=f"epoch {self.epoch + 1}/{spec.epochs}",
-                   leave=False, disable=self.quiet or not sys.stderr.isatty(), unit="batch")
+                   leave=False, disable=self.quiet or not self.is_main or not sys.stderr.isatty(),
+                   unit="batch")
         params = [p for p in model.parameters() if p.requires_grad]
         try:
             for step_in_epoch, window in enumerate(_windows(iter(batches), spec.accumulate), start=1):
@@ -178,6 +206,8 @@ class Trainer:
         for x, y in moved:
             self._check_batch(x, y)
         norms = {name: sum(loss.norm(y[name]) for _, y in moved) for name, loss in self.losses.items()}
+        if self.dist is not None:
+            return self._dist_step(moved, norms, metrics, params)
         self.optimizer.zero_grad(set_to_none=True)
         window_loss = torch.zeros((), device=self.device)
         for x, y in moved:
@@ -191,6 +221,9 @@ class Trainer:
                 return loss.detach()
             loss.backward()
             window_loss += loss.detach()
+        return self._optimizer_step(params, window_loss)
+
+    def _optimizer_step(self, params: list[nn.Parameter], window_loss: torch.Tensor) -> torch.Tensor:
         if self.spec.clip_grad_norm is not None:
             nn.utils.clip_grad_norm_(params, self.spec.clip_grad_norm)
         self.optimizer.step()
@@ -199,14 +232,53 @@ class Trainer:
             self.scheduler.step()
         return window_loss
 
+    # --- distributed hook (blocks.train.distributed) --------------------------------------------
+    def _dist_step(self, moved: list[tuple[torch.Tensor, dict[str, torch.Tensor]]], norms: dict[str, Any],
+                   metrics: dict[str, HeadMetrics], params: list[nn.Parameter]) -> torch.Tensor:
+        """`_step` under DDP: each micro-batch is this rank's share of a global batch; its loss
+        sum is divided by the global normaliser and DDP sums (not averages) the gradients, so the
+        step's gradient is the global-batch mean. Every rank runs every backward, empty share or
+        non-finite loss included, so no rank waits on a collective the others skip."""
+        ddp = self._ddp
+        norms = _dist.all_reduce_norms(norms, self.device)
+        self.optimizer.zero_grad(set_to_none=True)
+        window_loss = torch.zeros((), device=self.device)
+        for i, (x, y) in enumerate(moved):
+            sync = i == len(moved) - 1  # one gradient all-reduce per optimizer step
+            with contextlib.nullcontext() if sync else ddp.no_sync():
+                empty = batch_size_of((x, y)) == 0
+                if empty:  # no batch-norm statistics or dropout draws from an empty share
+                    self.model.eval()
+                outputs = self._logits(x, ddp)
+                if empty:
+                    self.model.train()
+                loss = torch.zeros((), device=self.device)
+                for name, head_loss in self.losses.items():
+                    total = head_loss.total(outputs[name], y[name])
+                    loss = loss + self.heads[name].loss_weight * total / norms[name]
+                    metrics[name].update(outputs[name], y[name], total, head_loss.norm(y[name]))
+                if empty:
+                    loss = loss + _dist.empty_share_loss(params)
+                loss.backward()
+            window_loss += loss.detach()
+        window_loss = _dist.all_reduce_sum(window_loss)
+        if not torch.isfinite(window_loss):
+            return window_loss  # every rank sees the same value and stops before stepping
+        return self._optimizer_step(params, window_loss)
+
+    def _collectives(self, where: str) -> contextlib.AbstractContextManager:
+        if self.dist is None:
+            return contextlib.nullcontext()
+        return _dist.collective_errors(self.dist, where)
+
     def _forward(self, x: torch.Tensor, y: Any) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         x, y = self._to_device(x, y)
         self._check_batch(x, y)
         return self._logits(x), y
 
-    def _logits(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _logits(self, x: torch.Tensor, module: nn.Module | None = None) -> dict[str, torch.Tensor]:
         with self._autocast():
-            out = self.model(x)
+            out = (module or self.model)(x)
         return out if isinstance(out, dict) else {SINGLE_HEAD: out}
 
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -245,6 +317,8 @@ class Trainer:
 
     # --- bookkeeping -----------------------------------------------------------------------------
     def _reduce(self, metrics: dict[str, HeadMetrics], split: str) -> dict[str, float]:
+        if self.dist is not None:
+            _dist.all_reduce_metrics(metrics)  # global sums and counts, not rank means
         if len(metrics) == 1 and SINGLE_HEAD in metrics:
             return metrics[SINGLE_HEAD].compute(f"{split}/")
         out = {f"{split}/loss": sum(self.heads[n].loss_weight * m.loss() for n, m in metrics.items())}
@@ -272,7 +346,7 @@ class Trainer:
                 self.stopped_early = True
 
     def _log(self, record: dict[str, Any]) -> None:
-        if self.quiet:
+        if self.quiet or not self.is_main:
             return
         shown = "  ".join(f"{k} {v:.4f}" for k, v in record.items()
                           if "/" in k and k.count("/") <= 2 and isinstance(v, float))
@@ -290,6 +364,10 @@ class Trainer:
             states["scheduler"] = self.scheduler.state_dict()
         if torch.cuda.is_available():
             states["rng"]["cuda"] = torch.cuda.get_rng_state_all()
+        if self.dist is not None:  # every rank's RNG (a collective: all ranks call this); rank 0 writes
+            states["rng"] |= _dist.gather_rng_states(cuda=self.device.type == "cuda")
+            if not self.is_main:
+                return path
         if self._best_state is not None:
             states["best_state"] = self._best_state
         meta = {"epoch": self.epoch, "global_step": self.global_step, "history": self.history.to_list(),
@@ -307,8 +385,10 @@ class Trainer:
             self.scheduler.load_state_dict({k: v for k, v in states["scheduler"].items() if v is not None})
         torch.set_rng_state(states["rng"]["torch"])
         self.generator.set_state(states["rng"]["data"])
-        if "cuda" in states["rng"] and torch.cuda.is_available():
+        if "cuda" in states["rng"] and torch.cuda.is_available() and self.dist is None:
             torch.cuda.set_rng_state_all(states["rng"]["cuda"])
+        if self.dist is not None:
+            _dist.restore_rng_states(states["rng"], self.dist, self.spec.seed, meta["global_step"])
         self._best_state = states.get("best_state")
         self.epoch, self.global_step = meta["epoch"], meta["global_step"]
         self.history = History(meta["history"])
