@@ -62,18 +62,24 @@ def _to_python(node: yaml.Node, loc: Loc, positions: Positions, constructor: yam
                source: str | None) -> Any:
     positions.values[loc] = (node.start_mark.line + 1, node.start_mark.column + 1)
     if isinstance(node, yaml.MappingNode):
-        constructor.flatten_mapping(node)  # YAML merge keys (`<<: *base`)
+        explicit = sum(key.tag != "tag:yaml.org,2002:merge" for key, _ in node.value)
+        constructor.flatten_mapping(node)  # YAML merge keys (`<<: *base`), put first
+        merged = len(node.value) - explicit
         result: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
+        written: set[Any] = set()  # keys written in this mapping itself, not merged into it
+        for index, (key_node, value_node) in enumerate(node.value):
             key = constructor.construct_object(key_node, deep=True)
             where = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
             if not isinstance(key, str | int | float | bool) or key is None:
                 raise SpecError(Problem(_path(loc), "mapping keys must be plain names",
                                         "yaml_key", source, *where))
-            if key in result:
+            if key in written:
                 raise SpecError(Problem(_path((*loc, key)), f"duplicate key {key!r} (the first "
                                         f"is on line {positions.keys[(*loc, key)][0]})",
                                         "duplicate_key", source, *where))
+            if index >= merged:
+                written.add(key)
+            result.pop(key, None)  # a key written here overrides a merged one (YAML merge rules)
             positions.keys[(*loc, key)] = where
             result[key] = _to_python(value_node, (*loc, key), positions, constructor, source)
         return result
@@ -237,10 +243,18 @@ def bundled_recipes() -> dict[str, Path]:
             if str(entry).endswith(".yaml")}
 
 
+def _is_file(name: str | os.PathLike[str]) -> bool:
+    """`Path.exists`, but False for strings no file system accepts as a name (too long, NUL)."""
+    try:
+        return Path(name).exists()
+    except (OSError, ValueError):
+        return False
+
+
 def resolve_recipe_path(name: str | os.PathLike[str]) -> Path:
     """A path as given, or the name of a bundled recipe (`seed_cnn`, `seed_cnn.yaml`)."""
     path = Path(name)
-    if path.exists():
+    if _is_file(path):
         return path
     bundled = bundled_recipes()
     stem = path.name[:-5] if path.name.endswith((".yaml", ".json")) else path.name
@@ -279,7 +293,7 @@ def load_recipe(source: str | os.PathLike[str] | dict[str, Any]) -> Recipe:
     """
     if isinstance(source, dict):
         return _validate(Recipe, source, None, None)
-    if isinstance(source, str) and ("\n" in source or ":" in source and not Path(source).exists()):
+    if isinstance(source, str) and ("\n" in source or ":" in source and not _is_file(source)):
         data, positions = _parse_yaml(source, None)
         return _validate(Recipe, data, positions, None)
     path = resolve_recipe_path(source)
@@ -287,7 +301,7 @@ def load_recipe(source: str | os.PathLike[str] | dict[str, Any]) -> Recipe:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise SpecError(Problem("", f"cannot read recipe: {err}", "file_unreadable", str(source))) from None
-    shown = str(source) if Path(source).exists() else str(path)
+    shown = str(source) if _is_file(source) else str(path)
     data, positions = _parse_yaml(text, shown)
     recipe = _validate(Recipe, data, positions, shown)
     recipe._source_path = path.resolve()  # relative data paths resolve against this
