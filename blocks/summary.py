@@ -267,6 +267,8 @@ class _Run:
     activation_bytes: int = 0
     outputs: dict[str, list[int]] = field(default_factory=dict)
     finished: set[str] = field(default_factory=set)
+    shapes: dict[str, tuple[list[int] | None, list[int] | None]] = field(default_factory=dict)
+    types: dict[str, str] = field(default_factory=dict)  # qualified name -> module class
     error: BaseException | None = None
     failed_module: str | None = None
 
@@ -299,13 +301,10 @@ def _meta_clone(model: nn.Module) -> nn.Module:
     """A copy of `model` whose parameters and buffers are empty `meta` tensors (tied ones stay
     tied): the module tree and its Python state are copied, the weights are not."""
     memo: dict[int, Any] = {}
-    for p in model.parameters(remove_duplicate=True):
+    for p in model.parameters():
         memo[id(p)] = nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=p.requires_grad)
-    for module in model.modules():
-        for key, b in module._buffers.items():
-            if b is not None and id(b) not in memo:
-                memo[id(b)] = torch.empty_like(b, device="meta")
-            del key
+    for b in model.buffers():
+        memo[id(b)] = torch.empty_like(b, device="meta")
     probe = _strip_hooks(copy.deepcopy(model, memo))
     if isinstance(probe, BlocksModel):
         probe.check_device()
@@ -335,16 +334,20 @@ def _torchinfo_pass(probe: nn.Module, x: torch.Tensor, device: str) -> _Run:
     """torchinfo's forward pass on the probe, plus our own hooks: which block is running
     (for errors), which ones finished, and every output of the model (dicts included)."""
     names = {id(m): n for n, m in probe.named_modules()}
-    run = _Run(device=device, names=names, infos=[])
+    run = _Run(device=device, names=names, infos=[],
+               types={n: type(m).__name__ for n, m in probe.named_modules()})
     stack: list[str] = []
     handles = []
 
     def enter(module: nn.Module, _args: Any) -> None:
         stack.append(names.get(id(module), "?"))
 
-    def leave(module: nn.Module, _args: Any, _out: Any) -> None:
+    def leave(module: nn.Module, args: Any, out: Any) -> None:
         if stack:
-            run.finished.add(stack.pop())
+            name = stack.pop()
+            run.finished.add(name)
+            if name not in run.shapes:
+                run.shapes[name] = (_first_shape(args), _first_shape(out))
 
     for module in probe.modules():
         handles.append(module.register_forward_pre_hook(enter))
@@ -373,6 +376,15 @@ def _torchinfo_pass(probe: nn.Module, x: torch.Tensor, device: str) -> _Run:
     run.total_mult_adds = int(stats.total_mult_adds)
     run.activation_bytes = int(stats.total_output_bytes)
     return run
+
+
+def _first_shape(value: Any) -> list[int] | None:
+    """Per-sample shape of a tensor, or of the first tensor in a tuple/list/dict."""
+    if isinstance(value, dict):
+        value = next(iter(value.values()), None)
+    elif isinstance(value, list | tuple):
+        value = next((v for v in value if isinstance(v, torch.Tensor)), None)
+    return list(value.shape[1:]) if isinstance(value, torch.Tensor) and value.dim() else None
 
 
 def _output_shapes(out: Any) -> dict[str, list[int]]:
@@ -451,27 +463,15 @@ def spec_module_name(spec: ModelSpec, path: str) -> str | None:
 
 
 def _module_rows(model: nn.Module, run: _Run) -> list[LayerRow]:
-    """Rows of a plain `nn.Module`: every submodule, shapes as torchinfo saw them (first call)."""
-    first: dict[str, Any] = {}
-    for info in run.infos:
-        first.setdefault(run.names.get(id(info.module), ""), info)
+    """Rows of a plain `nn.Module`: every submodule, with the shapes of its first call."""
     rows = []
     for name, module in model.named_modules():
         if not name:
             continue
-        info = first.get(name)
-        rows.append(LayerRow(
-            name, type(module).__name__, name, type(module).__name__,
-            _strip_batch(info.input_size) if info is not None else None,
-            _strip_batch(info.output_size) if info is not None else None,
-            None, None, None, name.count(".")))
+        shape_in, shape_out = run.shapes.get(name, (None, None))
+        rows.append(LayerRow(name, type(module).__name__, name, type(module).__name__,
+                             shape_in, shape_out, None, None, None, name.count(".")))
     return rows
-
-
-def _strip_batch(size: Any) -> list[int] | None:
-    if not size or not isinstance(size, list) or not all(isinstance(d, int) for d in size):
-        return None
-    return list(size[1:])
 
 
 def _fill_stats(rows: list[LayerRow], model: nn.Module, run: _Run) -> None:
@@ -513,8 +513,12 @@ def _raise_forward_error(run: _Run, rows: list[LayerRow]) -> None:
             break
         name = name.rsplit(".", 1)[0] if "." in name else (None if name == "" else "")
     done = [r for r in rows if r.module is not None and r.module in run.finished]
-    where = (f"{row.label} (module {failed!r}, {row.module_type})" if row is not None
-             else f"module {failed!r}" if failed else "the model's forward")
+    if row is None:
+        where = f"module {failed!r}" if failed else "the model's forward"
+    elif row.module == row.path:
+        where = row.label
+    else:
+        where = f"{row.label} (module {failed!r}, {run.types.get(failed or '', '?')})"
     lines = [f"summary forward pass failed in {where}: {type(err).__name__}: {err}"]
     if done:
         lines.append("blocks that ran before it:")
