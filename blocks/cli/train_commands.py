@@ -49,6 +49,32 @@ def _with_overrides(recipe, args):
 
 
 def run_train(args: argparse.Namespace) -> int:
+    """Train a recipe; under torchrun (`torchrun --nproc_per_node=N -m blocks train RECIPE`) every
+    rank trains its share with DDP and rank 0 alone writes the run folder and prints."""
+    from blocks.train import distributed as dist
+
+    if not dist.launched_by_torchrun():
+        return _run_train(args, None)
+    info = dist.setup(cuda=_distributed_device(args) == "cuda")
+    try:
+        return _run_train(args, info)
+    finally:
+        dist.teardown()
+
+
+def _distributed_device(args: argparse.Namespace) -> str:
+    """'cuda' or 'cpu': where a distributed run trains (picks NCCL or gloo)."""
+    import torch
+
+    from blocks.recipe_io import load_recipe
+
+    device = args.device or load_recipe(args.recipe).train.device
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return "cuda" if device.startswith("cuda") else "cpu"
+
+
+def _run_train(args: argparse.Namespace, dist_info) -> int:
     from blocks.builder import build
     from blocks.data.splits import load_splits
     from blocks.recipe_io import load_recipe
@@ -60,6 +86,17 @@ def run_train(args: argparse.Namespace) -> int:
         recipe = _with_overrides(loaded, args)
     except ValueError as err:
         raise SpecError(f"bad override: {err}") from None
+    main = dist_info is None or dist_info.is_main  # distributed hook: rank 0 alone writes, prints
+    recipe._source_path = loaded.source_path
+    saved_recipe = recipe  # as given, without the per-rank device below
+    if dist_info is not None:
+        import torch
+
+        wanted = recipe.train.device
+        if (wanted == "auto" and torch.cuda.is_available()) or wanted.startswith("cuda"):
+            recipe = recipe.model_copy(update={"train": recipe.train.model_copy(
+                update={"device": f"cuda:{dist_info.local_rank}"})})  # one GPU per rank
+        args.quiet = args.quiet or not main
     recipe._source_path = loaded.source_path
     name = Path(args.recipe).stem
     out = Path(args.out or f"runs/{name}")
@@ -67,7 +104,7 @@ def run_train(args: argparse.Namespace) -> int:
         if not (out / CHECKPOINT).exists():
             raise SpecError(Problem("", f"--resume: {out} has no {CHECKPOINT} to continue from",
                                     "no_checkpoint", str(out)))
-    elif out.exists() and any(out.iterdir()):
+    elif main and out.exists() and any(out.iterdir()):
         if not args.force:
             raise SpecError(Problem("", f"run folder {out} already exists; pass --resume to continue "
                                     "it, --force to replace it, or --out for a new folder",
@@ -75,8 +112,10 @@ def run_train(args: argparse.Namespace) -> int:
         shutil.rmtree(out)
     splits = load_splits(recipe)
     model = build(recipe.model, device=recipe.train.device, seed=recipe.train.seed)
-    trainer = Trainer(model, recipe.train, run_dir=out, quiet=args.quiet)
-    out.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(model, recipe.train, run_dir=out, quiet=args.quiet,
+                      distributed=dist_info is not None)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
     if not args.quiet:
         params = sum(p.numel() for p in model.parameters())
         print(f"training {recipe.model.name or name} ({params:,} parameters) on "
@@ -85,12 +124,15 @@ def run_train(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     history = trainer.fit(splits.train.as_tuple(), splits.val.as_tuple() if splits.val else None,
                           resume=args.resume)
-    save(model, out, recipe=recipe, preprocess=splits.preprocess)
+    if not main:
+        return 0
+    save(model, out, recipe=saved_recipe, preprocess=splits.preprocess)
     best_key = next((k for k in ("val/accuracy", "val/loss", "train/loss") if k in history.last), None)
     best = history.best(best_key, "max" if best_key and best_key.endswith("accuracy") else "min")
     info = {"wall_time_s": round(time.perf_counter() - started, 3), "epochs": len(history),
             "best_epoch": best["epoch"] if best else None, "best_metric": best_key,
             "params": sum(p.numel() for p in model.parameters()), "device": str(model.device),
+            **({"world_size": dist_info.world_size} if dist_info is not None else {}),
             "final": history.last, "stopped_early": trainer.stopped_early}
     from blocks.io_utils import atomic_write_text
 

@@ -1,0 +1,75 @@
+"""Shared pieces of the distributed tests: a tiny model, data, and a launcher for N gloo ranks.
+
+`ddp_worker.py` (one process per rank) and the tests (single-process references) build exactly
+the same model and data from these helpers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+import blocks
+from blocks.train.spec import TrainSpec
+
+HERE = Path(__file__).resolve().parent
+WORKER = HERE / "ddp_worker.py"
+MODEL = {"name": "tiny-mlp", "input": {"shape": [4]},
+         "backbone": [{"type": "linear", "out_features": 8}, {"type": "relu"}],
+         "head": {"type": "softmax", "classes": 3}}
+
+
+def make_model() -> blocks.BlocksModel:
+    return blocks.build(blocks.ModelSpec.model_validate(MODEL), device="cpu", seed=0)
+
+
+def make_data(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 4, generator=g)
+    y = (x[:, 0] > 0).long() + (x[:, 1] > 0.5).long()  # learnable, 3 classes
+    return x, y
+
+
+def make_spec(cfg: dict) -> TrainSpec:
+    return TrainSpec.model_validate({
+        "epochs": cfg["epochs"], "batch_size": cfg["batch_size"], "accumulate": cfg.get("accumulate", 1),
+        "optimizer": {"type": "adam", "lr": 0.01}, "seed": 0, "device": "cpu",
+        "drop_last": cfg.get("drop_last", False)})
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(cfg: dict, out: Path, *, world: int = 2, timeout: float = 60.0,
+           env_extra: dict | None = None) -> list[subprocess.CompletedProcess]:
+    """Run `ddp_worker.py` as `world` gloo ranks (torchrun's environment, set by hand); every
+    rank is killed at `timeout` so a hang fails the test instead of blocking it."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(cfg))
+    port = free_port()
+    procs = []
+    for rank in range(world):
+        env = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+                   LOCAL_WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+                   OMP_NUM_THREADS="1", **(env_extra or {}))
+        procs.append(subprocess.Popen([sys.executable, str(WORKER), str(out)], env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    results = []
+    for rank, proc in enumerate(procs):
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            for p in procs:
+                p.kill()
+            raise AssertionError(f"rank {rank} still running after {timeout}s: a hang") from None
+        results.append(subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr))
+    return results
