@@ -61,7 +61,9 @@ def test_custom_block_from_yaml_builds_and_summarises(gated):
     assert sum(p.numel() for p in model.parameters()) == expected
     summary = summarize(model)
     assert summary.total_params == expected
-    assert "Sequential" in summary.table
+    assert [(row.path, row.type, row.params) for row in summary.rows[:2]] == [
+        ("backbone[0]", "my_gated", 12 * 12 + 12), ("backbone[1]", "my_gated", 6 * 8)]
+    assert "backbone[0] my_gated" in str(summary)
     assert blocks.load_recipe(blocks.dump_recipe(recipe)) == recipe
 
 
