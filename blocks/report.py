@@ -130,6 +130,8 @@ def plot_history(history: Sequence[dict[str, Any]], spec: ModelSpec | None = Non
     """Loss and metric curves, one row per head (`total` first for named heads), one axis per
     metric (loss first), train vs validation on each axis. Returns the matplotlib Figure."""
     Figure = _figure_class()
+    from matplotlib.ticker import MaxNLocator
+
     series = history_series(history, spec)
     if not series:
         raise ReportError("the history has no train/val metrics to plot")
@@ -153,6 +155,7 @@ def plot_history(history: Sequence[dict[str, Any]], spec: ModelSpec | None = Non
                             markersize=3, label={"val": "validation"}.get(split, split))
             ax.set_title(metric if single else f"{head}: {metric}")
             ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
     if title:
