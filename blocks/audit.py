@@ -121,6 +121,7 @@ def audit(
     if optimizer is not None:
         report.findings += _check_optimizer(model, optimizer)
 
+    report.findings += _check_init_names(model)
     run = _run_once(model, example_input, names, device)
     registered = {id(m) for m in model.modules()}
     report.findings += _created_findings(model, run, registered)
@@ -335,6 +336,48 @@ def _check_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer) -> list
                     "torch.optim.X(model.parameters(), ...)",
                 )
             )
+    return out
+
+
+def _near_init(name: str) -> bool:
+    """`__int__`, `__init_`, `_init_`, `__inti__`: a misspelled `__init__` Python never calls."""
+    if name == "__init__" or not name.startswith("_"):
+        return False
+    a, b = name, "__init__"
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        cur = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        prev2, prev = prev, cur
+    return prev[-1] <= 2
+
+
+def _check_init_names(model: nn.Module) -> list[AuditFinding]:
+    out = []
+    for cls in type(model).__mro__:
+        if cls is nn.Module or not issubclass(cls, nn.Module) or "__init__" in vars(cls):
+            continue
+        if cls.__module__.startswith("torch."):
+            continue
+        mangled = f"_{cls.__name__.lstrip('_')}__"
+        for name, value in vars(cls).items():
+            if name.startswith(mangled):  # `__init_` is stored name-mangled: `_Model__init_`
+                name = name[len(mangled) - 2 :]
+            if callable(value) and _near_init(name):
+                out.append(
+                    AuditFinding(
+                        "misspelled_init",
+                        "",
+                        f"{cls.__name__} defines {name}() but no __init__: Python never calls "
+                        f"{name}, so none of the layers it creates exist",
+                        f"rename {name} to __init__",
+                        rule="BLK002",
+                    )
+                )
     return out
 
 

@@ -98,7 +98,7 @@ def is_init_near_miss(name: str) -> bool:
     """`__int__`, `__init_`, `_init_`, `__inti__`, `__innit__`...: one or two edits from it."""
     if name == "__init__" or not name.startswith("_"):
         return False
-    return _damerau(name, "__init__") <= 2 or name.strip("_") in ("init", "int", "inti", "innit")
+    return _damerau(name, "__init__") <= 2
 
 
 def _returns_value(func: ast.AST) -> bool:
