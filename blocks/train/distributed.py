@@ -231,6 +231,7 @@ def all_reduce_metrics(metrics: dict[str, Any]) -> None:
     parts: list[torch.Tensor] = []
     device = None
     for m in metrics.values():
+        m.settle()
         device = m.loss_sum.device
         parts += [getattr(m, f).reshape(-1).to(torch.float64) for f in _METRIC_FIELDS]
         parts.append(torch.tensor([float(m.samples)], dtype=torch.float64, device=device))

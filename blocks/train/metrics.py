@@ -18,6 +18,7 @@ class HeadMetrics:
     def reset(self) -> None:
         z = lambda *shape: torch.zeros(shape, dtype=torch.float64, device=self.device)  # noqa: E731
         self.loss_sum, self.loss_norm, self.samples = z(), z(), 0
+        self._pending_norm = 0  # integer normalisers add up on the host: no device op per step
         width = self.head.classes if isinstance(self.head, SigmoidHead) else 1
         self.correct = z(width)
         self.tp, self.fp, self.fn = z(width), z(width), z(width)
@@ -26,7 +27,10 @@ class HeadMetrics:
     def update(self, logits: torch.Tensor, target: torch.Tensor, loss_sum: torch.Tensor,
                norm: torch.Tensor | int) -> None:
         self.loss_sum += loss_sum.detach()
-        self.loss_norm += norm
+        if isinstance(norm, int):
+            self._pending_norm += norm
+        else:
+            self.loss_norm += norm
         self.samples += target.shape[0]
         predicted = self.head.labels_from_logits(logits.detach())
         if isinstance(self.head, SoftmaxHead):
@@ -39,7 +43,14 @@ class HeadMetrics:
         self.fp += (hit & ~truth).sum(dim=0)
         self.fn += (~hit & truth).sum(dim=0)
 
+    def settle(self) -> None:
+        """Fold host-side counts into the device tensors (before reading or all-reducing them)."""
+        if self._pending_norm:
+            self.loss_norm = self.loss_norm + self._pending_norm
+            self._pending_norm = 0
+
     def loss(self) -> float:
+        self.settle()
         return float(self.loss_sum / self.loss_norm) if self.samples else float("nan")
 
     def compute(self, prefix: str) -> dict[str, float]:

@@ -186,22 +186,25 @@ class Trainer:
         try:
             for step_in_epoch, window in enumerate(_windows(iter(batches), spec.accumulate), start=1):
                 loss = self._step(window, metrics, params)
-                if not torch.isfinite(loss):
+                if not math.isfinite(loss):
                     raise TrainingError(
-                        f"the training loss became {loss.item()} at epoch {self.epoch + 1}, step "
+                        f"the training loss became {loss} at epoch {self.epoch + 1}, step "
                         f"{step_in_epoch} (global step {self.global_step + 1}); the weights were not "
                         "updated and the last checkpoint is untouched. Lower the learning rate, "
                         "set clip_grad_norm, or check the data for NaN/inf")
                 bar.update(len(window))
                 if not bar.disable and step_in_epoch % 10 == 0:
-                    bar.set_postfix(loss=f"{loss.item():.4f}")
+                    bar.set_postfix(loss=f"{loss:.4f}")
         finally:
             bar.close()
         return self._reduce(metrics, "train")
 
     def _step(self, window: list[Batch], metrics: dict[str, HeadMetrics],
-              params: list[nn.Parameter]) -> torch.Tensor:
-        """One optimizer step over `window` micro-batches; returns the window's mean loss."""
+              params: list[nn.Parameter]) -> float:
+        """One optimizer step over `window` micro-batches; returns the window's mean loss.
+
+        A non-finite loss returns before `optimizer.step()`, so the weights stay as they were.
+        """
         moved = [self._to_device(x, y) for x, y in window]
         for x, y in moved:
             self._check_batch(x, y)
@@ -209,32 +212,41 @@ class Trainer:
         if self.dist is not None:
             return self._dist_step(moved, norms, metrics, params)
         self.optimizer.zero_grad(set_to_none=True)
-        window_loss = torch.zeros((), device=self.device)
+        window_loss: torch.Tensor | None = None
         for x, y in moved:
-            outputs = self._logits(x)
-            loss = torch.zeros((), device=self.device)
-            for name, head_loss in self.losses.items():
-                total = head_loss.total(outputs[name], y[name])
-                loss = loss + self.heads[name].loss_weight * total / norms[name]
-                metrics[name].update(outputs[name], y[name], total, head_loss.norm(y[name]))
-            if not torch.isfinite(loss):
-                return loss.detach()
+            loss = self._micro_loss(self._logits(x), y, norms, metrics)
             loss.backward()
-            window_loss += loss.detach()
-        return self._optimizer_step(params, window_loss)
+            window_loss = loss.detach() if window_loss is None else window_loss + loss.detach()
+        value = window_loss.item()  # the step's one host sync: never step on a NaN/inf loss
+        if math.isfinite(value):
+            self._optimizer_step(params)
+        return value
 
-    def _optimizer_step(self, params: list[nn.Parameter], window_loss: torch.Tensor) -> torch.Tensor:
+    def _micro_loss(self, outputs: dict[str, torch.Tensor], y: dict[str, torch.Tensor],
+                    norms: dict[str, Any], metrics: dict[str, HeadMetrics]) -> torch.Tensor:
+        """sum_h loss_weight_h * (this micro-batch's loss sum_h) / (the window's normaliser_h).
+
+        Summed over the window's micro-batches this is exactly the weighted batch-mean loss.
+        """
+        loss: torch.Tensor | None = None
+        for name, head_loss in self.losses.items():
+            total = head_loss.total(outputs[name], y[name])
+            term = total * (self.heads[name].loss_weight / norms[name])
+            loss = term if loss is None else loss + term
+            metrics[name].update(outputs[name], y[name], total, head_loss.norm(y[name]))
+        return loss
+
+    def _optimizer_step(self, params: list[nn.Parameter]) -> None:
         if self.spec.clip_grad_norm is not None:
             nn.utils.clip_grad_norm_(params, self.spec.clip_grad_norm)
         self.optimizer.step()
         self.global_step += 1
         if self.scheduler is not None and self.per_step_schedule:
             self.scheduler.step()
-        return window_loss
 
     # --- distributed hook (blocks.train.distributed) --------------------------------------------
     def _dist_step(self, moved: list[tuple[torch.Tensor, dict[str, torch.Tensor]]], norms: dict[str, Any],
-                   metrics: dict[str, HeadMetrics], params: list[nn.Parameter]) -> torch.Tensor:
+                   metrics: dict[str, HeadMetrics], params: list[nn.Parameter]) -> float:
         """`_step` under DDP: each micro-batch is this rank's share of a global batch; its loss
         sum is divided by the global normaliser and DDP sums (not averages) the gradients, so the
         step's gradient is the global-batch mean. Every rank runs every backward, empty share or
@@ -252,19 +264,15 @@ class Trainer:
                 outputs = self._logits(x, ddp)
                 if empty:
                     self.model.train()
-                loss = torch.zeros((), device=self.device)
-                for name, head_loss in self.losses.items():
-                    total = head_loss.total(outputs[name], y[name])
-                    loss = loss + self.heads[name].loss_weight * total / norms[name]
-                    metrics[name].update(outputs[name], y[name], total, head_loss.norm(y[name]))
+                loss = self._micro_loss(outputs, y, norms, metrics)
                 if empty:
                     loss = loss + _dist.empty_share_loss(params)
                 loss.backward()
             window_loss += loss.detach()
-        window_loss = _dist.all_reduce_sum(window_loss)
-        if not torch.isfinite(window_loss):
-            return window_loss  # every rank sees the same value and stops before stepping
-        return self._optimizer_step(params, window_loss)
+        value = _dist.all_reduce_sum(window_loss).item()
+        if math.isfinite(value):  # every rank sees the same value and stops before stepping
+            self._optimizer_step(params)
+        return value
 
     def _collectives(self, where: str) -> contextlib.AbstractContextManager:
         if self.dist is None:
