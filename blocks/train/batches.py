@@ -44,7 +44,7 @@ class TensorBatches:
             return
         x, y = self.x, self.y
         if self.shuffle:
-            order = torch.randperm(len(x), generator=self.generator)
+            order = torch.randperm(len(x), generator=self.generator).to(x.device)
             x = x[order]
             y = {k: v[order] for k, v in y.items()} if isinstance(y, dict) else y[order]
         for start in range(0, len(self) * self.batch_size, self.batch_size):
@@ -70,7 +70,8 @@ class TensorBatches:
 
 def make_batches(data: Any, batch_size: int, *, shuffle: bool, drop_last: bool,
                  generator: torch.Generator, pin_memory: bool = False,
-                 shard: tuple[int, int] | None = None) -> TensorBatches | DataLoader:
+                 shard: tuple[int, int] | None = None,
+                 device: torch.device | None = None) -> TensorBatches | DataLoader:
     """`(X, y)`, `(X, {head: y})`, a `Split`, a `Dataset` or a `DataLoader` -> an iterable of batches.
 
     `shard=(rank, world_size)` (distributed training): `batch_size` is the global batch size and
@@ -85,7 +86,11 @@ def make_batches(data: Any, batch_size: int, *, shuffle: bool, drop_last: bool,
         sizes = {len(x)} | ({len(v) for v in y.values()} if isinstance(y, dict) else {len(y)})
         if len(sizes) != 1:
             raise ValueError(f"features and targets have different numbers of samples: {sorted(sizes)}")
-        if pin_memory:
+        if device is not None and device.type != "cpu" and _nbytes(x, y) <= DEVICE_RESIDENT_BYTES:
+            # small in-memory data lives on the accelerator: no host-to-device copy per batch
+            x = x.to(device)
+            y = {k: v.to(device) for k, v in y.items()} if isinstance(y, dict) else y.to(device)
+        elif pin_memory:
             x = x.pin_memory()
         return TensorBatches(x, y, batch_size, shuffle=shuffle, drop_last=drop_last, generator=generator,
                              shard=shard)
@@ -100,6 +105,14 @@ def make_batches(data: Any, batch_size: int, *, shuffle: bool, drop_last: bool,
                           generator=generator, pin_memory=pin_memory)
     raise TypeError("training data must be (X, y) tensors, (X, {head: y}), a Dataset or a "
                     f"DataLoader; got {type(data).__name__}")
+
+
+DEVICE_RESIDENT_BYTES = 1 << 30
+
+
+def _nbytes(x: torch.Tensor, y: Target) -> int:
+    targets = y.values() if isinstance(y, dict) else [y]
+    return x.nbytes + sum(t.nbytes for t in targets)
 
 
 def batch_size_of(batch: Batch) -> int:

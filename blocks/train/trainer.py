@@ -99,6 +99,7 @@ class Trainer:
         spec = self.spec
         batches = make_batches(train, spec.batch_size, shuffle=spec.shuffle, drop_last=spec.drop_last,
                                generator=self.generator, pin_memory=self.device.type == "cuda",
+                               device=self.device,
                                shard=self.dist.shard if self.dist is not None else None)
         if self.dist is not None:
             _dist.check_same_length(_length(batches), self.dist)
