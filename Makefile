@@ -9,6 +9,10 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test bench lint clean
 
 $(STAMP): pyproject.toml
+	@# Graphviz renders `blocks graph --format svg|png`; optional, a Debian package away.
+	-@command -v dot >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  (apt-get update -qq && apt-get install -y -qq graphviz) >/dev/null 2>&1; } || \
+	  echo "note: Graphviz not installed; SVG/PNG graph tests will be skipped"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
