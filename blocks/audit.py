@@ -148,7 +148,8 @@ def audit(
                 "forward_failed",
                 "",
                 f"forward raised {type(run.error).__name__}: {run.error}".rstrip(),
-                "fix the findings above first (a device mismatch names its tensor here)",
+                "check the example input's shape and dtype against the first layer; if other "
+                "findings name a device or a missing layer, fix those first",
             )
         )
         return report

@@ -92,7 +92,7 @@ def run_lint(args: argparse.Namespace) -> int:
 
 def _parse_shape(text: str) -> tuple[int, ...]:
     try:
-        shape = tuple(int(part) for part in text.replace("x", ",").split(",") if part.strip())
+        shape = tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
         shape = ()
     if not shape or any(d <= 0 for d in shape):
