@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/blocks train seed_cnn --out runs/demo
+	$(VENV)/bin/blocks train seed_cnn --out runs/demo --force
 
 test: $(STAMP)
 	$(PY) -m pytest -q
