@@ -589,8 +589,8 @@ class Comparison:
                 continue
             body.append(("  " * _depth(r) + (r.a.label if r.a else "-"),
                          "  " * _depth(r) + (r.b.label if r.b else "-"),
-                         _num(_opt(r.a, "params")), _num(_opt(r.b, "params")), _signed(r.params_delta),
-                         _num(_opt(r.a, "mult_adds")), _num(_opt(r.b, "mult_adds")),
+                         _cell(r.a, "params"), _cell(r.b, "params"), _signed(r.params_delta),
+                         _cell(r.a, "mult_adds"), _cell(r.b, "mult_adds"),
                          _signed(r.mult_adds_delta)))
         body.append(("total", "total", _num(self.a.total_params), _num(self.b.total_params),
                      _signed(self.b.total_params - self.a.total_params), _num(self.a.mult_adds),
@@ -658,6 +658,10 @@ def _val(row: LayerRow | None, attr: str) -> int:
 
 def _opt(row: LayerRow | None, attr: str) -> int | None:
     return getattr(row, attr) if row is not None else None
+
+
+def _cell(row: LayerRow | None, attr: str) -> str:
+    return "-" if row is None else _num(getattr(row, attr))
 
 
 def _depth(r: ComparedRow) -> int:
