@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from trainkit import learnable_data, mlp_spec
@@ -96,7 +98,7 @@ def test_failed_checkpoint_write_keeps_previous_checkpoint(tmp_path, monkeypatch
     saved = (tmp_path / "checkpoint.safetensors").read_bytes()
 
     def broken(tensors, filename, metadata=None):
-        open(filename, "wb").write(b"xx")
+        Path(filename).write_bytes(b"xx")
         raise RuntimeError("interrupted")
 
     monkeypatch.setattr(checkpoint, "save_file", broken)

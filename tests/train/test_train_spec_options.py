@@ -132,7 +132,7 @@ def test_drop_last():
         trainer = blocks.Trainer(model, {"epochs": 1, "batch_size": 10, "drop_last": drop_last},
                                  quiet=True)
         sizes = []
-        model.register_forward_hook(lambda m, i, o: sizes.append(len(o)))
+        model.register_forward_hook(lambda m, i, o, sizes=sizes: sizes.append(len(o)))
         trainer.fit(TRAIN)
         assert trainer.global_step == steps
         assert sizes == [10] * 9 + ([] if drop_last else [6])
