@@ -40,8 +40,10 @@ class BlocksModel(nn.Module):
         self._sample_shape = torch.Size(self.shapes.input_shape)
         self._input_dtype = spec.input.torch_dtype
         self._device = torch.device("cpu")
-        self._forward_impl: Callable[[torch.Tensor], Output] = (
-            self._forward_heads if spec.heads is not None else self._forward_head
+        # a plain function, not a bound method: `self -> bound method -> self` is a reference
+        # cycle, and a model in a cycle is only freed (GPU memory included) when gc next runs
+        self._impl: Callable[[BlocksModel, torch.Tensor], Output] = (
+            BlocksModel._forward_heads if spec.heads is not None else BlocksModel._forward_head
         )
 
     # --- forward ---------------------------------------------------------------------------------
@@ -52,7 +54,11 @@ class BlocksModel(nn.Module):
             wrong = True
         if wrong:
             x = self._fix_input(x)
-        return self._forward_impl(x)
+        return self._impl(self, x)
+
+    def _forward_impl(self, x: torch.Tensor) -> Output:
+        """The forward pass without the input checks."""
+        return self._impl(self, x)
 
     def _forward_head(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x))
