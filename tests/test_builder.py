@@ -295,6 +295,20 @@ def test_build_accepts_recipe_dict_path_and_name(tmp_path):
         assert torch.equal(model.head.weight, models[0].head.weight)
 
 
+def test_dropped_model_is_freed_without_gc():
+    import gc
+    import weakref
+
+    gc.disable()
+    try:
+        model = blocks.build("multitask")
+        ref = weakref.ref(model)
+        del model
+        assert ref() is None  # no reference cycle keeps it (and its memory) alive
+    finally:
+        gc.enable()
+
+
 def test_build_dtype_float64():
     model = blocks.build(blocks.load_recipe("tabular_mlp").model, dtype=torch.float64)
     assert all(p.dtype == torch.float64 for p in model.parameters())
