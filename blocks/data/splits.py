@@ -132,15 +132,23 @@ def prepare_targets(y: Targets | torch.Tensor, model: ModelSpec) -> TargetTensor
         if missing:
             raise SpecError(Problem("data", f"no targets for head(s) {', '.join(sorted(missing))}",
                                     "targets_missing"))
-        return {name: _one_target(y[name], head) for name, head in heads.items()}
+        return {name: _one_target(y[name], head, name) for name, head in heads.items()}
     if isinstance(y, dict):
         raise SpecError(Problem("data", "the model has a single head: targets must be one array",
                                 "targets_shape"))
     return _one_target(y, next(iter(heads.values())))
 
 
-def _one_target(values: Any, head: Any) -> torch.Tensor:
+def _one_target(values: Any, head: Any, name: str | None = None) -> torch.Tensor:
     t = torch.as_tensor(np.asarray(values) if not isinstance(values, torch.Tensor) else values)
     if head.type == "softmax":
-        return t.reshape(len(t)).long() if t.dtype.is_floating_point is False else t.reshape(len(t))
+        t = t.reshape(len(t))
+        if t.dtype.is_floating_point:  # e.g. a CSV column: whole numbers only, never truncated
+            bad = (t != t.round()).nonzero()
+            if len(bad):
+                i = int(bad[0])
+                label = f"head {name!r}" if name else "the softmax head"
+                raise SpecError(Problem("data", f"{label} needs integer class ids; sample {i} has "
+                                        f"{float(t[i])}", "bad_target"))
+        return t.long()
     return t.float().reshape(len(t), head.classes) if t.numel() == len(t) * head.classes else t.float()
