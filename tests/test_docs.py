@@ -1,0 +1,68 @@
+"""The code in README.md and docs/*.md runs: ```python blocks in order, one namespace per file;
+```yaml blocks that start with `model:` load as recipes."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import blocks
+import blocks.registry
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = sorted(p for p in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")] if p.exists())
+FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.S | re.M)
+
+
+def fenced(path: Path, language: str) -> list[tuple[int, str]]:
+    """(line number, code) of every fenced block of `language` in `path`."""
+    text = path.read_text(encoding="utf-8")
+    return [(text.count("\n", 0, m.start()) + 1, textwrap.dedent(m.group(2)))
+            for m in FENCE.finditer(text) if m.group(1) == language]
+
+
+def ids(paths):
+    return [str(p.relative_to(ROOT)) for p in paths]
+
+
+@pytest.mark.parametrize("path", [p for p in DOCS if fenced(p, "python")],
+                         ids=ids([p for p in DOCS if fenced(p, "python")]))
+def test_python_blocks_run(path, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # examples that write files write them here
+    before = set(blocks.block_types())
+    namespace: dict = {"__name__": f"docs_{path.stem}"}
+    try:
+        for line, code in fenced(path, "python"):
+            try:
+                exec(compile(code, f"{path.name}:{line}", "exec", dont_inherit=True), namespace)
+            except Exception as err:
+                raise AssertionError(f"{path.name}, the ```python block at line {line} failed: "
+                                     f"{type(err).__name__}: {err}") from err
+    finally:
+        for name in set(blocks.block_types()) - before:  # block types the examples registered
+            blocks.registry.unregister_block(name)
+
+
+YAML_BLOCKS = [(path, line, code) for path in DOCS for line, code in fenced(path, "yaml")
+               if code.lstrip().startswith("model:")]
+
+
+@pytest.mark.parametrize(("path", "line", "code"), YAML_BLOCKS,
+                         ids=[f"{p.name}:{line}" for p, line, _ in YAML_BLOCKS])
+def test_yaml_recipes_validate(path, line, code):
+    recipe = blocks.load_recipe(code)
+    blocks.build(recipe.model)
+
+
+def test_recipes_doc_names_every_builtin_block_type():
+    text = (ROOT / "docs" / "recipes.md").read_text(encoding="utf-8")
+    import blocks.catalogue
+    import blocks.composites
+
+    builtin = [name for name, cls in blocks.block_types().items()
+               if cls.__module__ in (blocks.catalogue.__name__, blocks.composites.__name__)]
+    missing = [name for name in builtin if f"`{name}`" not in text]
+    assert not missing, f"docs/recipes.md does not describe: {missing}"
