@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from blocks.data.splits import Split
 
@@ -94,7 +94,8 @@ def make_batches(data: Any, batch_size: int, *, shuffle: bool, drop_last: bool,
             x = x.pin_memory()
         return TensorBatches(x, y, batch_size, shuffle=shuffle, drop_last=drop_last, generator=generator,
                              shard=shard)
-    if isinstance(data, Dataset) and shard is not None:  # distributed hook
+    if isinstance(data, Dataset) and not isinstance(data, IterableDataset) and shard is not None:
+        # distributed hook: the same global batches on every rank, this rank's share of each
         from blocks.train.distributed import GlobalBatchSampler
 
         sampler = GlobalBatchSampler(len(data), batch_size, shuffle=shuffle, drop_last=drop_last,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 from ddp_common import make_data, make_model, make_spec
+from torch.utils.data import TensorDataset
 
 from blocks.train.trainer import Trainer
 
@@ -26,8 +27,10 @@ def train(cfg: dict, out: Path, rank: int) -> None:
     model = make_model()
     trainer = Trainer(model, make_spec(cfg), run_dir=cfg.get("run_dir"), quiet=True,
                       callbacks=[crash], distributed=True)
-    history = trainer.fit(make_data(cfg["n_train"], 1), make_data(cfg["n_val"], 2),
-                          resume=cfg.get("resume", False))
+    train_data, val_data = make_data(cfg["n_train"], 1), make_data(cfg["n_val"], 2)
+    if cfg.get("as_dataset"):
+        train_data, val_data = TensorDataset(*train_data), TensorDataset(*val_data)
+    history = trainer.fit(train_data, val_data, resume=cfg.get("resume", False))
     out.mkdir(parents=True, exist_ok=True)
     torch.save({k: v.clone() for k, v in model.state_dict().items()}, out / f"weights-{rank}.pt")
     if trainer.is_main:

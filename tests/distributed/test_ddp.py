@@ -31,6 +31,8 @@ RUNS = {
     "uneven": {"n_train": 37, "n_val": 11, "batch_size": 8, "epochs": 3},
     "empty_share_accumulate": {"n_train": 33, "n_val": 5, "batch_size": 8, "epochs": 3, "accumulate": 2},
     "drop_last": {"n_train": 37, "n_val": 11, "batch_size": 8, "epochs": 2, "drop_last": True},
+    # a Dataset (not tensors) is sharded by a batch sampler into the same global batches
+    "dataset": {"n_train": 37, "n_val": 11, "batch_size": 8, "epochs": 2, "as_dataset": True},
 }
 
 
