@@ -26,6 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue from DIR's last checkpoint")
     p.add_argument("--force", action="store_true", help="replace an existing run folder")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or epoch lines")
+    p.add_argument("--no-plots", action="store_true",
+                   help="skip curves.png / confusion.png (drawn when matplotlib is installed)")
     p.set_defaults(run=run_train)
 
     p = subparsers.add_parser("evaluate", help="metrics of a trained run on its validation data")
@@ -137,11 +139,28 @@ def _run_train(args: argparse.Namespace, dist_info) -> int:
     from blocks.io_utils import atomic_write_text
 
     atomic_write_text(out / RUN_INFO, json.dumps(info, indent=1) + "\n")
+    if not args.no_plots:
+        _draw_plots(out, model, splits, quiet=args.quiet)
     if not args.quiet:
         final = ", ".join(f"{k} {v:.4f}" for k, v in history.last.items() if k.startswith("val/")
                           and k.count("/") <= 2)
         print(f"done in {info['wall_time_s']:.1f}s: {final or 'no validation split'}; saved to {out}")
     return 0
+
+
+def _draw_plots(out: Path, model, splits, *, quiet: bool) -> None:
+    """Training curves and validation confusion matrices, when the plot extra is installed."""
+    from blocks.report import PlotsUnavailableError, draw_run_plots
+
+    try:
+        written, _ = draw_run_plots(out, model=model,
+                                    val_data=splits.val.as_tuple() if splits.val else None)
+    except PlotsUnavailableError as err:
+        if not quiet:
+            print(f"note: {err}")
+        return
+    if not quiet and written:
+        print("plots: " + ", ".join(str(path) for path in written))
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
