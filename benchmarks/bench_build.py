@@ -101,9 +101,9 @@ def run(rounds: int = 5, min_run_time: float = 0.2, cases: tuple[str, ...] = tup
                              "includes pydantic validation of the dict"))
 
             with torch.no_grad():
-                ours, theirs = _compare(lambda m=model: m(x), lambda h=hand: h(x), rounds, min_run_time)
+                ours, theirs = _compare(lambda m=model, x=x: m(x), lambda h=hand, x=x: h(x), rounds, min_run_time)
                 rows.append(_row(f"forward {case} batch {batch_shape[0]}", ours, theirs, FORWARD_TARGET))
-                ours, theirs = _compare(lambda m=model: m(x), lambda m=model: m._forward_impl(x),
+                ours, theirs = _compare(lambda m=model, x=x: m(x), lambda m=model, x=x: m._forward_impl(x),
                                         rounds, min_run_time)
             rows.append(_row(f"input check {case}", ours, theirs, None,
                              f"model(x) - model._forward_impl(x) = {(ours - theirs) * 1e6:+.2f} us per call"))
