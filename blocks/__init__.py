@@ -4,6 +4,7 @@
     model = blocks.build(spec.model, device="cpu")
 """
 
+from blocks.audit import AuditReport, audit
 from blocks.builder import BlocksModel, build
 from blocks.composites import Repeat, Residual, TorchLayer
 from blocks.data.spec import DataSpec
@@ -28,6 +29,7 @@ from blocks.train.spec import TrainSpec
 __version__ = "0.1.0"
 
 __all__ = [
+    "AuditReport", "audit",
     "Block", "BlocksError", "BlocksModel", "DataSpec", "DeviceMismatchError", "InputShapeError",
     "InputSpec", "ModelSpec", "Recipe", "RegistryError", "Repeat", "Residual", "ShapeError",
     "SigmoidHead", "SoftmaxHead", "SpecError", "TorchLayer", "TrainSpec", "block_types", "build",
