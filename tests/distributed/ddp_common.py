@@ -25,14 +25,25 @@ MODEL = {"name": "tiny-mlp", "input": {"shape": [4]},
          "head": {"type": "softmax", "classes": 3}}
 
 
-def make_model() -> blocks.BlocksModel:
-    return blocks.build(blocks.ModelSpec.model_validate(MODEL), device="cpu", seed=0)
+# two heads: class-weighted softmax (the loss normaliser is a weight total, not a count) and a
+# 2-label sigmoid (metrics with per-label counts)
+MULTIHEAD = {**MODEL, "name": "tiny-multihead", "head": None,
+             "heads": {"kind": {"type": "softmax", "classes": 3, "class_weights": [1.0, 2.5, 0.5]},
+                       "tags": {"type": "sigmoid", "classes": 2, "loss_weight": 0.5}}}
 
 
-def make_data(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def make_model(kind: str = "mlp") -> blocks.BlocksModel:
+    spec = MULTIHEAD if kind == "multihead" else MODEL
+    return blocks.build(blocks.ModelSpec.model_validate({k: v for k, v in spec.items() if v is not None}),
+                        device="cpu", seed=0)
+
+
+def make_data(n: int, seed: int, kind: str = "mlp") -> tuple[torch.Tensor, torch.Tensor | dict]:
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, 4, generator=g)
     y = (x[:, 0] > 0).long() + (x[:, 1] > 0.5).long()  # learnable, 3 classes
+    if kind == "multihead":
+        return x, {"kind": y, "tags": torch.stack([x[:, 2] > 0, x[:, 3] > 0.3], dim=1).float()}
     return x, y
 
 

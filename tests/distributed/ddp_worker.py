@@ -24,10 +24,11 @@ def train(cfg: dict, out: Path, rank: int) -> None:
         if rank == cfg.get("crash_rank") and record["epoch"] == cfg.get("crash_epoch"):
             os._exit(3)
 
-    model = make_model()
+    kind = cfg.get("model", "mlp")
+    model = make_model(kind)
     trainer = Trainer(model, make_spec(cfg), run_dir=cfg.get("run_dir"), quiet=True,
                       callbacks=[crash], distributed=True)
-    train_data, val_data = make_data(cfg["n_train"], 1), make_data(cfg["n_val"], 2)
+    train_data, val_data = make_data(cfg["n_train"], 1, kind), make_data(cfg["n_val"], 2, kind)
     if cfg.get("as_dataset"):
         train_data, val_data = TensorDataset(*train_data), TensorDataset(*val_data)
     history = trainer.fit(train_data, val_data, resume=cfg.get("resume", False))

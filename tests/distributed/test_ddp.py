@@ -33,13 +33,18 @@ RUNS = {
     "drop_last": {"n_train": 37, "n_val": 11, "batch_size": 8, "epochs": 2, "drop_last": True},
     # a Dataset (not tensors) is sharded by a batch sampler into the same global batches
     "dataset": {"n_train": 37, "n_val": 11, "batch_size": 8, "epochs": 2, "as_dataset": True},
+    # two heads, class weights (a float normaliser) and a sigmoid head (summed F1 counts)
+    "multihead": {"n_train": 29, "n_val": 7, "batch_size": 6, "epochs": 2, "accumulate": 2,
+                  "model": "multihead"},
 }
 
 
 def single(cfg: dict, *, run_dir: Path | None = None, resume: bool = False):
-    model = make_model()
+    kind = cfg.get("model", "mlp")
+    model = make_model(kind)
     trainer = Trainer(model, make_spec(cfg), run_dir=run_dir, quiet=True, distributed=False)
-    history = trainer.fit(make_data(cfg["n_train"], 1), make_data(cfg["n_val"], 2), resume=resume)
+    history = trainer.fit(make_data(cfg["n_train"], 1, kind), make_data(cfg["n_val"], 2, kind),
+                          resume=resume)
     return model.state_dict(), history.to_list()
 
 
@@ -121,7 +126,7 @@ def test_two_ranks_end_with_the_single_process_weights(two_ranks, name):
     reference, _ = single(RUNS[name])
     assert max_diff(weights[0], weights[1]) == 0.0  # DDP keeps the replicas identical
     assert max_diff(weights[0], reference) < TOL
-    assert max_diff(weights[0], make_model().state_dict()) > 1e-3  # it did train
+    assert max_diff(weights[0], make_model(RUNS[name].get("model", "mlp")).state_dict()) > 1e-3
 
 
 @pytest.mark.multiprocess
@@ -132,10 +137,13 @@ def test_two_ranks_report_the_single_process_epoch_metrics(two_ranks, name):
     _, reference = single(RUNS[name])
     assert len(history) == len(reference)
     for got, want in zip(history, reference, strict=True):
-        for key in ("train/loss", "val/loss"):
+        metrics = [k for k in want if "/" in k]  # loss, accuracy (+ per head, F1, per label)
+        assert sorted(metrics) == sorted(k for k in got if "/" in k)
+        assert {"train/loss", "val/loss"} <= set(metrics)
+        for key in metrics:
             assert got[key] == pytest.approx(want[key], abs=TOL), (got["epoch"], key)
-        for key in ("train/accuracy", "val/accuracy"):
-            assert got[key] == want[key], (got["epoch"], key)  # counts, summed over ranks
+            if "accuracy" in key:
+                assert got[key] == want[key], (got["epoch"], key)  # counts, summed over ranks
 
 
 @pytest.mark.multiprocess
