@@ -185,11 +185,17 @@ class GlobalBatchSampler(torch.utils.data.Sampler[list[int]]):
 
 
 # --- DDP ----------------------------------------------------------------------------------------
-def sum_gradients_hook(state, bucket):  # noqa: ANN001 (DDP checks the real annotations)
+def sum_gradients_hook(state, bucket):
     """DDP communication hook that SUMS gradients (the default averages over ranks): each rank's
     loss is already divided by the global normaliser, so the sum is the global mean gradient."""
     fut = dist.all_reduce(bucket.buffer(), group=state, async_op=True).get_future()
     return fut.then(lambda f: f.value()[0])
+
+
+# DDP checks the hook's real annotations (this module's are strings: `from __future__`)
+if dist.is_available():
+    sum_gradients_hook.__annotations__ = {"bucket": dist.GradBucket,
+                                          "return": torch.futures.Future[torch.Tensor]}
 
 
 def wrap(model: nn.Module, device: torch.device) -> nn.parallel.DistributedDataParallel:
@@ -197,8 +203,6 @@ def wrap(model: nn.Module, device: torch.device) -> nn.parallel.DistributedDataP
     ddp = nn.parallel.DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None,
         output_device=device.index if device.type == "cuda" else None)
-    sum_gradients_hook.__annotations__ = {"bucket": dist.GradBucket,
-                                          "return": torch.futures.Future[torch.Tensor]}
     ddp.register_comm_hook(None, sum_gradients_hook)
     return ddp
 
