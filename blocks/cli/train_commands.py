@@ -50,6 +50,21 @@ def _with_overrides(recipe, args):
     return recipe.model_copy(update={"train": type(recipe.train).model_validate(train.model_dump())})
 
 
+def _data_paths_absolute(recipe, source: Path | None):
+    """The recipe with csv/npz paths made absolute: the run folder's copy of the recipe lives
+    elsewhere than the original, so `blocks evaluate RUN_DIR` must not resolve them from there."""
+    data = recipe.data
+    if data is None or source is None:
+        return recipe
+    base = Path(source).parent
+    for key in ("csv", "npz"):
+        src = getattr(data, key)
+        if src is not None and not Path(src.path).is_absolute():
+            data = data.model_copy(update={key: src.model_copy(
+                update={"path": str((base / src.path).resolve())})})
+    return recipe.model_copy(update={"data": data})
+
+
 def run_train(args: argparse.Namespace) -> int:
     """Train a recipe; under torchrun (`torchrun --nproc_per_node=N -m blocks train RECIPE`) every
     rank trains its share with DDP and rank 0 alone writes the run folder and prints."""
@@ -128,7 +143,8 @@ def _run_train(args: argparse.Namespace, dist_info) -> int:
                           resume=args.resume)
     if not main:
         return 0
-    save(model, out, recipe=saved_recipe, preprocess=splits.preprocess)
+    save(model, out, recipe=_data_paths_absolute(saved_recipe, loaded.source_path),
+         preprocess=splits.preprocess)
     best_key = next((k for k in ("val/accuracy", "val/loss", "train/loss") if k in history.last), None)
     best = history.best(best_key, "max" if best_key and best_key.endswith("accuracy") else "min")
     info = {"wall_time_s": round(time.perf_counter() - started, 3), "epochs": len(history),
@@ -225,8 +241,9 @@ def run_predict(args: argparse.Namespace) -> int:
             columns.append([f"{v:.6f}" for v in probs[name][:, j].tolist()])
     rows = list(zip(*columns, strict=True))
     if args.out:
-        from blocks.io_utils import atomic_write_text
         import io
+
+        from blocks.io_utils import atomic_write_text
 
         buffer = io.StringIO()
         csv.writer(buffer).writerows([header, *rows])
