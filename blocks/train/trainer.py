@@ -388,6 +388,12 @@ class Trainer:
         """Restore weights, optimizer, schedule, RNG streams, epoch and history from a checkpoint."""
         path = Path(path) if path is not None else self._checkpoint_path()
         model_state, states, meta = load_checkpoint(path)
+        planned = meta.get("train", {}).get("epochs")
+        if self.per_step_schedule and planned is not None and planned != self.spec.epochs:
+            raise TrainingError(
+                f"{path} was trained with a per-step {self.spec.scheduler.type} schedule laid out "
+                f"for {planned} epochs; resuming with epochs: {self.spec.epochs} would change (or "
+                f"run past) it. Resume with epochs: {planned}, or start a new run")
         self.model.load_state_dict(model_state)
         self.optimizer.load_state_dict(states["optimizer"])
         if self.scheduler is not None and "scheduler" in states:
