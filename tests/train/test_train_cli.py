@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import blocks
 from blocks.cli import main
 
 RECIPE = """\
@@ -61,8 +62,6 @@ def test_overrides(recipe, tmp_path):
     assert train(recipe, out, "--epochs", "2", "--device", "cpu", "--seed", "11") == 0
     history = json.loads((out / "history.json").read_text())
     assert len(history) == 2
-    import blocks
-
     saved = blocks.load_recipe(out / "recipe.yaml")
     assert (saved.train.epochs, saved.train.device, saved.train.seed) == (2, "cpu", 11)
 
@@ -79,12 +78,7 @@ def test_resume_without_checkpoint_exits_2(recipe, tmp_path, capsys):
     assert "no checkpoint.safetensors" in capsys.readouterr().err
 
 
-def absolute_data_path(recipe: Path) -> None:
-    recipe.write_text(RECIPE.replace("path: table.csv", f"path: {recipe.parent / 'table.csv'}"))
-
-
 def test_evaluate_text_and_json(recipe, tmp_path, capsys):
-    absolute_data_path(recipe)  # see test_evaluate_with_data_path_relative_to_the_recipe
     out = tmp_path / "run"
     assert train(recipe, out) == 0
     capsys.readouterr()
@@ -99,13 +93,15 @@ def test_evaluate_text_and_json(recipe, tmp_path, capsys):
     assert "train/loss" in text and "train/accuracy" in text
 
 
-@pytest.mark.xfail(reason="known bug: the run folder's recipe.yaml keeps the data path relative "
-                   "to the ORIGINAL recipe, so `blocks evaluate RUN_DIR` looks for RUN_DIR/table.csv",
-                   strict=False)
 def test_evaluate_with_data_path_relative_to_the_recipe(recipe, tmp_path, capsys):
+    # the run folder's recipe.yaml lives elsewhere: the data path is stored resolved
     out = tmp_path / "elsewhere" / "run"
     assert train(recipe, out) == 0
+    saved = blocks.load_recipe(out / "recipe.yaml")
+    assert Path(saved.data.csv.path) == (tmp_path / "table.csv").resolve()
+    capsys.readouterr()
     assert main(["evaluate", str(out), "--json"]) == 0
+    assert "val/accuracy" in json.loads(capsys.readouterr().out)
 
 
 def test_evaluate_not_a_run_folder(tmp_path, capsys):

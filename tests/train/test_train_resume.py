@@ -166,3 +166,23 @@ def test_cli_evaluate_with_truncated_weights_exits_2(tmp_path, capsys):
     assert main(["evaluate", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "model.safetensors" in err and "Traceback" not in err
+
+
+def test_resume_with_a_different_length_for_a_per_step_schedule_is_refused(tmp_path, capsys):
+    model = blocks.build(mlp_spec(), seed=1)
+    blocks.Trainer(model, {**RESUME_SPEC, "epochs": 2}, run_dir=tmp_path, quiet=True).fit(
+        learnable_data(32))
+    longer = blocks.Trainer(model, RESUME_SPEC, run_dir=tmp_path, quiet=True)
+    with pytest.raises(blocks.TrainingError, match="one_cycle schedule laid out for 2 epochs"):
+        longer.fit(learnable_data(32), resume=True)
+    assert longer.epoch == 0 and longer.global_step == 0
+    # through the CLI: exit 2 and a message, not a traceback from deep inside the scheduler
+    recipe = tmp_path / "oc.yaml"
+    recipe.write_text(_recipe(tmp_path).read_text().replace(
+        "{type: step, step_size: 1, gamma: 0.7}", "{type: one_cycle}"))
+    out = str(tmp_path / "run")
+    assert main(["train", str(recipe), "--out", out, "--epochs", "2", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["train", str(recipe), "--out", out, "--epochs", "4", "--resume", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "laid out for 2 epochs" in err and "Traceback" not in err
