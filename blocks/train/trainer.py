@@ -317,7 +317,15 @@ class Trainer:
             raise TrainingError(f"{where}: targets are given for {sorted(targets)} but the model's "
                                 f"heads are {sorted(self.heads)}")
         for name, head in self.heads.items():
-            _check_head_targets(name, head, _target(targets[name], head), where)
+            raw = targets[name]
+            if isinstance(head, SoftmaxHead) and isinstance(raw, torch.Tensor) and raw.is_floating_point():
+                bad = (raw.reshape(-1) != raw.reshape(-1).round()).nonzero()  # NaN included
+                if len(bad):  # .long() would truncate 1.5 to 1 silently
+                    i = int(bad[0])
+                    label = f"head {name!r}" if name != SINGLE_HEAD else "the head"
+                    raise TrainingError(f"{where}: {label} (softmax) needs integer class ids; "
+                                        f"sample {i} has {float(raw.reshape(-1)[i])}")
+            _check_head_targets(name, head, _target(raw, head), where)
 
     def _check_batch(self, x: torch.Tensor, y: dict[str, torch.Tensor]) -> None:
         if set(y) != set(self.heads):
