@@ -47,6 +47,15 @@ def test_negative_class_index():
                                    "softmax", "sample 4 has -1")
 
 
+def test_fractional_class_id_is_not_truncated():
+    y = torch.tensor([0.0, 1.0, 2.0, 1.5, 0.0, 1.0, 2.0, 0.0])
+    assert_refused_before_any_step(blocks.build(linear_spec(), seed=0), torch.randn(8, 4), y,
+                                   "integer class ids", "sample 3 has 1.5")
+    ok = torch.tensor([0.0, 1.0, 2.0, 1.0])  # whole-number floats are fine
+    blocks.Trainer(blocks.build(linear_spec(), seed=0), {"epochs": 1}, quiet=True).fit(
+        (torch.randn(4, 4), ok))
+
+
 def test_sigmoid_target_outside_0_1():
     y = good_targets()
     y["tags"][2, 1] = 1.5
