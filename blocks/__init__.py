@@ -23,8 +23,8 @@ from blocks.run_io import load, save
 from blocks.spec import InputSpec, ModelSpec, Recipe
 from blocks.summary import summarize
 from blocks.train.history import History
-from blocks.train.trainer import Trainer, TrainingError
 from blocks.train.spec import TrainSpec
+from blocks.train.trainer import Trainer, TrainingError
 
 __version__ = "0.1.0"
 

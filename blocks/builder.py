@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from blocks.composites import build_sequence
 from blocks.device import DevicePolicy, mismatch_message, resolve_device, single_device
 from blocks.errors import DeviceMismatchError, InputShapeError, SpecError
 from blocks.shapes import fmt_shape
@@ -32,7 +30,10 @@ class BlocksModel(nn.Module):
         self.spec = spec
         self.shapes: ShapeReport = spec.infer_shapes()
         self.on_device_mismatch: DevicePolicy = on_device_mismatch
-        self.backbone, features = build_sequence(spec.backbone, self.shapes.input_shape)
+        # sizes come from the shape inference just done: each block's rule runs once per build
+        self.backbone = nn.Sequential(*(
+            layer.block.build(layer.input_shape) for layer in self.shapes.layers if layer.depth == 0))
+        features = self.shapes.features
         if spec.heads is not None:
             self.heads = nn.ModuleDict({name: head.build(features) for name, head in spec.heads.items()})
         else:
@@ -40,11 +41,7 @@ class BlocksModel(nn.Module):
         self._sample_shape = torch.Size(self.shapes.input_shape)
         self._input_dtype = spec.input.torch_dtype
         self._device = torch.device("cpu")
-        # a plain function, not a bound method: `self -> bound method -> self` is a reference
-        # cycle, and a model in a cycle is only freed (GPU memory included) when gc next runs
-        self._impl: Callable[[BlocksModel, torch.Tensor], Output] = (
-            BlocksModel._forward_heads if spec.heads is not None else BlocksModel._forward_head
-        )
+        self._single_head = spec.heads is None
 
     # --- forward ---------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> Output:
@@ -54,16 +51,12 @@ class BlocksModel(nn.Module):
             wrong = True
         if wrong:
             x = self._fix_input(x)
-        return self._impl(self, x)
+        return self._forward_impl(x)
 
     def _forward_impl(self, x: torch.Tensor) -> Output:
         """The forward pass without the input checks."""
-        return self._impl(self, x)
-
-    def _forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(x))
-
-    def _forward_heads(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self._single_head:
+            return self.head(self.backbone(x))
         features = self.backbone(x)
         return {name: head(features) for name, head in self.heads.items()}
 

@@ -58,9 +58,10 @@ def module_devices(module: nn.Module) -> dict[torch.device, list[str]]:
 
 def single_device(module: nn.Module, default: torch.device) -> torch.device:
     """The one device all of `module`'s tensors live on; a `DeviceMismatchError` naming them if not."""
+    devices = {t.device for t in module.parameters()} | {t.device for t in module.buffers()}
+    if len(devices) <= 1:
+        return devices.pop() if devices else default
     found = module_devices(module)
-    if not found:
-        return default
     if len(found) > 1:
         listing = "; ".join(f"{dev}: {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}"
                             for dev, names in found.items())

@@ -6,6 +6,7 @@ Every error names the file, line and column of the offending value and its spec 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterator, Sequence
@@ -17,7 +18,7 @@ from typing import Any, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from blocks.errors import Problem, SpecError
+from blocks.errors import Problem, RegistryError, SpecError
 from blocks.registry import Block, block_types, closest, get_block_type
 from blocks.spec import ModelSpec, Recipe
 
@@ -142,10 +143,8 @@ def _fields_at(root: type[BaseModel], loc: Loc, data: Any) -> list[str]:
             return []
         cls = _model_in(info.annotation, node)
     if isinstance(node, dict) and isinstance(node.get("type"), str):
-        try:
+        with contextlib.suppress(RegistryError):  # not a block: keep the class found by walking
             cls = get_block_type(node["type"])
-        except Exception:  # noqa: BLE001 - not a block: keep the class found by walking
-            pass
     if isinstance(cls, type) and issubclass(cls, BaseModel):
         return [name for name in cls.model_fields if name != "type"]
     return []
