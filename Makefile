@@ -23,6 +23,7 @@ demo: $(STAMP)
 	$(VENV)/bin/blocks train seed_cnn --out runs/demo --force
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check blocks tests benchmarks
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
