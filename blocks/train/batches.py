@@ -59,7 +59,8 @@ class TensorBatches:
         from blocks.train.distributed import shard_bounds
 
         rank, world = self.shard
-        order = torch.randperm(len(self.x), generator=self.generator) if self.shuffle else None
+        order = (torch.randperm(len(self.x), generator=self.generator).to(self.x.device)
+                 if self.shuffle else None)
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             stop = min(start + self.batch_size, len(self.x))
             lo, hi = shard_bounds(stop - start, rank, world)
