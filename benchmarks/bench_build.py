@@ -5,8 +5,9 @@ flatten -> Linear(21632, 10), batch 64). Both sides run in the same process, int
 block, single-threaded; each number is the fastest block's per-call time (see `_compare`).
 
 - build: `blocks.build(spec)` from an already-validated `ModelSpec` (shape inference + module
-  creation + device check) and from a plain dict (adds pydantic validation), vs the hand
-  `nn.Sequential(...)` constructor. Weight initialisation dominates both for the seed CNN.
+  creation + device check) and from a plain dict (adds pydantic validation), vs the same module
+  tree written by hand (`HandWritten`: backbone `nn.Sequential` + classifier `nn.Linear`, sizes
+  computed by hand). Weight initialisation dominates both for the seed CNN.
 - forward: `model(x)` vs `hand(x)` under `torch.no_grad()`. Targets: forward <= 1.05x,
   build (validated spec) <= 1.2x.
 - check: the per-call cost of the input device/shape/dtype check, `model(x)` vs
@@ -32,8 +33,21 @@ def mlp_dict() -> dict:
             "head": {"type": "softmax", "classes": 10}}
 
 
+class HandWritten(nn.Module):
+    """What a careful user writes by hand: a feature extractor and a classifier, built in
+    `__init__` with hand-computed sizes: the same module tree `blocks.build` makes."""
+
+    def __init__(self, backbone: list[nn.Module], head: nn.Module) -> None:
+        super().__init__()
+        self.backbone = nn.Sequential(*backbone)
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+
 def hand_mlp() -> nn.Module:
-    return nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+    return HandWritten([nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU()], nn.Linear(64, 10))
 
 
 def cnn_dict() -> dict:
@@ -41,7 +55,7 @@ def cnn_dict() -> dict:
 
 
 def hand_cnn() -> nn.Module:
-    return nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Flatten(), nn.Linear(32 * 26 * 26, 10))
+    return HandWritten([nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Flatten()], nn.Linear(32 * 26 * 26, 10))
 
 
 CASES = {

@@ -23,25 +23,29 @@ class BlocksModel(nn.Module):
     checked for device, per-sample shape and dtype before any op runs (a few hundred ns).
     """
 
+    spec: ModelSpec  # what was built
+    shapes: ShapeReport  # every block's input/output shape, from static inference
+    on_device_mismatch: DevicePolicy
+
     def __init__(self, spec: ModelSpec, *, on_device_mismatch: DevicePolicy = "raise") -> None:
         super().__init__()
         if on_device_mismatch not in ("raise", "move"):
             raise ValueError(f"on_device_mismatch must be 'raise' or 'move', got {on_device_mismatch!r}")
-        self.spec = spec
-        self.shapes: ShapeReport = spec.infer_shapes()
-        self.on_device_mismatch: DevicePolicy = on_device_mismatch
+        shapes = spec.infer_shapes()
+        # plain (non-module, non-tensor) attributes skip nn.Module.__setattr__'s registry checks
+        self.__dict__.update(
+            spec=spec, shapes=shapes, on_device_mismatch=on_device_mismatch,
+            _sample_shape=torch.Size(shapes.input_shape), _input_dtype=spec.input.torch_dtype,
+            _device=torch.device("cpu"), _single_head=spec.heads is None,
+        )
         # sizes come from the shape inference just done: each block's rule runs once per build
         self.backbone = nn.Sequential(*(
-            layer.block.build(layer.input_shape) for layer in self.shapes.layers if layer.depth == 0))
-        features = self.shapes.features
+            layer.block.build(layer.input_shape) for layer in shapes.layers if layer.depth == 0))
         if spec.heads is not None:
-            self.heads = nn.ModuleDict({name: head.build(features) for name, head in spec.heads.items()})
+            self.heads = nn.ModuleDict({name: head.build(shapes.features)
+                                        for name, head in spec.heads.items()})
         else:
-            self.head = spec.head.build(features)
-        self._sample_shape = torch.Size(self.shapes.input_shape)
-        self._input_dtype = spec.input.torch_dtype
-        self._device = torch.device("cpu")
-        self._single_head = spec.heads is None
+            self.head = spec.head.build(shapes.features)
 
     # --- forward ---------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> Output:
@@ -157,9 +161,14 @@ def build(
     if seed is None:
         model = BlocksModel(model_spec, on_device_mismatch=on_device_mismatch)
     else:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        # weights are drawn on the CPU, so only its generator is seeded and then restored
+        # (torch.manual_seed would also seed every accelerator, lazily, at a real cost)
+        saved = torch.default_generator.get_state()
+        torch.default_generator.manual_seed(seed)
+        try:
             model = BlocksModel(model_spec, on_device_mismatch=on_device_mismatch)
+        finally:
+            torch.default_generator.set_state(saved)
     if dtype is not None:
         if not dtype.is_floating_point:
             raise SpecError(f"dtype must be a floating-point torch dtype, got {dtype}")

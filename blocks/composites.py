@@ -6,8 +6,7 @@ import functools
 import inspect
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import torch
 from pydantic import Field, PositiveInt, field_validator, model_validator
@@ -20,8 +19,7 @@ from blocks.shapes import Shape, fmt_shape
 BlockList = Annotated[list[AnyBlock], Field(min_length=1)]
 
 
-@dataclass(frozen=True)
-class LayerTrace:
+class LayerTrace(NamedTuple):
     """One block's place in the model: relative spec path, the block, its shapes, its depth."""
 
     path: str
@@ -42,7 +40,7 @@ def trace_sequence(blocks: Sequence[Block], shape: Shape, prefix: str = "",
         here = f"{prefix}[{index}]"
         try:
             out = block.output_shape(shape)
-            if any(d <= 0 for d in out):
+            if min(out, default=1) <= 0:
                 raise ShapeError(f"output shape {fmt_shape(out)} would be empty")
         except ShapeError as err:
             if err.block_type is None:

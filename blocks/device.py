@@ -56,9 +56,23 @@ def module_devices(module: nn.Module) -> dict[torch.device, list[str]]:
     return found
 
 
+def _collect_devices(module: nn.Module, devices: set[torch.device]) -> None:
+    """One walk over the tree (runs on every build, so no name bookkeeping)."""
+    for tensor in module._parameters.values():
+        if tensor is not None:
+            devices.add(tensor.device)
+    for tensor in module._buffers.values():
+        if tensor is not None:
+            devices.add(tensor.device)
+    for child in module._modules.values():
+        if child is not None:
+            _collect_devices(child, devices)
+
+
 def single_device(module: nn.Module, default: torch.device) -> torch.device:
     """The one device all of `module`'s tensors live on; a `DeviceMismatchError` naming them if not."""
-    devices = {t.device for t in module.parameters()} | {t.device for t in module.buffers()}
+    devices: set[torch.device] = set()
+    _collect_devices(module, devices)
     if len(devices) <= 1:
         return devices.pop() if devices else default
     found = module_devices(module)

@@ -6,6 +6,7 @@ Heads never apply softmax/sigmoid in `forward` (pitfall 6): the loss takes logit
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
 import torch
@@ -114,9 +115,13 @@ class SigmoidHead(_Head):
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.sigmoid()
 
+    @property
+    def threshold_logit(self) -> float:
+        """sigmoid(z) > threshold  <=>  z > logit(threshold): labels need no probabilities."""
+        return math.log(self.threshold / (1.0 - self.threshold))
+
     def labels_from_logits(self, logits: torch.Tensor) -> torch.Tensor:
-        # sigmoid(z) > t  <=>  z > logit(t): no need to compute probabilities
-        return (logits > torch.logit(torch.tensor(self.threshold)).item()).long()
+        return (logits > self.threshold_logit).long()
 
 
 HeadSpec = Annotated[SoftmaxHead | SigmoidHead, Field(discriminator="type")]

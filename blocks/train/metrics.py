@@ -13,6 +13,8 @@ class HeadMetrics:
     def __init__(self, name: str, head: SoftmaxHead | SigmoidHead, device: torch.device) -> None:
         self.name, self.head = name, head
         self.device = device
+        self._softmax = isinstance(head, SoftmaxHead)
+        self._threshold_logit = head.threshold_logit if isinstance(head, SigmoidHead) else 0.0
         self.reset()
 
     def reset(self) -> None:
@@ -23,21 +25,21 @@ class HeadMetrics:
         self.correct = z(width)
         self.tp, self.fp, self.fn = z(width), z(width), z(width)
 
-    @torch.no_grad()
     def update(self, logits: torch.Tensor, target: torch.Tensor, loss_sum: torch.Tensor,
                norm: torch.Tensor | int) -> None:
+        """Called once per training micro-batch: a handful of device ops, no host sync, no
+        autograd (every input is detached or not differentiable)."""
         self.loss_sum += loss_sum.detach()
         if isinstance(norm, int):
             self._pending_norm += norm
         else:
             self.loss_norm += norm
         self.samples += target.shape[0]
-        predicted = self.head.labels_from_logits(logits.detach())
-        if isinstance(self.head, SoftmaxHead):
-            self.correct += (predicted == target).sum()
+        if self._softmax:
+            self.correct += (logits.detach().argmax(dim=-1) == target).sum()
             return
         truth = target > 0.5
-        hit = predicted.bool()
+        hit = logits.detach() > self._threshold_logit
         self.correct += (hit == truth).sum(dim=0)
         self.tp += (hit & truth).sum(dim=0)
         self.fp += (hit & ~truth).sum(dim=0)

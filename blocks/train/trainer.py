@@ -27,7 +27,7 @@ from blocks.errors import BlocksError, DeviceMismatchError
 from blocks.heads import SigmoidHead, SoftmaxHead
 from blocks.spec import SINGLE_HEAD
 from blocks.train import distributed as _dist
-from blocks.train.batches import Batch, batch_size_of, make_batches
+from blocks.train.batches import Batch, TensorBatches, batch_size_of, make_batches
 from blocks.train.checkpoint import load_checkpoint, save_checkpoint
 from blocks.train.history import History
 from blocks.train.losses import HeadLoss
@@ -97,6 +97,11 @@ class Trainer:
     def fit(self, train: Any, val: Any = None, *, resume: bool = False) -> History:
         """Train for `spec.epochs` epochs (from the checkpoint in `run_dir` when `resume`)."""
         spec = self.spec
+        if _is_tensor_pair(train):
+            self.check_targets(*train, where="training data")
+            train = self._prepared(*train)  # targets as the losses want them: once, not per batch
+        if _is_tensor_pair(val):
+            self.check_targets(*val, where="validation data")
         batches = make_batches(train, spec.batch_size, shuffle=spec.shuffle, drop_last=spec.drop_last,
                                generator=self.generator, pin_memory=self.device.type == "cuda",
                                device=self.device,
@@ -112,15 +117,11 @@ class Trainer:
                                 "(tensors, a sized Dataset or DataLoader)")
         if self.scheduler is None:
             self.scheduler, self.per_step_schedule = make_scheduler(spec, self.optimizer, steps_per_epoch)
-        if isinstance(train, tuple | list) and len(train) == 2:
-            self.check_targets(*train, where="training data")
-        if isinstance(val, tuple | list) and len(val) == 2:
-            self.check_targets(*val, where="validation data")
         if resume:
             self.resume()
         elif not self._seeded:
             # dropout and other in-model randomness (a stream per rank when distributed)
-            torch.manual_seed(spec.seed + (self.dist.rank if self.dist is not None else 0))
+            _seed_device_rngs(spec.seed + (self.dist.rank if self.dist is not None else 0), self.device)
         self._seeded = True
         start_wall = time.perf_counter()
         while self.epoch < spec.epochs and not self.stopped_early:
@@ -184,9 +185,13 @@ class Trainer:
                    leave=False, disable=self.quiet or not self.is_main or not sys.stderr.isatty(),
                    unit="batch")
         params = [p for p in model.parameters() if p.requires_grad]
+        # checked, converted and placed once in `fit`: batches need no per-step preparation
+        ready = (isinstance(batches, TensorBatches) and isinstance(batches.y, dict)
+                 and batches.x.device == self.device
+                 and all(t.device == self.device for t in batches.y.values()))
         try:
             for step_in_epoch, window in enumerate(_windows(iter(batches), spec.accumulate), start=1):
-                loss = self._step(window, metrics, params)
+                loss = self._step(window, metrics, params, ready=ready)
                 if not math.isfinite(loss):
                     raise TrainingError(
                         f"the training loss became {loss} at epoch {self.epoch + 1}, step "
@@ -201,14 +206,18 @@ class Trainer:
         return self._reduce(metrics, "train")
 
     def _step(self, window: list[Batch], metrics: dict[str, HeadMetrics],
-              params: list[nn.Parameter]) -> float:
+              params: list[nn.Parameter], *, ready: bool = False) -> float:
         """One optimizer step over `window` micro-batches; returns the window's mean loss.
 
         A non-finite loss returns before `optimizer.step()`, so the weights stay as they were.
+        `ready`: the batches already hold checked targets on the model's device.
         """
-        moved = [self._to_device(x, y) for x, y in window]
-        for x, y in moved:
-            self._check_batch(x, y)
+        if ready:
+            moved = window
+        else:
+            moved = [self._to_device(x, y) for x, y in window]
+            for x, y in moved:
+                self._check_batch(x, y)
         norms = {name: sum(loss.norm(y[name]) for _, y in moved) for name, loss in self.losses.items()}
         if self.dist is not None:
             return self._dist_step(moved, norms, metrics, params)
@@ -286,23 +295,30 @@ class Trainer:
         return self._logits(x), y
 
     def _logits(self, x: torch.Tensor, module: nn.Module | None = None) -> dict[str, torch.Tensor]:
-        with self._autocast():
+        if self.spec.precision == "bf16":
+            with torch.autocast(self.device.type, dtype=torch.bfloat16):
+                out = (module or self.model)(x)
+        else:
             out = (module or self.model)(x)
         return out if isinstance(out, dict) else {SINGLE_HEAD: out}
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.spec.precision == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
 
     def _to_device(self, x: torch.Tensor, y: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         targets = y if isinstance(y, dict) else {SINGLE_HEAD: y}
         if self.model.multi_head_expected and not isinstance(y, dict):
             raise TrainingError(f"the model has heads {', '.join(self.heads)}: pass targets as "
                                 "(X, {head: y})")
-        nb = self.device.type == "cuda"
-        return (x.to(self.device, non_blocking=nb),
-                {k: _target(v, self.heads.get(k)).to(self.device, non_blocking=nb) for k, v in targets.items()})
+        device, nb = self.device, self.device.type == "cuda"
+        if x.device != device:
+            x = x.to(device, non_blocking=nb)
+        moved = {}
+        for name, values in targets.items():
+            values = _target(values, self.heads.get(name))
+            moved[name] = values if values.device == device else values.to(device, non_blocking=nb)
+        return x, moved
+
+    def _prepared(self, x: torch.Tensor, y: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        targets = y if isinstance(y, dict) else {SINGLE_HEAD: y}
+        return x, {name: _target(values, self.heads[name]) for name, values in targets.items()}
 
     # --- checks ----------------------------------------------------------------------------------
     def check_targets(self, x: torch.Tensor, y: Any, *, where: str = "data") -> None:
@@ -427,7 +443,25 @@ class Trainer:
         return copy.deepcopy(self.model.state_dict())
 
 
+def _seed_device_rngs(seed: int, device: torch.device) -> None:
+    """Seed the CPU generator and the training device's: what dropout draws from. Cheaper than
+    `torch.manual_seed`, which also lazily seeds every other accelerator backend."""
+    torch.default_generator.manual_seed(seed)
+    if device.type == "cuda":
+        torch.cuda.manual_seed(seed)
+    elif device.type == "mps":
+        torch.mps.manual_seed(seed)
+
+
+def _is_tensor_pair(data: Any) -> bool:
+    return isinstance(data, tuple | list) and len(data) == 2 and isinstance(data[0], torch.Tensor)
+
+
 def _windows(batches: Iterator[Batch], size: int) -> Iterator[list[Batch]]:
+    if size == 1:
+        for batch in batches:
+            yield [batch]
+        return
     while window := list(islice(batches, size)):
         yield window
 
