@@ -32,10 +32,11 @@ class HeadLoss:
             return self.weight[target].sum() if self.weight is not None else target.shape[0]
         return target.numel()
 
-    def total(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Sum of per-sample losses (class-weighted where configured)."""
+    def total(self, logits: torch.Tensor, target: torch.Tensor, reduction: str = "sum") -> torch.Tensor:
+        """Sum of per-sample losses (class-weighted where configured); `reduction="mean"` gives
+        sum / norm in one kernel (the common case: the batch is the whole optimizer step)."""
         if isinstance(self.head, SoftmaxHead):
-            return F.cross_entropy(logits.float(), target, weight=self.weight, reduction="sum",
+            return F.cross_entropy(logits.float(), target, weight=self.weight, reduction=reduction,
                                    label_smoothing=self.head.label_smoothing)
-        return F.binary_cross_entropy_with_logits(logits.float(), target, reduction="sum",
+        return F.binary_cross_entropy_with_logits(logits.float(), target, reduction=reduction,
                                                   pos_weight=self.pos_weight)

@@ -240,10 +240,20 @@ class Trainer:
         """
         loss: torch.Tensor | None = None
         for name, head_loss in self.losses.items():
-            total = head_loss.total(outputs[name], y[name])
-            term = total * (self.heads[name].loss_weight / norms[name])
+            norm = head_loss.norm(y[name])
+            if isinstance(norm, int) and norm == norms[name]:
+                # this micro-batch is the whole step: the mean in one kernel, and the sum for the
+                # metrics scaled outside the autograd graph (one backward node fewer per step)
+                term = head_loss.total(outputs[name], y[name], reduction="mean")
+                total = term.detach() * norm
+            else:
+                total = head_loss.total(outputs[name], y[name])
+                term = total / norms[name]
+            weight = self.heads[name].loss_weight
+            if weight != 1.0:
+                term = term * weight
             loss = term if loss is None else loss + term
-            metrics[name].update(outputs[name], y[name], total, head_loss.norm(y[name]))
+            metrics[name].update(outputs[name], y[name], total, norm)
         return loss
 
     def _optimizer_step(self, params: list[nn.Parameter]) -> None:
