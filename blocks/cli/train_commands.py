@@ -5,13 +5,17 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 from blocks.errors import BlocksError, Problem, SpecError
+
+EXIT_RUN_FAILED = 1  # training started and could not finish (e.g. a rank of a distributed run died)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -74,9 +78,18 @@ def run_train(args: argparse.Namespace) -> int:
         return _run_train(args, None)
     info = dist.setup(cuda=_distributed_device(args) == "cuda")
     try:
-        return _run_train(args, info)
-    finally:
+        code = _run_train(args, info)
+    except dist.DistributedError as err:
+        # the process group is broken (a peer died): tearing it down, or letting the interpreter
+        # destroy it, can abort in C++; report and leave at once
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(EXIT_RUN_FAILED)
+    except BaseException:
         dist.teardown()
+        raise
+    dist.teardown()
+    return code
 
 
 def _distributed_device(args: argparse.Namespace) -> str:
