@@ -52,12 +52,18 @@ class Block(SpecModel):
     shorthand: ClassVar[bool] = False
 
     def output_shape(self, shape: Shape) -> Shape:
-        """Per-sample output shape for per-sample input `shape`; raise `ShapeError` if impossible."""
-        raise NotImplementedError(f"block type {self.type!r} does not define output_shape")
+        """Per-sample output shape for per-sample input `shape`; raise `ShapeError` if impossible.
+
+        Every registered type overrides this (`register_block` checks it).
+        """
+        raise TypeError(f"block type {self.type!r} does not define output_shape")
 
     def build(self, shape: Shape) -> nn.Module:
-        """Create the module for per-sample input `shape` (already checked by `output_shape`)."""
-        raise NotImplementedError(f"block type {self.type!r} does not define build")
+        """Create the module for per-sample input `shape` (already checked by `output_shape`).
+
+        Every registered type overrides this (`register_block` checks it).
+        """
+        raise TypeError(f"block type {self.type!r} does not define build")
 
     @model_serializer(mode="wrap")
     def _keep_type(self, handler: SerializerFunctionWrapHandler) -> Any:
@@ -94,6 +100,10 @@ def register_block(name: str, *, replace: bool = False) -> Callable[[type[Block]
                 f"block type {name!r} is already registered by "
                 f"{existing.__module__}.{existing.__qualname__}; pick another name"
             )
+        missing = [rule for rule in ("output_shape", "build") if getattr(cls, rule) is getattr(Block, rule)]
+        if missing:
+            raise RegistryError(f"@register_block({name!r}): {cls.__qualname__} must define "
+                                f"{' and '.join(missing)} (its shape rule and its module)")
         registered = create_model(
             cls.__name__,
             __base__=cls,

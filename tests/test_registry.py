@@ -112,18 +112,19 @@ def test_register_needs_a_block_subclass():
 
 
 def test_block_without_rules_says_so():
-    @blocks.register_block("lazy_author")
-    class Lazy(blocks.Block):
-        pass
+    with pytest.raises(blocks.RegistryError, match="Lazy must define output_shape and build"):
+        @blocks.register_block("lazy_author")
+        class Lazy(blocks.Block):
+            pass
 
-    try:
-        with pytest.raises(NotImplementedError, match="'lazy_author' does not define output_shape"):
-            Lazy().output_shape((3,))
-        assert Lazy.shorthand
-        assert blocks.ModelSpec(input={"shape": [3]}, backbone=["lazy_author"],
-                                head={"type": "softmax", "classes": 2}).backbone[0].type == "lazy_author"
-    finally:
-        blocks.registry.unregister_block("lazy_author")
+    assert "lazy_author" not in blocks.block_types()
+
+    class HalfDone(blocks.Block):
+        def output_shape(self, shape):
+            return shape
+
+    with pytest.raises(blocks.RegistryError, match="must define build"):
+        blocks.register_block("half_done")(HalfDone)
 
 
 # --- entry-point plugins -------------------------------------------------------------------------
