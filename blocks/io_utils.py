@@ -8,6 +8,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
     """Call `write(tmp)` on a temporary file beside `path`, fsync it, then rename over `path`."""
     target = Path(path)
@@ -19,6 +28,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) ->
         write(tmp)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)

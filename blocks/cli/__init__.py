@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -16,6 +17,7 @@ from blocks.errors import BlocksError
 EXIT_OK = 0
 EXIT_FINDINGS = 1  # the tool worked and found problems (lint)
 EXIT_BAD_INPUT = 2  # a bad recipe, file or argument
+EXIT_INTERNAL = 3  # blocks itself failed (a bug): reported without a traceback unless BLOCKS_DEBUG
 
 COMMAND_MODULES: tuple[str, ...] = (
     "blocks.cli.spec_commands",
@@ -74,3 +76,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    except Exception as err:  # a bug in blocks (or a library): short message, traceback on request
+        if os.environ.get("BLOCKS_DEBUG"):
+            raise
+        print(f"error: internal error in `blocks {args.command}`: {type(err).__name__}: {err}\n"
+              "(this is a bug in blocks, not in your input; set BLOCKS_DEBUG=1 for the traceback)",
+              file=sys.stderr)
+        return EXIT_INTERNAL

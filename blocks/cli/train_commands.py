@@ -49,9 +49,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _with_overrides(recipe, args):
-    train = recipe.train.model_copy(update={k: v for k, v in {
-        "epochs": args.epochs, "device": args.device, "seed": args.seed}.items() if v is not None})
-    return recipe.model_copy(update={"train": type(recipe.train).model_validate(train.model_dump())})
+    """The recipe with `--epochs/--device/--seed` applied, each checked like the recipe's own key."""
+    from pydantic import ValidationError
+
+    overrides = {k: v for k, v in {"epochs": args.epochs, "device": args.device,
+                                   "seed": args.seed}.items() if v is not None}
+    try:
+        train = type(recipe.train).model_validate(recipe.train.model_dump() | overrides)
+    except ValidationError as err:
+        problems = [Problem("", f"--{e['loc'][0] if e['loc'] else 'override'}: "
+                            + e["msg"].removeprefix("Value error, "), e["type"])
+                    for e in err.errors(include_url=False)]
+        raise SpecError(problems) from None
+    return recipe.model_copy(update={"train": train})
 
 
 def _data_paths_absolute(recipe, source: Path | None):
@@ -112,10 +122,7 @@ def _run_train(args: argparse.Namespace, dist_info) -> int:
     from blocks.train.trainer import CHECKPOINT, Trainer
 
     loaded = load_recipe(args.recipe)
-    try:
-        recipe = _with_overrides(loaded, args)
-    except ValueError as err:
-        raise SpecError(f"bad override: {err}") from None
+    recipe = _with_overrides(loaded, args)
     main = dist_info is None or dist_info.is_main  # distributed hook: rank 0 alone writes, prints
     recipe._source_path = loaded.source_path
     saved_recipe = recipe  # as given, without the per-rank device below
@@ -226,6 +233,11 @@ def run_predict(args: argparse.Namespace) -> int:
     if not path.exists():
         raise SpecError(Problem("", "input file does not exist", "file_not_found", str(path)))
     raw = _read_inputs(path)
+    expected = _expected_features(preprocess, model)
+    got = int(np.prod(raw.shape[1:])) if raw.ndim > 1 else 1
+    if expected is not None and got != expected:
+        raise SpecError(Problem("", f"each input row has {got} values but the model was trained on "
+                                f"{expected} features per sample", "shape_mismatch", str(path)))
     try:
         x = preprocess.apply(raw) if preprocess else torch.as_tensor(raw, dtype=torch.float32)
         x = x.reshape(len(x), *model.shapes.input_shape)
@@ -267,6 +279,15 @@ def run_predict(args: argparse.Namespace) -> int:
 
         csv.writer(sys.stdout).writerows([header, *rows])
     return 0
+
+
+def _expected_features(preprocess, model) -> int | None:
+    """Values per input row the run's preprocessing expects (before any reshape or resize)."""
+    if preprocess is None:
+        return int(np.prod(model.shapes.input_shape))
+    if preprocess.mean is not None:
+        return len(preprocess.mean)
+    return int(np.prod(preprocess.source_shape or preprocess.input_shape))
 
 
 def _read_inputs(path: Path) -> np.ndarray:

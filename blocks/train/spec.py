@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, field_validator
 
 from blocks.registry import SpecModel
 
@@ -90,9 +90,10 @@ class TrainSpec(SpecModel):
     drop_last: bool = False
     checkpoint_every: PositiveInt = Field(default=1, description="epochs between checkpoints")
 
-    @model_validator(mode="after")
-    def _device_name(self) -> TrainSpec:
+    @field_validator("device")
+    @classmethod
+    def _device_name(cls, device: str) -> str:
         from blocks.device import parse_device_name
 
-        parse_device_name(self.device)
-        return self
+        parse_device_name(device)
+        return device
