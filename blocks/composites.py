@@ -228,7 +228,8 @@ class TorchLayer(Block):
         try:
             with torch.device("meta"):
                 module = _torch_layers()[self.layer](**self.kwargs)
-            out = module(torch.empty((1, *shape), device="meta"))
+            # eval mode: batch statistics of a batch of one must not decide the shape
+            out = module.eval()(torch.empty((1, *shape), device="meta"))
         except Exception as err:  # noqa: BLE001 - any failure is a shape/argument problem
             raise ShapeError(f"torch.nn.{self.layer}({_kwargs_repr(self.kwargs)}) failed on this "
                              f"input: {err}") from None

@@ -77,6 +77,8 @@ class SoftmaxHead(_Head):
         if self.class_weights is not None and len(self.class_weights) != self.classes:
             raise ValueError(f"class_weights has {len(self.class_weights)} entries but the head "
                              f"has {self.classes} classes")
+        if self.class_weights is not None and not any(self.class_weights):
+            raise ValueError("class_weights are all zero: no sample would count")
         return self
 
     def loss(self, device: torch.device | str | None = None) -> nn.Module:

@@ -36,6 +36,8 @@ def save(model: BlocksModel, path: str | Path, *, recipe: Recipe | None = None,
     atomic_write(run_dir / WEIGHTS, lambda tmp: save_model(model, str(tmp), metadata={"format": "blocks/1"}))
     if preprocess is not None:
         atomic_write_text(run_dir / PREPROCESS, json.dumps(preprocess.to_dict()) + "\n")
+    else:  # a stale file from an earlier save would be applied to these weights' inputs
+        (run_dir / PREPROCESS).unlink(missing_ok=True)
     return run_dir
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from blocks.errors import BlocksError, Problem, SpecError
+from blocks.errors import Problem, SpecError
 
 EXIT_RUN_FAILED = 1  # training started and could not finish (e.g. a rank of a distributed run died)
 
@@ -102,6 +102,26 @@ def run_train(args: argparse.Namespace) -> int:
     return code
 
 
+RUN_MARKERS = ("recipe.yaml", "checkpoint.safetensors", "history.json")
+
+
+def _check_replaceable(out: Path, recipe_path: Path | None) -> None:
+    """`--force` replaces a previous run folder, never anything else: not the working folder or
+    one above it, not the folder holding the recipe, not a folder that is not a blocks run."""
+    target = out.resolve()
+    protected = [Path.cwd().resolve(), Path.home().resolve()]
+    if recipe_path is not None:
+        protected.append(Path(recipe_path).resolve().parent)
+    if any(target == p or target in p.parents for p in protected) or not out.is_dir():
+        raise SpecError(Problem("", "--force will not delete this folder: it holds (or is above) "
+                                "the working folder, the recipe or your home; choose another --out",
+                                "unsafe_out", str(out)))
+    if not any((out / marker).exists() for marker in RUN_MARKERS):
+        raise SpecError(Problem("", "--force only replaces blocks run folders, and this one has "
+                                f"none of {', '.join(RUN_MARKERS)}; choose another --out",
+                                "not_a_run", str(out)))
+
+
 def _distributed_device(args: argparse.Namespace) -> str:
     """'cuda' or 'cpu': where a distributed run trains (picks NCCL or gloo)."""
     import torch
@@ -137,21 +157,24 @@ def _run_train(args: argparse.Namespace, dist_info) -> int:
     recipe._source_path = loaded.source_path
     name = Path(args.recipe).stem
     out = Path(args.out or f"runs/{name}")
-    if args.resume:
-        if not (out / CHECKPOINT).exists():
-            raise SpecError(Problem("", f"--resume: {out} has no {CHECKPOINT} to continue from",
-                                    "no_checkpoint", str(out)))
-    elif main and out.exists() and any(out.iterdir()):
+    if args.resume and not (out / CHECKPOINT).exists():
+        raise SpecError(Problem("", f"--resume: {out} has no {CHECKPOINT} to continue from",
+                                "no_checkpoint", str(out)))
+    replace = False
+    if not args.resume and main and out.exists() and (not out.is_dir() or any(out.iterdir())):
         if not args.force:
             raise SpecError(Problem("", f"run folder {out} already exists; pass --resume to continue "
                                     "it, --force to replace it, or --out for a new folder",
                                     "run_exists", str(out)))
-        shutil.rmtree(out)
+        _check_replaceable(out, loaded.source_path)
+        replace = True
     splits = load_splits(recipe)
     model = build(recipe.model, device=recipe.train.device, seed=recipe.train.seed)
     trainer = Trainer(model, recipe.train, run_dir=out, quiet=args.quiet,
                       distributed=dist_info is not None)
     if main:
+        if replace:  # only now: a recipe, data or model that fails above leaves the old run alone
+            shutil.rmtree(out)
         out.mkdir(parents=True, exist_ok=True)
     if not args.quiet:
         params = sum(p.numel() for p in model.parameters())
@@ -171,7 +194,11 @@ def _run_train(args: argparse.Namespace, dist_info) -> int:
             "best_epoch": best["epoch"] if best else None, "best_metric": best_key,
             "params": sum(p.numel() for p in model.parameters()), "device": str(model.device),
             **({"world_size": dist_info.world_size} if dist_info is not None else {}),
-            "final": history.last, "stopped_early": trainer.stopped_early}
+            "final": history.last, "stopped_early": trainer.stopped_early,
+            # which epoch's weights model.safetensors holds (restore_best keeps the best one)
+            "weights_epoch": (trainer.best["epoch"] if recipe.train.early_stopping
+                              and recipe.train.early_stopping.restore_best
+                              and trainer.best.get("epoch") else len(history))}
     from blocks.io_utils import atomic_write_text
 
     atomic_write_text(out / RUN_INFO, json.dumps(info, indent=1) + "\n")
@@ -202,12 +229,13 @@ def _draw_plots(out: Path, model, splits, *, quiet: bool) -> None:
 def run_evaluate(args: argparse.Namespace) -> int:
     from blocks.data.splits import load_splits
     from blocks.recipe_io import load_recipe
-    from blocks.run_io import load, load_run_recipe
+    from blocks.run_io import load, load_preprocess, load_run_recipe
     from blocks.train.trainer import Trainer
 
     model = load(args.run_dir)
     recipe = load_recipe(args.data) if args.data else load_run_recipe(args.run_dir)
-    splits = load_splits(recipe)
+    # the run's own preprocessing (training statistics), never one refitted to this data
+    splits = load_splits(recipe, preprocess=load_preprocess(args.run_dir))
     split = splits.val if args.split == "val" else splits.train
     if split is None:
         raise SpecError(Problem("data.val_fraction", "the recipe's data has no validation split; "
@@ -232,22 +260,18 @@ def run_predict(args: argparse.Namespace) -> int:
     path = Path(args.input)
     if not path.exists():
         raise SpecError(Problem("", "input file does not exist", "file_not_found", str(path)))
-    raw = _read_inputs(path)
-    expected = _expected_features(preprocess, model)
+    if args.out and Path(args.out).resolve() == path.resolve():
+        raise SpecError(Problem("", "--out would overwrite the input file; choose another path",
+                                "would_overwrite", str(path)))
+    raw = _read_inputs(path, preprocess)
+    expected = preprocess.raw_features if preprocess else int(np.prod(model.shapes.input_shape))
     got = int(np.prod(raw.shape[1:])) if raw.ndim > 1 else 1
-    if expected is not None and got != expected:
+    if got != expected:
         raise SpecError(Problem("", f"each input row has {got} values but the model was trained on "
                                 f"{expected} features per sample", "shape_mismatch", str(path)))
-    try:
-        x = preprocess.apply(raw) if preprocess else torch.as_tensor(raw, dtype=torch.float32)
-        x = x.reshape(len(x), *model.shapes.input_shape)
-    except RuntimeError as err:
-        raise SpecError(Problem("", f"inputs of shape {list(raw.shape)} do not fit the model input "
-                                f"{list(model.shapes.input_shape)} ({err})", "shape_mismatch",
-                                str(path))) from None
-    labels, probs = model.predict(x), model.predict_proba(x)
-    if not isinstance(labels, dict):
-        labels, probs = {"output": labels}, {"output": probs}
+    x = preprocess.apply(raw) if preprocess else torch.as_tensor(raw, dtype=torch.float32)
+    x = x.reshape(len(x), *model.shapes.input_shape)
+    labels, probs = _predict_in_batches(model, x)
     header, columns = [], []
     for name in labels:
         head = model.spec.head_specs[name]
@@ -281,25 +305,51 @@ def run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _expected_features(preprocess, model) -> int | None:
-    """Values per input row the run's preprocessing expects (before any reshape or resize)."""
-    if preprocess is None:
-        return int(np.prod(model.shapes.input_shape))
-    if preprocess.mean is not None:
-        return len(preprocess.mean)
-    return int(np.prod(preprocess.source_shape or preprocess.input_shape))
+def _predict_in_batches(model, x, batch_size: int = 1024):
+    """Labels and probabilities per head from one forward per batch (bounded memory)."""
+    import torch
+
+    heads = model.spec.head_specs
+    labels: dict[str, list] = {name: [] for name in heads}
+    probs: dict[str, list] = {name: [] for name in heads}
+    for start in range(0, len(x), batch_size):
+        logits = model._eval_logits(x[start:start + batch_size])
+        logits = logits if isinstance(logits, dict) else {next(iter(heads)): logits}
+        for name, value in logits.items():
+            labels[name].append(heads[name].labels_from_logits(value))
+            probs[name].append(heads[name].probabilities(value))
+    return ({k: torch.cat(v) for k, v in labels.items()}, {k: torch.cat(v) for k, v in probs.items()})
 
 
-def _read_inputs(path: Path) -> np.ndarray:
+def _read_inputs(path: Path, preprocess) -> np.ndarray:
+    """Feature rows from `.npz` (array `x`) or CSV. CSV columns are matched by header name when
+    the run knows its feature names (extra columns, e.g. the target, are ignored)."""
+    from blocks.data.sources import load_npz, numeric_table, read_csv_rows
+
     if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as archive:
-            if "x" not in archive:
-                raise SpecError(Problem("", f"no array 'x' in {path.name} (arrays: "
-                                        f"{', '.join(archive.files)})", "unknown_array", str(path)))
-            return archive["x"]
+        return load_npz(path, ["x"], "input")["x"]
+    rows = read_csv_rows(path, "input")
+    if len(rows) < 2:
+        raise SpecError(Problem("", "needs a header row and at least one data row", "empty_data",
+                                str(path)))
+    header, body = rows[0], rows[1:]
+    names = preprocess.features if preprocess is not None else None
+    if names and set(names) <= set(header):
+        picked = [header.index(name) for name in names]
+        body = [[row[i] if i < len(row) else "" for i in picked] for row in body]
+        return numeric_table(body, names, path, "input").astype(np.float32)
+    table = numeric_table(body, header, path, "input")
+    if names and all(not _is_number(cell) for cell in header):
+        missing = [name for name in names if name not in header]
+        raise SpecError(Problem("", f"missing feature column(s) {', '.join(missing[:5])}"
+                                f"{' ...' if len(missing) > 5 else ''} (the run was trained on "
+                                f"{len(names)} named features)", "unknown_column", str(path)))
+    return table.astype(np.float32)
+
+
+def _is_number(text: str) -> bool:
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            rows = list(csv.reader(handle))
-        return np.array([[float(v) for v in row] for row in rows[1:]], dtype=np.float32)
-    except (ValueError, OSError) as err:
-        raise BlocksError(f"{path}: cannot read numeric CSV with a header row ({err})") from None
+        float(text)
+    except ValueError:
+        return False
+    return True

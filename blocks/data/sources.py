@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,18 +16,39 @@ from blocks.spec import ModelSpec
 Targets = np.ndarray | dict[str, np.ndarray]
 
 
-def load_arrays(spec: DataSpec, model: ModelSpec, base_dir: Path | None) -> tuple[np.ndarray, Targets, str]:
-    """Features, targets and the kind of data (`image`, `tabular`) for one `data:` section."""
+@dataclass
+class RawData:
+    """One source's samples as loaded, plus what preprocessing must know to repeat it later."""
+
+    x: np.ndarray
+    y: Targets
+    kind: str  # "image", "tabular" or "array"
+    scale: float = 1.0  # fixed scaling of the raw values (digits: pixels 0..16 -> 0..1)
+    features: list[str] | None = None  # feature column names, for `blocks predict` on CSV
+
+
+def load_arrays(spec: DataSpec, model: ModelSpec, base_dir: Path | None) -> RawData:
+    """Features, targets and the kind of data for one `data:` section; every target array has
+    one entry per sample (checked)."""
     if spec.dataset is not None:
-        return _bundled(spec.dataset)
-    if spec.csv is not None:
-        return (*_csv(spec.csv, model, base_dir), "tabular")
-    if spec.npz is not None:
-        return (*_npz(spec.npz, model, base_dir), "array")
-    return (*_synthetic(spec.synthetic, model, spec.seed), "array")
+        raw = _bundled(spec.dataset)
+    elif spec.csv is not None:
+        raw = _csv(spec.csv, model, base_dir)
+    elif spec.npz is not None:
+        raw = _npz(spec.npz, model, base_dir)
+    else:
+        x, y = _synthetic(spec.synthetic, model, spec.seed)
+        raw = RawData(x, y, "array")
+    targets = raw.y.items() if isinstance(raw.y, dict) else [("y", raw.y)]
+    for name, values in targets:
+        if len(values) != len(raw.x):
+            raise SpecError(Problem("data", f"{len(raw.x)} samples of features but {len(values)} "
+                                    f"targets ({name}); they must pair up one to one",
+                                    "length_mismatch"))
+    return raw
 
 
-def _bundled(name: str) -> tuple[np.ndarray, np.ndarray, str]:
+def _bundled(name: str) -> RawData:
     try:
         from sklearn import datasets
     except ImportError:
@@ -36,9 +59,10 @@ def _bundled(name: str) -> tuple[np.ndarray, np.ndarray, str]:
               "iris": datasets.load_iris, "wine": datasets.load_wine}[name]
     bunch = loader()
     x = np.asarray(bunch.data, dtype=np.float32)
+    y = np.asarray(bunch.target, dtype=np.int64)
     if name == "digits":
-        return x / 16.0, np.asarray(bunch.target, dtype=np.int64), "image"
-    return x, np.asarray(bunch.target, dtype=np.int64), "tabular"
+        return RawData(x, y, "image", scale=1 / 16)  # 8x8 images, pixel values 0..16
+    return RawData(x, y, "tabular", features=[str(f) for f in bunch.feature_names])
 
 
 def _resolve(path: str, base_dir: Path | None, where: str) -> Path:
@@ -50,10 +74,34 @@ def _resolve(path: str, base_dir: Path | None, where: str) -> Path:
     return candidate
 
 
-def _csv(source: CsvSource, model: ModelSpec, base_dir: Path | None) -> tuple[np.ndarray, Targets]:
+def read_csv_rows(path: Path, where: str) -> list[list[str]]:
+    """Rows of a CSV file, blank lines skipped; a located error if it cannot be read."""
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            return [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise SpecError(Problem(where, f"cannot read {path}: {err}", "file_unreadable")) from None
+
+
+def numeric_table(rows: list[list[str]], header: list[str], path: Path, where: str) -> np.ndarray:
+    """The data rows as float64, naming the row and column of the first cell that is not a number."""
+    table = np.empty((len(rows), len(header)), dtype=np.float64)
+    for i, row in enumerate(rows):
+        if len(row) != len(header):
+            raise SpecError(Problem(where, f"{path.name} line {i + 2} has {len(row)} cells, the "
+                                    f"header has {len(header)}", "bad_row"))
+        for j, cell in enumerate(row):
+            try:
+                table[i, j] = float(cell)
+            except ValueError:
+                raise SpecError(Problem(where, f"{path.name} line {i + 2}, column {header[j]!r}: "
+                                        f"{cell!r} is not a number", "bad_value")) from None
+    return table
+
+
+def _csv(source: CsvSource, model: ModelSpec, base_dir: Path | None) -> RawData:
     path = _resolve(source.path, base_dir, "data.csv.path")
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = list(csv.reader(handle))
+    rows = read_csv_rows(path, "data.csv.path")
     if len(rows) < 2:
         raise SpecError(Problem("data.csv.path", f"{path} needs a header row and at least one data row",
                                 "empty_data"))
@@ -64,28 +112,32 @@ def _csv(source: CsvSource, model: ModelSpec, base_dir: Path | None) -> tuple[np
             raise SpecError(Problem("data.csv", f"column {column!r} is not in {path.name} "
                                     f"(columns: {', '.join(header)})", "unknown_column"))
     features = source.features or [c for c in header if c not in targets]
-    try:
-        table = np.array([[float(v) for v in row] for row in body], dtype=np.float64)
-    except ValueError as err:
-        raise SpecError(Problem("data.csv.path", f"{path.name}: every cell must be a number ({err})",
-                                "bad_value")) from None
+    table = numeric_table(body, header, path, "data.csv.path")
     x = table[:, [header.index(c) for c in features]].astype(np.float32)
     y = table[:, [header.index(c) for c in targets]]
-    return x, _split_targets(y, model)
+    return RawData(x, _split_targets(y, model), "tabular", features=list(features))
 
 
-def _npz(source: NpzSource, model: ModelSpec, base_dir: Path | None) -> tuple[np.ndarray, Targets]:
+def load_npz(path: Path, keys: list[str], where: str) -> dict[str, np.ndarray]:
+    """Named arrays of an `.npz` archive (never unpickled); located errors for the rest."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            for key in keys:
+                if key not in archive:
+                    raise SpecError(Problem(where, f"array {key!r} is not in {path.name} "
+                                            f"(arrays: {', '.join(archive.files)})", "unknown_array"))
+            return {key: archive[key] for key in keys}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise SpecError(Problem(where, f"cannot read {path.name} as a NumPy .npz archive of plain "
+                                f"arrays: {err}", "file_unreadable")) from None
+
+
+def _npz(source: NpzSource, model: ModelSpec, base_dir: Path | None) -> RawData:
     path = _resolve(source.path, base_dir, "data.npz.path")
-    with np.load(path, allow_pickle=False) as archive:
-        keys = [source.x] + ([source.y] if isinstance(source.y, str) else list(source.y.values()))
-        for key in keys:
-            if key not in archive:
-                raise SpecError(Problem("data.npz", f"array {key!r} is not in {path.name} "
-                                        f"(arrays: {', '.join(archive.files)})", "unknown_array"))
-        x = archive[source.x]
-        if isinstance(source.y, dict):
-            return x, {head: archive[key] for head, key in source.y.items()}
-        return x, archive[source.y]
+    y_keys = {"y": source.y} if isinstance(source.y, str) else dict(source.y)
+    arrays = load_npz(path, [source.x, *y_keys.values()], "data.npz")
+    y = arrays[source.y] if isinstance(source.y, str) else {h: arrays[k] for h, k in y_keys.items()}
+    return RawData(arrays[source.x], y, "array")
 
 
 def _split_targets(y: np.ndarray, model: ModelSpec) -> Targets:

@@ -15,36 +15,48 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from blocks.data.sources import Targets, load_arrays
+from blocks.data.sources import RawData, Targets, load_arrays
 from blocks.errors import Problem, SpecError
 from blocks.shapes import fmt_shape
-from blocks.spec import ModelSpec, Recipe
+from blocks.spec import DTYPES, ModelSpec, Recipe
 
 TargetTensor = torch.Tensor | dict[str, torch.Tensor]
 
 
 @dataclass
 class Preprocess:
-    """Feature preparation learned from the training split: z-score, reshape, optional resize."""
+    """Feature preparation fixed at training time and saved with the run (`preprocess.json`):
+    scale, z-score with the training split's statistics, reshape, optional image resize, dtype."""
 
     input_shape: list[int]
     mean: list[float] | None = None
     std: list[float] | None = None
     source_shape: list[int] | None = None  # image shape the flat features reshape to first
     dtype: str = "float32"
+    scale: float = 1.0  # applied to the raw values first (digits: 1/16)
+    features: list[str] | None = None  # column names, so CSV inputs are matched by name
+
+    @property
+    def raw_features(self) -> int:
+        """Values per raw input row (before reshape or resize)."""
+        if self.mean is not None:
+            return len(self.mean)
+        return math.prod(self.source_shape or self.input_shape)
 
     def apply(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
         data = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
         if self.dtype == "int64":
             return data.long().reshape(len(data), *self.input_shape)
         data = data.float().reshape(len(data), -1)
+        if self.scale != 1.0:
+            data = data * self.scale
         if self.mean is not None:
             data = (data - torch.tensor(self.mean)) / torch.tensor(self.std)
         if self.source_shape is not None and self.source_shape != self.input_shape:
             data = data.reshape(len(data), *self.source_shape)
             data = F.interpolate(data, size=tuple(self.input_shape[1:]), mode="bilinear",
                                  align_corners=False)
-        return data.reshape(len(data), *self.input_shape).contiguous()
+        return data.reshape(len(data), *self.input_shape).to(DTYPES[self.dtype]).contiguous()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,8 +82,13 @@ class Splits:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def load_splits(recipe: Recipe, base_dir: str | Path | None = None) -> Splits:
-    """Train/val tensors for `recipe.data`, split with its seed, preprocessed for `recipe.model`."""
+def load_splits(recipe: Recipe, base_dir: str | Path | None = None, *,
+                preprocess: Preprocess | None = None) -> Splits:
+    """Train/val tensors for `recipe.data`, split with its seed, preprocessed for `recipe.model`.
+
+    `preprocess` (a trained run's) is applied as it is instead of being fitted to this data, so
+    evaluating a run on other data sees exactly what training saw.
+    """
     if recipe.data is None:
         raise SpecError(Problem("data", "the recipe has no `data:` section; add one (e.g. "
                                 "`data: {dataset: digits}`) or pass tensors to Trainer.fit",
@@ -79,7 +96,8 @@ def load_splits(recipe: Recipe, base_dir: str | Path | None = None) -> Splits:
     if base_dir is None and recipe.source_path is not None:
         base_dir = recipe.source_path.parent
     spec = recipe.data
-    x, y, kind = load_arrays(spec, recipe.model, Path(base_dir) if base_dir else None)
+    raw = load_arrays(spec, recipe.model, Path(base_dir) if base_dir else None)
+    x = raw.x
     n = len(x)
     order = np.random.default_rng(spec.seed).permutation(n)
     n_val = int(round(n * spec.val_fraction))
@@ -87,8 +105,13 @@ def load_splits(recipe: Recipe, base_dir: str | Path | None = None) -> Splits:
     if len(train_idx) == 0:
         raise SpecError(Problem("data.val_fraction", f"leaves no training samples out of {n}",
                                 "empty_split"))
-    preprocess = _fit_preprocess(x[train_idx], kind, spec.standardize, recipe.model)
-    targets = prepare_targets(y, recipe.model)
+    if preprocess is None:
+        preprocess = _fit_preprocess(x[train_idx], raw, spec.standardize, recipe.model)
+    elif int(np.prod(x.shape[1:])) != preprocess.raw_features:
+        raise SpecError(Problem("data", f"the data has {int(np.prod(x.shape[1:]))} features per "
+                                f"sample but the run was trained on {preprocess.raw_features}",
+                                "shape_mismatch"))
+    targets = prepare_targets(raw.y, recipe.model)
 
     def take(idx: np.ndarray) -> Split:
         index = torch.as_tensor(idx)
@@ -97,15 +120,18 @@ def load_splits(recipe: Recipe, base_dir: str | Path | None = None) -> Splits:
         return Split(preprocess.apply(x[idx]), picked)
 
     return Splits(take(train_idx), take(val_idx) if n_val else None, preprocess,
-                  {"samples": n, "kind": kind, "train": len(train_idx), "val": n_val})
+                  {"samples": n, "kind": raw.kind, "train": len(train_idx), "val": n_val})
 
 
-def _fit_preprocess(x: np.ndarray, kind: str, standardize: bool | None, model: ModelSpec) -> Preprocess:
+def _fit_preprocess(x: np.ndarray, raw: RawData, standardize: bool | None,
+                    model: ModelSpec) -> Preprocess:
     shape = list(model.input.shape)
-    pre = Preprocess(input_shape=shape, dtype=model.input.dtype)
+    kind = raw.kind
+    pre = Preprocess(input_shape=shape, dtype=model.input.dtype, scale=raw.scale,
+                     features=raw.features)
     if model.input.dtype == "int64":
         return pre
-    flat = x.reshape(len(x), -1).astype(np.float64)
+    flat = x.reshape(len(x), -1).astype(np.float64) * raw.scale
     features = flat.shape[1]
     if standardize if standardize is not None else kind == "tabular":
         std = flat.std(axis=0)

@@ -53,7 +53,10 @@ class HeadMetrics:
 
     def loss(self) -> float:
         self.settle()
-        return float(self.loss_sum / self.loss_norm) if self.samples else float("nan")
+        if not self.samples:
+            return float("nan")
+        # all samples weighted 0 (class_weights): nothing to average, the loss is 0
+        return float(self.loss_sum / self.loss_norm) if float(self.loss_norm) else 0.0
 
     def compute(self, prefix: str) -> dict[str, float]:
         """Flat metrics: `<prefix>loss`, `<prefix>accuracy`, and for sigmoid heads f1 (+ per label)."""

@@ -91,11 +91,14 @@ class Trainer:
         self.best: dict[str, Any] = {"value": None, "epoch": None, "wait": 0}
         self._best_state: dict[str, torch.Tensor] | None = None
         self._seeded = False
+        self._steps_per_epoch: int | None = None
         self.stopped_early = False
 
     # --- public API ------------------------------------------------------------------------------
     def fit(self, train: Any, val: Any = None, *, resume: bool = False) -> History:
-        """Train for `spec.epochs` epochs (from the checkpoint in `run_dir` when `resume`)."""
+        """Train until `spec.epochs` epochs are done in total (continuing from the checkpoint in
+        `run_dir` when `resume`). `epochs` counts the whole run, not each call: calling `fit`
+        again on a finished trainer trains nothing; build a new `Trainer` to train again."""
         spec = self.spec
         if _is_tensor_pair(train):
             self.check_targets(*train, where="training data")
@@ -112,6 +115,8 @@ class Trainer:
             steps_per_epoch = math.ceil(len(batches) / spec.accumulate)
         except TypeError:
             steps_per_epoch = 0
+        self._steps_per_epoch = steps_per_epoch or None
+        self._check_early_stopping_metric(has_val=val is not None)
         if steps_per_epoch == 0 and spec.scheduler is not None:
             raise TrainingError("the learning-rate schedule needs data with a known length "
                                 "(tensors, a sized Dataset or DataLoader)")
@@ -158,12 +163,15 @@ class Trainer:
     def evaluate(self, data: Any, *, split: str = "test") -> dict[str, float]:
         """Loss and accuracy per head on `data`, keys like `test/loss`, `test/<head>/accuracy`."""
         model = self.model
+        if _is_tensor_pair(data):
+            self.check_targets(*data, where=f"{split} data")
         was_training = model.training
         model.eval()
         metrics = {name: HeadMetrics(name, head, self.device) for name, head in self.heads.items()}
         try:
+            # its own generator: evaluating must not move the training data's shuffle stream
             batches = make_batches(data, self.spec.batch_size, shuffle=False, drop_last=False,
-                                   generator=self.generator,
+                                   generator=torch.Generator(),
                                    shard=self.dist.shard if self.dist is not None else None)
             for x, y in batches:
                 if self.dist is not None and batch_size_of((x, y)) == 0:
@@ -248,7 +256,10 @@ class Trainer:
                 total = term.detach() * norm
             else:
                 total = head_loss.total(outputs[name], y[name])
-                term = total / norms[name]
+                # a window whose samples all have class weight 0 has norm 0 and sum 0: term 0
+                window_norm = norms[name]
+                term = total / (window_norm.clamp_min(1e-12) if isinstance(window_norm, torch.Tensor)
+                                else window_norm)
             weight = self.heads[name].loss_weight
             if weight != 1.0:
                 term = term * weight
@@ -354,9 +365,12 @@ class Trainer:
             _check_head_targets(name, head, _target(raw, head), where)
 
     def _check_batch(self, x: torch.Tensor, y: dict[str, torch.Tensor]) -> None:
+        """Batches from a Dataset or DataLoader (not checked up front): heads, range, shape."""
         if set(y) != set(self.heads):
             raise TrainingError(f"batch targets are for {sorted(y)} but the model's heads are "
                                 f"{sorted(self.heads)}")
+        for name, head in self.heads.items():
+            _check_head_targets(name, head, y[name], "a batch")
 
     # --- bookkeeping -----------------------------------------------------------------------------
     def _reduce(self, metrics: dict[str, HeadMetrics], split: str) -> dict[str, float]:
@@ -368,6 +382,34 @@ class Trainer:
         for name, m in metrics.items():
             out |= m.compute(f"{split}/{name}/")
         return out
+
+    def _check_early_stopping_metric(self, *, has_val: bool) -> None:
+        """Refuse, before the first epoch, a metric no epoch record will have."""
+        rule = self.spec.early_stopping
+        if rule is None:
+            return
+        split, _, rest = rule.metric.partition("/")
+        if split == "val" and not has_val:
+            raise TrainingError(f"early_stopping.metric {rule.metric!r} needs validation data: "
+                                "pass `val` to fit (or a recipe with val_fraction > 0), or watch "
+                                "a train/ metric")
+        if split not in ("train", "val") or rest not in self._metric_names():
+            raise TrainingError(f"early_stopping.metric {rule.metric!r} is not a metric blocks "
+                                f"records; choose one of: {', '.join(sorted(self._metric_names()))} "
+                                "after `train/` or `val/`")
+
+    def _metric_names(self) -> set[str]:
+        """The metric names an epoch record has after its `train/` or `val/` prefix."""
+        names = {"loss"}
+        for name, head in self.heads.items():
+            prefix = "" if name == SINGLE_HEAD else f"{name}/"
+            names |= {f"{prefix}loss", f"{prefix}accuracy"}
+            if isinstance(head, SigmoidHead):
+                names.add(f"{prefix}f1")
+                if head.classes > 1:
+                    for label in head.labels or [str(i) for i in range(head.classes)]:
+                        names |= {f"{prefix}{label}/accuracy", f"{prefix}{label}/f1"}
+        return names
 
     def _early_stopping(self, record: dict[str, Any]) -> None:
         rule = self.spec.early_stopping
@@ -413,7 +455,8 @@ class Trainer:
                 return path
         if self._best_state is not None:
             states["best_state"] = self._best_state
-        meta = {"epoch": self.epoch, "global_step": self.global_step, "history": self.history.to_list(),
+        meta = {"epoch": self.epoch, "global_step": self.global_step,
+                "steps_per_epoch": self._steps_per_epoch, "history": self.history.to_list(),
                 "best": self.best, "stopped_early": self.stopped_early,
                 "train": self.spec.model_dump(mode="json")}
         return save_checkpoint(path, model_state=self.model.state_dict(), states=states, meta=meta)
@@ -428,10 +471,27 @@ class Trainer:
                 f"{path} was trained with a per-step {self.spec.scheduler.type} schedule laid out "
                 f"for {planned} epochs; resuming with epochs: {self.spec.epochs} would change (or "
                 f"run past) it. Resume with epochs: {planned}, or start a new run")
-        self.model.load_state_dict(model_state)
-        self.optimizer.load_state_dict(states["optimizer"])
-        if self.scheduler is not None and "scheduler" in states:
-            self.scheduler.load_state_dict({k: v for k, v in states["scheduler"].items() if v is not None})
+        saved_optimizer = meta.get("train", {}).get("optimizer", {}).get("type")
+        if saved_optimizer not in (None, self.spec.optimizer.type):
+            raise TrainingError(f"{path} was trained with optimizer {saved_optimizer!r}, this run "
+                                f"uses {self.spec.optimizer.type!r}; its state cannot carry over. "
+                                "Resume with the same optimizer, or start a new run")
+        saved_steps = meta.get("steps_per_epoch")
+        if self.per_step_schedule and saved_steps not in (None, self._steps_per_epoch):
+            raise TrainingError(f"{path} has {saved_steps} optimizer steps per epoch, this run "
+                                f"{self._steps_per_epoch} (batch_size, accumulate or the data "
+                                "changed); its per-step schedule would not fit. Start a new run")
+        try:
+            self.model.load_state_dict(model_state)
+            self.optimizer.load_state_dict(states["optimizer"])
+            if self.scheduler is not None and "scheduler" in states:
+                self.scheduler.load_state_dict(
+                    {k: v for k, v in states["scheduler"].items() if v is not None})
+        except (RuntimeError, KeyError, ValueError) as err:
+            first = str(err).strip().splitlines()[0][:300]
+            raise TrainingError(f"{path} does not fit this model or optimizer (was the recipe "
+                                f"changed?): {first}. Start a new run, or resume with the recipe "
+                                "it was written with") from None
         torch.set_rng_state(states["rng"]["torch"])
         self.generator.set_state(states["rng"]["data"])
         if "cuda" in states["rng"] and torch.cuda.is_available() and self.dist is None:

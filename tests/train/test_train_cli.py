@@ -149,4 +149,4 @@ def test_predict_errors_exit_2(recipe, tmp_path, capsys):
     (tmp_path / "words.csv").write_text("a,b,c,d\n1,2,x,4\n")
     assert main(["predict", str(out), str(tmp_path / "words.csv")]) == 2
     err = capsys.readouterr().err
-    assert "numeric CSV" in err and "Traceback" not in err
+    assert "line 2, column 'c': 'x' is not a number" in err and "Traceback" not in err
