@@ -48,7 +48,8 @@ def load(path: str | Path, *, device: str | torch.device = "cpu") -> BlocksModel
         raise SpecError(Problem("", f"{run_dir} is not a blocks run folder (no {RECIPE})",
                                 "not_a_run", str(run_dir)))
     recipe = load_recipe(run_dir / RECIPE)
-    model = build(recipe.model, device="cpu")
+    # seeded: the weights are overwritten anyway, and the caller's global RNG stays untouched
+    model = build(recipe.model, device="cpu", seed=0)
     weights = run_dir / WEIGHTS
     if not weights.exists():
         raise CorruptCheckpointError(f"{run_dir} has no weights file {WEIGHTS}")

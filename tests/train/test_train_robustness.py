@@ -230,3 +230,12 @@ def test_save_without_preprocessing_drops_a_stale_file(tmp_path):
     (tmp_path / "preprocess.json").write_text("{}")
     blocks.save(blocks.build(linear_spec(), seed=0), tmp_path)
     assert not (tmp_path / "preprocess.json").exists()
+
+
+def test_load_leaves_the_global_rng_alone(tmp_path):
+    blocks.save(blocks.build(mlp_spec(), seed=0), tmp_path)
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    blocks.load(tmp_path)
+    assert torch.equal(torch.rand(3), expected)
