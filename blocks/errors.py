@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 class BlocksError(Exception):
@@ -81,17 +81,3 @@ class DeviceMismatchError(BlocksError, RuntimeError):
 
 class InputShapeError(BlocksError, ValueError):
     """A forward input whose per-sample shape or dtype is not the one the spec declares."""
-
-
-@dataclass
-class ErrorList:
-    """Collects problems so validation reports all of them at once (torchtune's habit)."""
-
-    problems: list[Problem] = field(default_factory=list)
-
-    def add(self, problem: Problem) -> None:
-        self.problems.append(problem)
-
-    def raise_if_any(self) -> None:
-        if self.problems:
-            raise SpecError(self.problems)

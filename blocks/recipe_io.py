@@ -7,7 +7,6 @@ Every error names the file, line and column of the offending value and its spec 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -346,7 +345,3 @@ def iter_recipe_errors(paths: Sequence[str]) -> Iterator[tuple[str, Recipe | Spe
             yield name, load_recipe(name)
         except SpecError as err:
             yield name, err
-
-
-def dumps_json(data: Any) -> str:
-    return json.dumps(data, indent=2, sort_keys=False)

@@ -8,7 +8,6 @@ of them. Epoch metrics weight every sample equally, the last, smaller batch incl
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import sys
 import time
@@ -324,22 +323,19 @@ class Trainer:
         return out if isinstance(out, dict) else {SINGLE_HEAD: out}
 
     def _to_device(self, x: torch.Tensor, y: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        targets = y if isinstance(y, dict) else {SINGLE_HEAD: y}
         if self.model.multi_head_expected and not isinstance(y, dict):
             raise TrainingError(f"the model has heads {', '.join(self.heads)}: pass targets as "
                                 "(X, {head: y})")
+        x, targets = self._prepared(x, y)
         device, nb = self.device, self.device.type == "cuda"
         if x.device != device:
             x = x.to(device, non_blocking=nb)
-        moved = {}
-        for name, values in targets.items():
-            values = _target(values, self.heads.get(name))
-            moved[name] = values if values.device == device else values.to(device, non_blocking=nb)
-        return x, moved
+        return x, {name: values if values.device == device else values.to(device, non_blocking=nb)
+                   for name, values in targets.items()}
 
     def _prepared(self, x: torch.Tensor, y: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         targets = y if isinstance(y, dict) else {SINGLE_HEAD: y}
-        return x, {name: _target(values, self.heads[name]) for name, values in targets.items()}
+        return x, {name: _target(values, self.heads.get(name)) for name, values in targets.items()}
 
     # --- checks ----------------------------------------------------------------------------------
     def check_targets(self, x: torch.Tensor, y: Any, *, where: str = "data") -> None:
@@ -508,9 +504,6 @@ class Trainer:
         if self.run_dir is None:
             raise TrainingError("checkpoints need a run folder: Trainer(..., run_dir=...)")
         return self.run_dir / CHECKPOINT
-
-    def state_copy(self) -> dict[str, torch.Tensor]:
-        return copy.deepcopy(self.model.state_dict())
 
 
 def _seed_device_rngs(seed: int, device: torch.device) -> None:
