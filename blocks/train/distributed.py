@@ -109,7 +109,11 @@ def setup(*, cuda: bool | None = None, backend: str | None = None) -> RankInfo:
 
 
 def teardown() -> None:
+    """Leave the process group together: a barrier first, so no rank closes its connections
+    while another is still using them (gloo can abort in its destructor if one does)."""
     if is_active():
+        with contextlib.suppress(RuntimeError):
+            dist.barrier()
         dist.destroy_process_group()
 
 
