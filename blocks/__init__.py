@@ -19,7 +19,7 @@ from blocks.errors import (
 from blocks.heads import SigmoidHead, SoftmaxHead
 from blocks.recipe_io import bundled_recipes, dump_recipe, load_recipe, recipe_schema
 from blocks.registry import Block, block_types, load_plugins, register_block
-from blocks.run_io import load, save
+from blocks.runs import evaluate_run, load, predict_run, run_recipe, save
 from blocks.spec import InputSpec, ModelSpec, Recipe
 from blocks.summary import summarize
 from blocks.train.history import History
@@ -34,8 +34,8 @@ __all__ = [
     "InputSpec", "ModelSpec", "Recipe", "RegistryError", "Repeat", "Residual", "ShapeError",
     "SigmoidHead", "SoftmaxHead", "SpecError", "TorchLayer", "TrainSpec", "block_types", "build",
     "bundled_recipes", "dump_recipe", "load_plugins", "load_recipe", "recipe_schema",
-    "register_block", "__version__", "History", "Trainer", "TrainingError", "load", "save",
-    "summarize",
+    "register_block", "__version__", "History", "Trainer", "TrainingError", "evaluate_run", "load",
+    "predict_run", "run_recipe", "save", "summarize",
 ]
 
 # Installed plugin packages advertise block types in the `blocks.blocks` entry-point group.

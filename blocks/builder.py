@@ -5,22 +5,28 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from blocks.device import DevicePolicy, mismatch_message, resolve_device, single_device
 from blocks.errors import DeviceMismatchError, InputShapeError, SpecError
+from blocks.preprocess import Preprocessing
 from blocks.shapes import fmt_shape
 from blocks.spec import ModelSpec, Recipe, ShapeReport
 
 Output = torch.Tensor | dict[str, torch.Tensor]
+_INTS = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8, torch.bool)
 
 
 class BlocksModel(nn.Module):
-    """The module `build` returns: `backbone` (nn.Sequential) then `head` or `heads` (ModuleDict).
+    """The module `build` returns: `preprocess` (when the spec has one), `backbone`
+    (nn.Sequential), then `head` or `heads` (ModuleDict).
 
     `forward` returns logits: a tensor for a single `head`, a dict for named `heads`. Inputs are
-    checked for device, per-sample shape and dtype before any op runs (a few hundred ns).
+    checked for device, per-sample shape and dtype before any op runs (a few hundred ns). A model
+    with `preprocess` takes raw inputs (`spec.preprocess.raw_shape`), like every path that
+    predicts with it.
     """
 
     spec: ModelSpec  # what was built
@@ -35,9 +41,12 @@ class BlocksModel(nn.Module):
         # plain (non-module, non-tensor) attributes skip nn.Module.__setattr__'s registry checks
         self.__dict__.update(
             spec=spec, shapes=shapes, on_device_mismatch=on_device_mismatch,
-            _sample_shape=torch.Size(shapes.input_shape), _input_dtype=spec.input.torch_dtype,
+            _sample_shape=torch.Size(spec.sample_shape), _input_dtype=spec.input.torch_dtype,
             _device=torch.device("cpu"), _single_head=spec.heads is None,
+            _preprocesses=spec.preprocess is not None,
         )
+        if spec.preprocess is not None:
+            self.preprocess = Preprocessing(spec.preprocess, shapes.input_shape)
         # sizes come from the shape inference just done: each block's rule runs once per build
         self.backbone = nn.Sequential(*(
             layer.block.build(layer.input_shape) for layer in shapes.layers if layer.depth == 0))
@@ -59,6 +68,8 @@ class BlocksModel(nn.Module):
 
     def _forward_impl(self, x: torch.Tensor) -> Output:
         """The forward pass without the input checks."""
+        if self._preprocesses:
+            x = self.preprocess(x)
         if self._single_head:
             return self.head(self.backbone(x))
         features = self.backbone(x)
@@ -93,7 +104,8 @@ class BlocksModel(nn.Module):
 
     # --- predictions -----------------------------------------------------------------------------
     @torch.inference_mode()
-    def _eval_logits(self, x: torch.Tensor) -> Output:
+    def _eval_logits(self, x: Any) -> Output:
+        x = self.as_input(x)
         was_training = self.training
         self.eval()
         try:
@@ -101,19 +113,55 @@ class BlocksModel(nn.Module):
         finally:
             self.train(was_training)
 
-    def predict_proba(self, x: torch.Tensor) -> Output:
-        """Softmax / sigmoid probabilities, in eval mode, without tracking gradients."""
+    def as_input(self, x: Any) -> torch.Tensor:
+        """A batch as this model takes it, from a tensor, numpy array or nested lists.
+
+        Rows may also come flat (`[batch, n]` with n the per-sample size, as CSV rows do);
+        values are cast to the model's input dtype and moved to its device. Anything that does
+        not fit is an `InputShapeError`, never a silent reshape of the batch axis.
+        """
+        if not isinstance(x, torch.Tensor):
+            try:
+                x = torch.as_tensor(np.asarray(x))
+            except (TypeError, ValueError) as err:
+                raise InputShapeError(f"model {self.name!r} takes a batch of numbers (tensor, numpy "
+                                      f"array or nested lists), got {type(x).__name__}: {err}") from None
+        if x.dim() == 2 and x.shape[1:] != self._sample_shape and x.shape[1] == self._sample_shape.numel():
+            x = x.reshape(len(x), *self._sample_shape)
+        if x.dtype != self._input_dtype:
+            if self._input_dtype.is_floating_point and (x.dtype.is_floating_point or x.dtype in _INTS):
+                x = x.to(self._input_dtype)
+            elif self._input_dtype == torch.int64 and x.dtype in _INTS:
+                x = x.long()
+        return x if x.device == self._device else x.to(self._device)
+
+    def predict_proba(self, x: Any) -> Output:
+        """Softmax / sigmoid probabilities, in eval mode, without tracking gradients.
+
+        `x` is a raw batch (tensor, numpy array or lists; see `as_input`)."""
         return self._per_head(self._eval_logits(x), "probabilities")
 
-    def predict(self, x: torch.Tensor) -> Output:
-        """Class indices (softmax: argmax) or 0/1 labels (sigmoid: logit above the threshold)."""
+    def predict(self, x: Any) -> Output:
+        """Class indices (softmax: argmax) or 0/1 labels (sigmoid: logit above the threshold).
+
+        `x` is a raw batch (tensor, numpy array or lists; see `as_input`)."""
         return self._per_head(self._eval_logits(x), "labels_from_logits")
+
+    def label_names(self, head: str | None = None) -> list[str]:
+        """Class names of a head (its `labels`, else "0", "1", ...)."""
+        spec = self.spec.head_specs[head or next(iter(self.spec.head_specs))]
+        return list(spec.labels or (str(i) for i in range(spec.classes)))
 
     def _per_head(self, logits: Output, method: str) -> Output:
         heads = self.spec.head_specs
         if isinstance(logits, dict):
             return {name: getattr(heads[name], method)(value) for name, value in logits.items()}
         return getattr(next(iter(heads.values())), method)(logits)
+
+    @property
+    def preprocess_module(self) -> nn.Module | None:
+        """The `preprocess` submodule (raw input -> backbone input), or None."""
+        return self._modules.get("preprocess")
 
     # --- device bookkeeping ----------------------------------------------------------------------
     @property

@@ -15,6 +15,7 @@ from blocks.composites import LayerTrace, trace_sequence
 from blocks.data.spec import DataSpec
 from blocks.errors import Problem, ShapeError, SpecError
 from blocks.heads import HeadSpec, SigmoidHead, SoftmaxHead
+from blocks.preprocess import PreprocessSpec
 from blocks.registry import AnyBlock, SpecModel, add_block_definitions
 from blocks.shapes import Shape
 from blocks.train.spec import TrainSpec
@@ -53,6 +54,9 @@ class ModelSpec(SpecModel):
     name: str | None = None
     description: str | None = None
     input: InputSpec
+    preprocess: PreprocessSpec | None = Field(
+        default=None, description="what the model does to raw inputs before the backbone; "
+        "filled in by training from the `data:` section (docs/training.md)")
     backbone: list[AnyBlock] = Field(default_factory=list)
     head: HeadSpec | None = None
     heads: dict[str, HeadSpec] | None = None
@@ -73,6 +77,22 @@ class ModelSpec(SpecModel):
         if (self.head is None) == (self.heads is None):
             raise ValueError("give exactly one of `head` (a single head) or `heads` (named heads)")
         return self
+
+    @model_validator(mode="after")
+    def _preprocess_fits(self) -> ModelSpec:
+        if self.preprocess is not None:
+            if self.input.dtype == "int64":
+                raise ValueError("`preprocess` needs a floating-point input; an int64 input "
+                                 "(token ids) is fed as it is")
+            problem = self.preprocess.check_fits(tuple(self.input.shape))
+            if problem:
+                raise ValueError(f"preprocess: {problem}")
+        return self
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """Per-sample shape of what the built model takes: the raw shape when it preprocesses."""
+        return tuple(self.preprocess.raw_shape if self.preprocess else self.input.shape)
 
     @property
     def multi_head(self) -> bool:

@@ -192,7 +192,7 @@ def summarize(target: SummaryTarget, *, batch_size: int = 1, depth: int | None =
     model, owned = _as_model(target)
     spec: ModelSpec | None = model.spec if isinstance(model, BlocksModel) else None
     if spec is not None:
-        sample = tuple(model.shapes.input_shape)
+        sample = tuple(spec.sample_shape)
         dtype = _input_dtype(model, spec.input.torch_dtype)
     elif input_shape is None:
         raise TypeError(f"summarize needs input_shape=(...) (per sample, no batch axis) for a "
@@ -402,6 +402,10 @@ def _spec_rows(model: BlocksModel, spec: ModelSpec) -> list[LayerRow]:
     rows: list[LayerRow] = []
     pending: list[tuple[str, LayerRow]] = []  # auto projections, shown after their residual's body
     known = dict(model.named_modules())
+    if spec.preprocess is not None:  # raw input -> backbone input; buffers, no parameters
+        rows.append(LayerRow("preprocess", "preprocess", "preprocess", "Preprocessing",
+                             list(spec.sample_shape), list(model.shapes.input_shape), None, None,
+                             None, 0))
     for trace in model.shapes.layers:
         while pending and not trace.path.startswith(pending[-1][0] + "."):
             rows.append(pending.pop()[1])

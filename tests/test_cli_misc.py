@@ -53,4 +53,5 @@ def test_predict_names_a_feature_count_mismatch(tmp_path, capsys):
     blocks.save(blocks.build(spec, seed=0), tmp_path / "run")
     (tmp_path / "in.csv").write_text("a,b\n1,2\n")
     assert main(["predict", str(tmp_path / "run"), str(tmp_path / "in.csv")]) == EXIT_BAD_INPUT
-    assert "each input row has 2 values but the model was trained on 3 features" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "in.csv: each input row has 2 values but the model takes 3 per sample (shape [3])" in err

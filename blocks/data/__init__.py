@@ -4,7 +4,7 @@ from typing import Any
 
 from blocks.data.spec import DataSpec
 
-__all__ = ["DataSpec", "Preprocess", "Split", "Splits", "load_splits", "prepare_targets"]
+__all__ = ["DataSpec", "Split", "Splits", "load_splits", "prepare_targets"]
 
 
 def __getattr__(name: str) -> Any:

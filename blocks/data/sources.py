@@ -77,25 +77,32 @@ def _resolve(path: str, base_dir: Path | None, where: str) -> Path:
 def read_csv_rows(path: Path, where: str) -> list[list[str]]:
     """Rows of a CSV file, blank lines skipped; a located error if it cannot be read."""
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
+        with open(path, newline="", encoding="utf-8-sig") as handle:  # a BOM is not part of a name
             return [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise SpecError(Problem(where, f"cannot read {path}: {err}", "file_unreadable")) from None
 
 
-def numeric_table(rows: list[list[str]], header: list[str], path: Path, where: str) -> np.ndarray:
-    """The data rows as float64, naming the row and column of the first cell that is not a number."""
+def numeric_table(rows: list[list[str]], header: list[str], path: Path, where: str, *,
+                  first_line: int = 2) -> np.ndarray:
+    """The data rows as float64, naming the line and column of the first cell that is not a
+    finite number (the cell is quoted short and escaped: a file's content is not echoed)."""
     table = np.empty((len(rows), len(header)), dtype=np.float64)
     for i, row in enumerate(rows):
         if len(row) != len(header):
-            raise SpecError(Problem(where, f"{path.name} line {i + 2} has {len(row)} cells, the "
-                                    f"header has {len(header)}", "bad_row"))
+            raise SpecError(Problem(where, f"{path.name} line {i + first_line} has {len(row)} "
+                                    f"cells, the header has {len(header)}", "bad_row"))
         for j, cell in enumerate(row):
             try:
-                table[i, j] = float(cell)
+                table[i, j] = value = float(cell)
             except ValueError:
-                raise SpecError(Problem(where, f"{path.name} line {i + 2}, column {header[j]!r}: "
-                                        f"{cell!r} is not a number", "bad_value")) from None
+                raise SpecError(Problem(where, f"{path.name} line {i + first_line}, column "
+                                        f"{short_names([header[j]])}: {short_names([cell], 1, 12)} "
+                                        "is not a number", "bad_value")) from None
+            if not np.isfinite(value):
+                raise SpecError(Problem(where, f"{path.name} line {i + first_line}, column "
+                                        f"{short_names([header[j]])}: {cell.strip()} is not a "
+                                        "finite number", "bad_value"))
     return table
 
 
@@ -105,17 +112,80 @@ def _csv(source: CsvSource, model: ModelSpec, base_dir: Path | None) -> RawData:
     if len(rows) < 2:
         raise SpecError(Problem("data.csv.path", f"{path} needs a header row and at least one data row",
                                 "empty_data"))
-    header, body = rows[0], rows[1:]
     targets = source.target if isinstance(source.target, list) else [source.target]
-    for column in targets + (source.features or []):
-        if column not in header:
-            raise SpecError(Problem("data.csv", f"column {column!r} is not in {path.name} "
-                                    f"(columns: {', '.join(header)})", "unknown_column"))
+    overlap = [name for name in targets if name in (source.features or [])]
+    if overlap:
+        raise SpecError(Problem("data.csv.features", f"target column(s) {short_names(overlap)} "
+                                "are also listed as features; a model must not see its target",
+                                "target_in_features"))
+    x, y = table_columns(rows, path, features=source.features, targets=targets, where="data.csv")
+    header = rows[0]
     features = source.features or [c for c in header if c not in targets]
-    table = numeric_table(body, header, path, "data.csv.path")
-    x = table[:, [header.index(c) for c in features]].astype(np.float32)
-    y = table[:, [header.index(c) for c in targets]]
-    return RawData(x, _split_targets(y, model), "tabular", features=list(features))
+    return RawData(x, split_target_columns(y, model), "tabular", features=list(features))
+
+
+def table_columns(rows: list[list[str]], path: Path, *, features: list[str] | None,
+                  targets: list[str], optional_header: bool = False,
+                  where: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """(features float32 [N, F], targets float64 [N, T]) from CSV rows, columns by header name.
+
+    With `optional_header`, a first row of numbers only is data (a header-less file, columns in
+    training order), never silently dropped as a header.
+    """
+    first = rows[0]
+    if optional_header and all(_is_number(cell) for cell in first):
+        if targets:
+            raise SpecError(Problem(where, "a header row is needed to find the target column(s)",
+                                    "missing_header", str(path)))
+        if features is not None and len(first) != len(features):
+            raise SpecError(Problem(where, f"the file has no header row and {len(first)} columns, "
+                                    f"but the run was trained on {len(features)} features "
+                                    f"({short_names(features)}); add a header row naming them",
+                                    "shape_mismatch", str(path)))
+        return numeric_table(rows, [str(i + 1) for i in range(len(first))], path, where,
+                             first_line=1).astype(np.float32), np.empty((len(rows), 0))
+    header, body = first, rows[1:]
+    if not body:
+        raise SpecError(Problem(where, "needs a header row and at least one data row",
+                                "empty_data", str(path)))
+    duplicates = sorted({name for name in header if header.count(name) > 1})
+    if duplicates:
+        raise SpecError(Problem(where, f"the header names column(s) {short_names(duplicates)} "
+                                "more than once; column names must be unique", "duplicate_column",
+                                str(path)))
+    wanted = list(targets) + list(features or [])
+    missing = [name for name in wanted if name not in header]
+    if missing:
+        raise SpecError(Problem(where, f"missing column(s) {short_names(missing)} (the file has "
+                                f"{len(header)} columns: {short_names(header)})", "unknown_column",
+                                str(path)))
+    columns = features if features is not None else [c for c in header if c not in targets]
+    picked = [header.index(name) for name in [*columns, *targets]]
+    cells = [[row[i] if i < len(row) else "" for i in picked] for row in body]
+    for i, row in enumerate(body):
+        if len(row) != len(header):
+            raise SpecError(Problem(where, f"{path.name} line {i + 2} has {len(row)} cells, the "
+                                    f"header has {len(header)}", "bad_row"))
+    table = numeric_table(cells, [*columns, *targets], path, where)
+    return table[:, :len(columns)].astype(np.float32), table[:, len(columns):]
+
+
+def short_names(names: list[str], limit: int = 5, width: int = 24) -> str:
+    """Column names for a message: escaped, each cut short, at most `limit` of them."""
+    def one(name: str) -> str:
+        text = repr(name if len(name) <= width else name[:width] + "...")
+        return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)
+
+    shown = ", ".join(one(n) for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def load_npz(path: Path, keys: list[str], where: str) -> dict[str, np.ndarray]:
@@ -140,7 +210,7 @@ def _npz(source: NpzSource, model: ModelSpec, base_dir: Path | None) -> RawData:
     return RawData(arrays[source.x], y, "array")
 
 
-def _split_targets(y: np.ndarray, model: ModelSpec) -> Targets:
+def split_target_columns(y: np.ndarray, model: ModelSpec) -> Targets:
     """One target column per softmax head / one per label of a sigmoid head, in head order."""
     heads = model.head_specs
     if not model.multi_head:

@@ -1,65 +1,27 @@
-"""From a recipe's `data:` section to train/val tensors shaped for its model.
+"""From a recipe's `data:` section to raw train/val tensors and the model's preprocessing.
 
-The preprocessing (scaling, reshape, resize) is a small JSON-able object saved with each run,
-so `blocks predict` applies exactly what training applied.
+Splits hold *raw* inputs (what the source produced, shaped `preprocess.raw_shape`): scaling,
+standardisation and resizing are the model's own `preprocess` module (blocks/preprocess.py), so
+training, evaluation and prediction all run the same code on the same numbers.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from blocks.data.sources import RawData, Targets, load_arrays
 from blocks.errors import Problem, SpecError
+from blocks.preprocess import PreprocessSpec
 from blocks.shapes import fmt_shape
-from blocks.spec import DTYPES, ModelSpec, Recipe
+from blocks.spec import ModelSpec, Recipe
 
 TargetTensor = torch.Tensor | dict[str, torch.Tensor]
-
-
-@dataclass
-class Preprocess:
-    """Feature preparation fixed at training time and saved with the run (`preprocess.json`):
-    scale, z-score with the training split's statistics, reshape, optional image resize, dtype."""
-
-    input_shape: list[int]
-    mean: list[float] | None = None
-    std: list[float] | None = None
-    source_shape: list[int] | None = None  # image shape the flat features reshape to first
-    dtype: str = "float32"
-    scale: float = 1.0  # applied to the raw values first (digits: 1/16)
-    features: list[str] | None = None  # column names, so CSV inputs are matched by name
-
-    @property
-    def raw_features(self) -> int:
-        """Values per raw input row (before reshape or resize)."""
-        if self.mean is not None:
-            return len(self.mean)
-        return math.prod(self.source_shape or self.input_shape)
-
-    def apply(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
-        data = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
-        if self.dtype == "int64":
-            return data.long().reshape(len(data), *self.input_shape)
-        data = data.float().reshape(len(data), -1)
-        if self.scale != 1.0:
-            data = data * self.scale
-        if self.mean is not None:
-            data = (data - torch.tensor(self.mean)) / torch.tensor(self.std)
-        if self.source_shape is not None and self.source_shape != self.input_shape:
-            data = data.reshape(len(data), *self.source_shape)
-            data = F.interpolate(data, size=tuple(self.input_shape[1:]), mode="bilinear",
-                                 align_corners=False)
-        return data.reshape(len(data), *self.input_shape).to(DTYPES[self.dtype]).contiguous()
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
@@ -76,18 +38,36 @@ class Split:
 
 @dataclass
 class Splits:
+    """Raw train/val samples and the preprocessing the model applies to them.
+
+    `preprocess` is the recipe's declared one, or one derived from the data (scale, z-score
+    for tabular data, resize for small images); `None` when the data is fed as it is.
+    `model_spec` is the recipe's model with that preprocessing filled in: build this one.
+    """
+
     train: Split
     val: Split | None
-    preprocess: Preprocess
+    preprocess: PreprocessSpec | None
+    model_spec: ModelSpec
     info: dict[str, Any] = field(default_factory=dict)
+
+    def build_model(self, **build_kwargs: Any):
+        """`blocks.build(self.model_spec, ...)` with the preprocessing statistics fitted on the
+        training split: the model that trains on, and later predicts from, raw inputs."""
+        from blocks.builder import build
+
+        model = build(self.model_spec, **build_kwargs)
+        if model.preprocess_module is not None:
+            model.preprocess_module.fit(self.train.x)
+        return model
 
 
 def load_splits(recipe: Recipe, base_dir: str | Path | None = None, *,
-                preprocess: Preprocess | None = None) -> Splits:
-    """Train/val tensors for `recipe.data`, split with its seed, preprocessed for `recipe.model`.
+                model_spec: ModelSpec | None = None) -> Splits:
+    """Raw train/val tensors for `recipe.data`, split with its seed.
 
-    `preprocess` (a trained run's) is applied as it is instead of being fitted to this data, so
-    evaluating a run on other data sees exactly what training saw.
+    `model_spec` (a trained run's) fixes the preprocessing instead of deriving it from this
+    data, so evaluating a run on other data feeds it exactly what its own inputs looked like.
     """
     if recipe.data is None:
         raise SpecError(Problem("data", "the recipe has no `data:` section; add one (e.g. "
@@ -96,55 +76,78 @@ def load_splits(recipe: Recipe, base_dir: str | Path | None = None, *,
     if base_dir is None and recipe.source_path is not None:
         base_dir = recipe.source_path.parent
     spec = recipe.data
-    raw = load_arrays(spec, recipe.model, Path(base_dir) if base_dir else None)
-    x = raw.x
-    n = len(x)
+    target_spec = model_spec or recipe.model
+    raw = load_arrays(spec, target_spec, Path(base_dir) if base_dir else None)
+    n = len(raw.x)
     order = np.random.default_rng(spec.seed).permutation(n)
     n_val = int(round(n * spec.val_fraction))
     val_idx, train_idx = order[:n_val], order[n_val:]
     if len(train_idx) == 0:
         raise SpecError(Problem("data.val_fraction", f"leaves no training samples out of {n}",
                                 "empty_split"))
-    if preprocess is None:
-        preprocess = _fit_preprocess(x[train_idx], raw, spec.standardize, recipe.model)
-    elif int(np.prod(x.shape[1:])) != preprocess.raw_features:
-        raise SpecError(Problem("data", f"the data has {int(np.prod(x.shape[1:]))} features per "
-                                f"sample but the run was trained on {preprocess.raw_features}",
-                                "shape_mismatch"))
-    targets = prepare_targets(raw.y, recipe.model)
+    if model_spec is None:
+        preprocess = recipe.model.preprocess or derive_preprocess(raw, spec.standardize, recipe.model)
+        if preprocess is not recipe.model.preprocess:
+            model_spec = ModelSpec.model_validate({**dict(recipe.model), "preprocess": preprocess})
+        else:
+            model_spec = recipe.model
+    x = raw_inputs(raw.x, model_spec)
+    targets = prepare_targets(raw.y, model_spec)
 
     def take(idx: np.ndarray) -> Split:
         index = torch.as_tensor(idx)
         picked = ({k: v[index] for k, v in targets.items()} if isinstance(targets, dict)
                   else targets[index])
-        return Split(preprocess.apply(x[idx]), picked)
+        return Split(x[index], picked)
 
-    return Splits(take(train_idx), take(val_idx) if n_val else None, preprocess,
-                  {"samples": n, "kind": raw.kind, "train": len(train_idx), "val": n_val})
+    return Splits(take(train_idx), take(val_idx) if n_val else None, model_spec.preprocess,
+                  model_spec, {"samples": n, "kind": raw.kind, "train": len(train_idx), "val": n_val})
 
 
-def _fit_preprocess(x: np.ndarray, raw: RawData, standardize: bool | None,
-                    model: ModelSpec) -> Preprocess:
-    shape = list(model.input.shape)
-    kind = raw.kind
-    pre = Preprocess(input_shape=shape, dtype=model.input.dtype, scale=raw.scale,
-                     features=raw.features)
+def raw_inputs(x: np.ndarray, model_spec: ModelSpec) -> torch.Tensor:
+    """Source samples as the built model takes them: its raw sample shape and input dtype."""
+    shape = model_spec.sample_shape
+    per_sample = int(np.prod(x.shape[1:])) if x.ndim > 1 else 1
+    if per_sample != math.prod(shape):
+        trained = "the model takes" if model_spec.preprocess is None else "the run was trained on"
+        raise SpecError(Problem("data", f"the data has {per_sample} values per sample but "
+                                f"{trained} {math.prod(shape)} (shape {fmt_shape(shape)})",
+                                "shape_mismatch"))
+    data = torch.from_numpy(np.ascontiguousarray(x))
+    dtype = model_spec.input.torch_dtype
+    if dtype == torch.int64:
+        if data.is_floating_point() and bool((data != data.round()).any()):
+            raise SpecError(Problem("data", "the model takes int64 inputs (token ids) but the data "
+                                    "has fractional values", "bad_value"))
+        data = data.long()
+    else:
+        data = data.to(dtype)
+    return data.reshape(len(data), *shape).contiguous()
+
+
+def derive_preprocess(raw: RawData, standardize: bool | None,
+                      model: ModelSpec) -> PreprocessSpec | None:
+    """What turns this source's samples into the model's input: scale (digits pixels 0..16),
+    z-score (tabular data by default), bilinear resize of square single-channel images."""
     if model.input.dtype == "int64":
-        return pre
-    flat = x.reshape(len(x), -1).astype(np.float64) * raw.scale
-    features = flat.shape[1]
-    if standardize if standardize is not None else kind == "tabular":
-        std = flat.std(axis=0)
-        pre.mean, pre.std = flat.mean(axis=0).tolist(), np.where(std > 0, std, 1.0).tolist()
-    if features == math.prod(shape):
-        return pre
-    side = math.isqrt(features)
-    if kind == "image" and len(shape) == 3 and shape[0] == 1 and side * side == features:
-        pre.source_shape = [1, side, side]  # resize square images to the model's input size
-        return pre
-    raise SpecError(Problem("model.input.shape", f"the data has {features} features per sample, "
-                            f"which cannot be shaped into the model input {fmt_shape(shape)}",
-                            "shape_mismatch"))
+        return None
+    shape = list(model.input.shape)
+    features = int(np.prod(raw.x.shape[1:])) if raw.x.ndim > 1 else 1
+    standardize = standardize if standardize is not None else raw.kind == "tabular"
+    resize_from = None
+    if features != math.prod(shape):
+        side = math.isqrt(features)
+        if not (raw.kind == "image" and len(shape) == 3 and shape[0] == 1 and side * side == features):
+            raise SpecError(Problem("model.input.shape", f"the data has {features} features per "
+                                    f"sample, which cannot be shaped into the model input "
+                                    f"{fmt_shape(shape)}", "shape_mismatch"))
+        resize_from = [1, side, side]  # resize square images to the model's input size
+    raw_shape = [features] if raw.kind in ("tabular", "image") else list(raw.x.shape[1:]) or [1]
+    if (raw.scale == 1.0 and not standardize and resize_from is None and raw.features is None
+            and raw_shape == shape):
+        return None  # the data already is what the model takes
+    return PreprocessSpec(raw_shape=raw_shape, scale=raw.scale, standardize=standardize,
+                          resize_from=resize_from, features=raw.features)
 
 
 def prepare_targets(y: Targets | torch.Tensor, model: ModelSpec) -> TargetTensor:

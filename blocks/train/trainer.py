@@ -340,7 +340,7 @@ class Trainer:
     # --- checks ----------------------------------------------------------------------------------
     def check_targets(self, x: torch.Tensor, y: Any, *, where: str = "data") -> None:
         """Validate features and targets against the model's input and heads, naming the culprit."""
-        expected = tuple(self.model.shapes.input_shape)
+        expected = tuple(self.model.spec.sample_shape)
         if tuple(x.shape[1:]) != expected:
             raise TrainingError(f"{where}: features have per-sample shape {list(x.shape[1:])}, the "
                                 f"model expects {list(expected)}")

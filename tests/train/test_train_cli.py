@@ -82,13 +82,15 @@ def test_evaluate_text_and_json(recipe, tmp_path, capsys):
     out = tmp_path / "run"
     assert train(recipe, out) == 0
     capsys.readouterr()
-    assert main(["evaluate", str(out), "--json"]) == 0
+    assert main(["evaluate", str(out), "--json"]) == 2  # the run's data lies outside its folder
+    assert "--trust-paths" in capsys.readouterr().err
+    assert main(["evaluate", str(out), "--json", "--trust-paths"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert set(metrics) == {"val/loss", "val/accuracy"}
     final = json.loads((out / "run.json").read_text())["final"]
     assert metrics["val/accuracy"] == pytest.approx(final["val/accuracy"])
     assert metrics["val/loss"] == pytest.approx(final["val/loss"], rel=1e-5)
-    assert main(["evaluate", str(out), "--split", "train"]) == 0
+    assert main(["evaluate", str(out), "--split", "train", "--trust-paths"]) == 0
     text = capsys.readouterr().out
     assert "train/loss" in text and "train/accuracy" in text
 
@@ -100,7 +102,7 @@ def test_evaluate_with_data_path_relative_to_the_recipe(recipe, tmp_path, capsys
     saved = blocks.load_recipe(out / "recipe.yaml")
     assert Path(saved.data.csv.path) == (tmp_path / "table.csv").resolve()
     capsys.readouterr()
-    assert main(["evaluate", str(out), "--json"]) == 0
+    assert main(["evaluate", str(out), "--json", "--trust-paths"]) == 0
     assert "val/accuracy" in json.loads(capsys.readouterr().out)
 
 
@@ -146,7 +148,10 @@ def test_predict_errors_exit_2(recipe, tmp_path, capsys):
     assert main(["predict", str(out), str(tmp_path / "wide.csv")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "Traceback" not in err
-    (tmp_path / "words.csv").write_text("a,b,c,d\n1,2,x,4\n")
+    (tmp_path / "words.csv").write_text("f1,f2,f3,f4\n1,2,x,4\n")
     assert main(["predict", str(out), str(tmp_path / "words.csv")]) == 2
     err = capsys.readouterr().err
-    assert "line 2, column 'c': 'x' is not a number" in err and "Traceback" not in err
+    assert "line 2, column 'f3': 'x' is not a number" in err and "Traceback" not in err
+    (tmp_path / "renamed.csv").write_text("a,b,c,d\n1,2,3,4\n")
+    assert main(["predict", str(out), str(tmp_path / "renamed.csv")]) == 2
+    assert "missing column(s) 'f1', 'f2', 'f3', 'f4'" in capsys.readouterr().err

@@ -41,13 +41,16 @@ def test_csv_path_is_relative_to_the_recipe(tmp_path):
     # tabular data is standardised with the TRAIN split's statistics only
     order = np.random.default_rng(3).permutation(20)
     train_raw = x[order[5:]].astype(np.float64)
-    assert splits.preprocess.mean == pytest.approx(train_raw.mean(0).tolist())
-    assert splits.preprocess.std == pytest.approx(train_raw.std(0).tolist())
-    assert splits.train.x.mean(0).abs().max() < 1e-5
-    assert splits.val.x.mean(0).abs().max() > 1e-3  # val is not re-centred on its own stats
+    assert splits.preprocess.standardize and splits.preprocess.features == ["a", "b", "c"]
+    assert torch.equal(splits.train.x, torch.as_tensor(x[order[5:]]))  # raw, as in the file
+    model = splits.build_model(seed=0)
+    pre = model.preprocess_module
+    assert pre.mean.tolist() == pytest.approx(train_raw.mean(0).tolist())
+    assert pre.std.tolist() == pytest.approx(train_raw.std(0).tolist())
+    assert pre(splits.train.x).mean(0).abs().max() < 1e-5
+    assert pre(splits.val.x).mean(0).abs().max() > 1e-3  # val is not re-centred on its own stats
     assert torch.equal(splits.val.y, torch.as_tensor(y[order[:5]]))
     # the same recipe trains end to end
-    model = blocks.build(r.model, seed=0)
     blocks.Trainer(model, {"epochs": 1}, quiet=True).fit(splits.train, splits.val)
 
 
@@ -57,7 +60,7 @@ def test_csv_feature_selection_and_unknown_column(tmp_path):
                model={"input": {"shape": [2]}, "head": {"type": "softmax", "classes": 2}})
     assert load_splits(r).train.x.shape[1] == 2
     bad = recipe(tmp_path / "r2.yaml", csv={"path": "t.csv", "target": "labl"})
-    with pytest.raises(blocks.SpecError, match="column 'labl' is not in t.csv"):
+    with pytest.raises(blocks.SpecError, match=r"t.csv: data.csv: missing column\(s\) 'labl'"):
         load_splits(bad)
     missing = recipe(tmp_path / "r3.yaml", csv={"path": "nope.csv", "target": "label"})
     with pytest.raises(blocks.SpecError, match=r"data.csv.path: .*nope.csv.* does not exist"):
@@ -80,7 +83,7 @@ def test_npz_single_and_multi_head(tmp_path):
                     model={"input": {"shape": [2, 3]}, "backbone": ["flatten"],
                            "head": {"type": "softmax", "classes": 2}})
     s = load_splits(single)
-    assert s.train.x.shape == (24, 2, 3) and s.preprocess.mean is None  # arrays: no z-score
+    assert s.train.x.shape == (24, 2, 3) and s.preprocess is None  # arrays: fed as they are
     multi = recipe(tmp_path / "m.yaml", npz={"path": "d.npz", "x": "feats",
                                              "y": {"kind": "kind", "tags": "tags"}},
                    model={"input": {"shape": [2, 3]}, "backbone": ["flatten"], "heads": {
@@ -90,7 +93,7 @@ def test_npz_single_and_multi_head(tmp_path):
     assert set(m.train.y) == {"kind", "tags"}
     assert m.train.y["kind"].dtype == torch.int64 and m.train.y["tags"].dtype == torch.float32
     assert m.train.y["tags"].shape == (24, 3)
-    model = blocks.build(multi.model, seed=0)
+    model = m.build_model(seed=0)
     history = blocks.Trainer(model, {"epochs": 1}, quiet=True).fit(m.train, m.val)
     assert "val/tags/f1" in history.last
     with pytest.raises(blocks.SpecError, match="array 'nope' is not in d.npz"):
@@ -122,15 +125,21 @@ def test_digits_reshaped_or_resized_by_model_input():
     small = blocks.load_recipe("residual_cnn")
     big = blocks.load_recipe("seed_cnn")
     s, b = load_splits(small), load_splits(big)
-    assert s.train.x.shape[1:] == (1, 8, 8) and s.preprocess.source_shape is None
-    assert b.train.x.shape[1:] == (1, 28, 28) and b.preprocess.source_shape == [1, 8, 8]
-    assert s.preprocess.mean is None  # images are not z-scored by default
-    assert float(s.train.x.max()) <= 1.0 and float(s.train.x.min()) >= 0.0
+    # both take raw 8x8 digits (64 pixel values 0..16); the models scale, reshape, resize
+    assert s.train.x.shape[1:] == b.train.x.shape[1:] == (64,)
+    assert s.preprocess.resize_from is None and b.preprocess.resize_from == [1, 8, 8]
+    assert s.preprocess.scale == b.preprocess.scale == 1 / 16
+    assert not s.preprocess.standardize  # images are not z-scored by default
+    assert float(s.train.x.max()) == 16.0
+    small_in = s.build_model(seed=0).preprocess_module(s.train.x[:4])
+    big_in = b.build_model(seed=0).preprocess_module(b.train.x[:4])
+    assert small_in.shape == (4, 1, 8, 8) and big_in.shape == (4, 1, 28, 28)
+    assert float(small_in.max()) <= 1.0 and float(small_in.min()) >= 0.0
     # the same split either way; the 28x28 images are the 8x8 ones, bilinearly resized
     assert torch.equal(s.train.y, b.train.y)
-    up = torch.nn.functional.interpolate(s.train.x[:4], size=(28, 28), mode="bilinear",
+    up = torch.nn.functional.interpolate(small_in, size=(28, 28), mode="bilinear",
                                          align_corners=False)
-    torch.testing.assert_close(b.train.x[:4], up)
+    torch.testing.assert_close(big_in, up)
     flat = recipe(dataset="digits", model={"input": {"shape": [64]}, "head": {"type": "softmax",
                                                                              "classes": 10}})
     assert load_splits(flat).train.x.shape[1:] == (64,)

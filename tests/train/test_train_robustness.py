@@ -53,7 +53,7 @@ def test_force_refuses_the_working_folder_and_non_runs(tabular, monkeypatch, cap
     (tabular / "notes").mkdir()
     (tabular / "notes" / "keep.txt").write_text("mine")
     assert train("r.yaml", "notes", "--force") == 2
-    assert "only replaces blocks run folders" in capsys.readouterr().err
+    assert "only replaces folders written by blocks" in capsys.readouterr().err
     assert (tabular / "notes" / "keep.txt").read_text() == "mine"
     assert (tabular / "train.csv").exists()
 
@@ -80,7 +80,7 @@ def test_float64_models_train_and_predict(tabular):
 def test_evaluate_on_other_data_uses_the_runs_statistics(tabular, capsys):
     assert train(tabular / "r.yaml", tabular / "run") == 0
     capsys.readouterr()
-    assert main(["evaluate", str(tabular / "run"), "--json"]) == 0
+    assert main(["evaluate", str(tabular / "run"), "--json", "--trust-paths"]) == 0
     own = json.loads(capsys.readouterr().out)
     rows = read_rows(tabular / "train.csv")
     write_table(tabular / "shifted.csv", ["a", "b", "t"],
@@ -107,7 +107,7 @@ def test_predict_matches_csv_columns_by_name(tabular, capsys):
     assert capsys.readouterr().out == ordered
     write_table(tabular / "renamed.csv", ["x", "y"], [(a, b) for a, b, _ in rows])
     assert main(["predict", str(tabular / "run"), str(tabular / "renamed.csv")]) == 2
-    assert "missing feature column(s) a, b" in capsys.readouterr().err
+    assert "missing column(s) 'a', 'b'" in capsys.readouterr().err
 
 
 def test_predict_refuses_to_overwrite_its_input(tabular, capsys):
@@ -123,14 +123,12 @@ def test_digits_scaling_is_part_of_the_saved_preprocessing(tmp_path):
 
     assert main(["train", "residual_cnn", "--out", str(tmp_path / "run"), "--quiet", "--no-plots",
                  "--epochs", "3"]) == 0
-    saved = json.loads((tmp_path / "run" / "preprocess.json").read_text())
-    assert saved["scale"] == pytest.approx(1 / 16)
+    saved = blocks.load_recipe(tmp_path / "run" / "recipe.yaml")
+    assert saved.model.preprocess.scale == pytest.approx(1 / 16)
     digits = load_digits()
-    pre = blocks.run_io.load_preprocess(tmp_path / "run")
-    x = pre.apply(digits.data[:300])  # raw 0..16 pixels, as a user has them
-    assert float(x.max()) <= 1.0
     model = blocks.load(tmp_path / "run")
-    accuracy = (model.predict(x) == torch.as_tensor(digits.target[:300])).float().mean()
+    # raw 0..16 pixels, as a user has them (numpy float64): the model scales them itself
+    accuracy = (model.predict(digits.data[:300]) == torch.as_tensor(digits.target[:300])).float().mean()
     assert accuracy > 0.8
 
 
@@ -226,7 +224,7 @@ def test_torch_block_shape_inference_runs_in_eval_mode():
     assert spec.infer_shapes().features == (5,)
 
 
-def test_save_without_preprocessing_drops_a_stale_file(tmp_path):
+def test_save_drops_a_legacy_preprocess_file_it_has_absorbed(tmp_path):
     (tmp_path / "preprocess.json").write_text("{}")
     blocks.save(blocks.build(linear_spec(), seed=0), tmp_path)
     assert not (tmp_path / "preprocess.json").exists()

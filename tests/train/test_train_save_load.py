@@ -9,7 +9,7 @@ import torch
 from trainkit import learnable_data, mlp_spec
 
 import blocks
-from blocks import io_utils, run_io
+from blocks import io_utils, runs
 from blocks.cli import main
 
 
@@ -18,7 +18,7 @@ def test_round_trip_predictions_equal(tmp_path):
     x, y = learnable_data(48)
     blocks.Trainer(model, {"epochs": 1}, quiet=True).fit((x, y))
     blocks.save(model, tmp_path / "m")
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["model.safetensors", "recipe.yaml"]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["model.safetensors", "recipe.yaml", "run.json"]
     again = blocks.load(tmp_path / "m")
     assert again.spec == model.spec
     model.eval()
@@ -49,7 +49,7 @@ def test_run_folder_has_no_pickle(tmp_path, monkeypatch):
     assert main(["train", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 0
     names = {p.name for p in (tmp_path / "run").iterdir()}
     assert {"recipe.yaml", "model.safetensors", "checkpoint.safetensors", "history.json",
-            "metrics.csv", "metrics.jsonl", "preprocess.json", "run.json"} <= names
+            "metrics.csv", "metrics.jsonl", "run.json"} <= names
     _no_pickle(tmp_path / "run")
 
 
@@ -59,12 +59,12 @@ def test_failed_write_leaves_old_file_and_no_temp(tmp_path, monkeypatch):
     old_weights = (tmp_path / "model.safetensors").read_bytes()
     old_recipe = (tmp_path / "recipe.yaml").read_bytes()
 
-    def broken_writer(model, filename, metadata=None):
+    def broken_writer(tensors, filename, metadata=None):
         with open(filename, "wb") as handle:  # half a file, then a crash
             handle.write(b"partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(run_io, "save_model", broken_writer)
+    monkeypatch.setattr(runs, "save_file", broken_writer)
     other = blocks.build(mlp_spec(), seed=4)
     with pytest.raises(OSError, match="disk full"):
         blocks.save(other, tmp_path)
