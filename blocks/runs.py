@@ -358,6 +358,10 @@ def run_recipe(recipe: str | Path | Recipe, out: str | Path | None = None, *,
         if main:
             if replace:  # only now: a recipe, data or model that fails above leaves the old run
                 _clear_run_files(out, keep=(LOCK,))
+            elif not resume and any(p.name != LOCK for p in out.iterdir()):
+                raise SpecError(Problem("", f"run folder {out} was filled by another process "
+                                        "while this one prepared; pass --force to replace it",
+                                        "run_exists", str(out)))
             else:
                 _clear_stray_temp_files(out)
             # recipe and marker first: a killed run's folder is recognisable and resumable
@@ -429,16 +433,16 @@ def _check_out(out: Path, source: Path | None, *, resume: bool, force: bool) -> 
         check_replaceable(out, source)
     if not out.exists() or (out.is_dir() and not any(out.iterdir())):
         return False
+    holder = _lock_holder(out / LOCK) if (out / LOCK).exists() else None
+    if holder is not None:
+        raise RunFolderError(f"{out} is in use by another blocks process (pid {holder.get('pid')} "
+                             f"on {holder.get('host')}); wait for it to finish or choose another "
+                             "--out")
     if not force:
         raise SpecError(Problem("", f"run folder {out} already exists; pass --resume to continue "
                                 "it, --force to replace it, or --out for a new folder",
                                 "run_exists", str(out)))
     check_replaceable(out, source)
-    holder = _lock_holder(out / LOCK) if (out / LOCK).exists() else None
-    if holder is not None:
-        raise RunFolderError(f"{out} is in use by another blocks process (pid {holder.get('pid')} "
-                             f"on {holder.get('host')}); --force does not replace a run that is "
-                             "still training")
     return True
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import difflib
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,9 +157,11 @@ def table_columns(rows: list[list[str]], path: Path, *, features: list[str] | No
     wanted = list(targets) + list(features or [])
     missing = [name for name in wanted if name not in header]
     if missing:
+        # close matches only: a header line of an arbitrary file is not echoed back
+        close = sorted({m for name in missing for m in difflib.get_close_matches(name, header, 2, 0.7)})
+        hint = f"; did you mean {short_names(close)}?" if close else ""
         raise SpecError(Problem(where, f"missing column(s) {short_names(missing)} (the file has "
-                                f"{len(header)} columns: {short_names(header)})", "unknown_column",
-                                str(path)))
+                                f"{len(header)} columns{hint})", "unknown_column", str(path)))
     columns = features if features is not None else [c for c in header if c not in targets]
     picked = [header.index(name) for name in [*columns, *targets]]
     cells = [[row[i] if i < len(row) else "" for i in picked] for row in body]

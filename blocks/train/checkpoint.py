@@ -16,6 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from blocks.errors import BlocksError
 from blocks.io_utils import atomic_write
+from blocks.tensor_digest import digest, verify_digest
 
 FORMAT = "blocks-checkpoint/1"
 
@@ -71,7 +72,8 @@ def save_checkpoint(path: str | Path, *, model_state: dict[str, torch.Tensor],
     """Write `model_state`, nested `states` (optimizer, scheduler, RNG...) and `meta` atomically."""
     tensors = {f"model.{k}": v for k, v in unique_tensors(model_state).items()}
     structure = {name: _split_state(state, name, tensors) for name, state in states.items()}
-    metadata = {"format": FORMAT, "states": json.dumps(structure), "meta": json.dumps(meta)}
+    metadata = {"format": FORMAT, "states": json.dumps(structure), "meta": json.dumps(meta),
+                "sha256": digest(tensors)}
     return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
@@ -91,9 +93,13 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
                                          f"{metadata.get('format')!r})")
         structure = json.loads(metadata["states"])
         meta = json.loads(metadata["meta"])
-    except (SafetensorError, OSError, ValueError, KeyError, json.JSONDecodeError) as err:
+        if not isinstance(structure, dict) or not isinstance(meta, dict):
+            raise ValueError("its metadata is not a JSON object")
+    except (SafetensorError, OSError, ValueError, KeyError, RecursionError) as err:
         raise CorruptCheckpointError(f"checkpoint {path} is corrupt or truncated ({err}); "
                                      "it was not loaded") from None
+    if "sha256" in metadata:
+        verify_digest(tensors, metadata["sha256"], path)
     model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     states = {name: _join_state(value, tensors) for name, value in structure.items()}
     return model_state, states, meta

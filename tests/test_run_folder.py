@@ -1,0 +1,238 @@
+"""Run folders as untrusted, shared places: what `--force` may delete, locks, damaged files.
+
+A folder is a blocks run when its `run.json` carries blocks' marker; `--force` deletes only the
+files a run consists of, never a user's file; one process writes a folder at a time; a changed
+byte in saved weights is refused everywhere; paths stored in a run are not followed out of it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import blocks
+from blocks.cli import main
+
+TINY = """\
+model:
+  input: {shape: [4]}
+  backbone: [{type: linear, out_features: 8}, relu]
+  head: {type: softmax, classes: 3}
+data: {synthetic: {samples: 96}}
+train: {epochs: EPOCHS, batch_size: 16}
+"""
+
+
+def recipe(tmp_path: Path, epochs: int = 1) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY.replace("EPOCHS", str(epochs)))
+    return path
+
+
+def train(recipe_path: Path, out: Path, *extra: str) -> int:
+    return main(["train", str(recipe_path), "--out", str(out), "--quiet", "--no-plots", *extra])
+
+
+# --- --force deletes only what blocks wrote -----------------------------------------------------
+@pytest.mark.parametrize("lookalike", ["recipe.yaml", "history.json", "checkpoint.safetensors"])
+def test_force_never_deletes_a_users_file_beside_run_lookalikes(tmp_path, capsys, lookalike):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / lookalike).write_text("mine")
+    (project / "important.txt").write_text("keep me")
+    assert train(recipe(tmp_path), project, "--force") == 2
+    assert "only replaces folders written by blocks" in capsys.readouterr().err
+    assert (project / "important.txt").read_text() == "keep me"
+    assert (project / lookalike).read_text() == "mine"
+
+
+def test_force_refuses_a_run_folder_holding_a_users_file(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train(recipe(tmp_path), out) == 0
+    (out / "notes.txt").write_text("my notes")
+    assert train(recipe(tmp_path), out, "--force") == 2
+    err = capsys.readouterr().err
+    assert "will not delete files that blocks did not write: notes.txt" in err
+    assert (out / "notes.txt").read_text() == "my notes"
+    (out / "notes.txt").unlink()
+    assert train(recipe(tmp_path), out, "--force") == 0  # a pure run folder is replaced
+
+
+def test_force_on_a_symlink_is_a_clear_error(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train(recipe(tmp_path), out) == 0
+    link = tmp_path / "latest"
+    link.symlink_to(out)
+    assert train(recipe(tmp_path), link, "--force") == 2
+    assert "will not replace a symbolic link" in capsys.readouterr().err
+    assert (out / "model.safetensors").exists()
+
+
+def test_a_partly_deleted_run_folder_can_be_replaced(tmp_path):
+    out = tmp_path / "run"
+    assert train(recipe(tmp_path), out) == 0
+    (out / "model.safetensors").unlink()
+    (out / "history.json").unlink()
+    assert train(recipe(tmp_path), out, "--force") == 0
+    assert blocks.load(out) is not None
+
+
+def test_recipe_and_marker_are_written_before_training(tmp_path):
+    out = tmp_path / "run"
+    seen = {}
+
+    def spy(trainer, record):
+        seen.update(info=json.loads((out / "run.json").read_text()),
+                    recipe=(out / "recipe.yaml").exists(), lock=(out / ".lock").exists())
+
+    from blocks.train import trainer as trainer_module
+
+    original = trainer_module.Trainer.__init__
+
+    def with_callback(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self.callbacks.append(spy)
+
+    trainer_module.Trainer.__init__ = with_callback
+    try:
+        assert train(recipe(tmp_path), out) == 0
+    finally:
+        trainer_module.Trainer.__init__ = original
+    assert seen["info"]["status"] == "running" and seen["info"]["format"] == "blocks-run/1"
+    assert seen["recipe"] and seen["lock"]
+    info = json.loads((out / "run.json").read_text())
+    assert info["status"] == "finished" and not (out / ".lock").exists()
+
+
+def test_stray_temporary_files_are_cleaned_on_resume(tmp_path):
+    out = tmp_path / "run"
+    assert train(recipe(tmp_path, epochs=1), out) == 0
+    (out / ".checkpoint.safetensors.abc123.tmp").write_bytes(b"half a checkpoint")
+    assert train(recipe(tmp_path, epochs=2), out, "--resume") == 0
+    assert not list(out.glob(".*.tmp"))
+
+
+# --- one writer per folder ------------------------------------------------------------------------
+def test_a_live_lock_refuses_a_second_writer_and_a_stale_one_is_taken_over(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train(recipe(tmp_path), out) == 0
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / ".lock").write_text(json.dumps({"pid": sleeper.pid, "host": os.uname().nodename}))
+        assert train(recipe(tmp_path), out, "--force") == 2
+        assert f"in use by another blocks process (pid {sleeper.pid}" in capsys.readouterr().err
+        assert train(recipe(tmp_path, epochs=2), out, "--resume") == 2
+        assert f"pid {sleeper.pid}" in capsys.readouterr().err
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert train(recipe(tmp_path, epochs=2), out, "--resume") == 0  # its holder is gone
+    assert not (out / ".lock").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("force", [False, True])
+def test_two_concurrent_trainings_into_one_folder(tmp_path, force):
+    out = tmp_path / "run"
+    path = recipe(tmp_path, epochs=400)
+    command = [sys.executable, "-m", "blocks", "train", str(path), "--out", str(out), "--quiet",
+               "--no-plots", "--epochs", "60"]
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (out / ".lock").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    second = subprocess.run(command + (["--force"] if force else []), capture_output=True,
+                            text=True, timeout=120)
+    _, first_err = first.communicate(timeout=300)
+    assert first.returncode == 0, first_err
+    assert second.returncode == 2
+    assert f"pid {first.pid}" in second.stderr  # the lock was there: named, not overwritten
+    assert json.loads((out / "run.json").read_text())["status"] == "finished"
+    assert len(json.loads((out / "history.json").read_text())) == 60
+    blocks.load(out)
+
+
+# --- damaged weights are refused -----------------------------------------------------------------
+def _flip(path: Path, count: int = 100) -> None:
+    data = bytearray(path.read_bytes())
+    header = int.from_bytes(data[:8], "little") + 8
+    rng = np.random.default_rng(0)
+    for i in rng.choice(np.arange(header, len(data)), size=min(count, len(data) - header),
+                        replace=False):
+        data[i] ^= 0x5A
+    path.write_bytes(bytes(data))
+
+
+def test_a_flipped_byte_is_refused_by_load_evaluate_predict_and_resume(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train(recipe(tmp_path), out) == 0
+    np.savez(tmp_path / "x.npz", x=np.zeros((3, 4), dtype=np.float32))
+    _flip(out / "model.safetensors", 1)
+    with pytest.raises(blocks.BlocksError, match="damaged: its tensor data does not match"):
+        blocks.load(out)
+    for argv in (["evaluate", str(out), "--trust-paths"],
+                 ["predict", str(out), str(tmp_path / "x.npz")]):
+        assert main(argv) == 2
+        assert "does not match the checksum" in capsys.readouterr().err
+    _flip(out / "checkpoint.safetensors", 1)
+    assert train(recipe(tmp_path, epochs=2), out, "--resume") == 2
+    err = capsys.readouterr().err
+    assert "checkpoint.safetensors is damaged" in err and "Traceback" not in err
+
+
+def test_non_finite_weights_are_refused_with_their_names(tmp_path):
+    model = blocks.build(blocks.ModelSpec(input={"shape": [2]},
+                                          head={"type": "softmax", "classes": 2}), seed=0)
+    with torch.no_grad():
+        model.head.weight[0, 0] = float("nan")
+    blocks.save(model, tmp_path)
+    with pytest.raises(blocks.BlocksError, match=r"non-finite values in head.weight"):
+        blocks.load(tmp_path)
+
+
+def test_a_pickle_in_place_of_weights_is_not_executed(tmp_path):
+    model = blocks.build(blocks.ModelSpec(input={"shape": [2]},
+                                          head={"type": "softmax", "classes": 2}), seed=0)
+    blocks.save(model, tmp_path)
+    marker = tmp_path / "pwned"
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (Path.write_text, (marker, "executed"))
+
+    (tmp_path / "model.safetensors").write_bytes(pickle.dumps(Evil()))
+    with pytest.raises(blocks.BlocksError, match="not a safetensors file"):
+        blocks.load(tmp_path)
+    assert not marker.exists()
+
+
+# --- paths stored in a run folder are not followed out of it ---------------------------------------
+def test_a_crafted_run_folder_does_not_read_or_print_an_outside_secret(tmp_path, capsys):
+    out = tmp_path / "run"
+    (tmp_path / "t.csv").write_text("a,b,y\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(30)))
+    path = tmp_path / "r.yaml"
+    path.write_text("model: {input: {shape: [2]}, head: {type: softmax, classes: 2}}\n"
+                    "data: {csv: {path: t.csv, target: y}}\ntrain: {epochs: 1}\n")
+    assert train(path, out) == 0
+    secret = tmp_path / "secret.csv"
+    secret.write_text("root:hunter2-XYZ:0:0\n1,2\n")
+    text = (out / "recipe.yaml").read_text().replace(str((tmp_path / "t.csv").resolve()), str(secret))
+    (out / "recipe.yaml").write_text(text)
+    assert main(["evaluate", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "outside the run folder" in err and "hunter2" not in err
+    np.savez(tmp_path / "x.npz", x=np.zeros((2, 2), dtype=np.float32))
+    assert main(["predict", str(out), str(tmp_path / "x.npz")]) == 0
+    assert "hunter2" not in capsys.readouterr().out
+    blocks.load(out)
+    assert main(["evaluate", str(out), "--trust-paths"]) == 2  # named by the user: read, not echoed
+    assert "hunter2" not in capsys.readouterr().err
