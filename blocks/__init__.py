@@ -17,10 +17,11 @@ from blocks.errors import (
     SpecError,
 )
 from blocks.heads import SigmoidHead, SoftmaxHead
+from blocks.recipe import Recipe
 from blocks.recipe_io import bundled_recipes, dump_recipe, load_recipe, recipe_schema
 from blocks.registry import Block, block_types, load_plugins, register_block
 from blocks.runs import evaluate_run, load, predict_run, run_recipe, save
-from blocks.spec import InputSpec, ModelSpec, Recipe
+from blocks.spec import InputSpec, ModelSpec
 from blocks.summary import summarize
 from blocks.train.history import History
 from blocks.train.spec import TrainSpec

@@ -12,8 +12,9 @@ from torch import nn
 from blocks.device import DevicePolicy, mismatch_message, resolve_device, single_device
 from blocks.errors import DeviceMismatchError, InputShapeError, SpecError
 from blocks.preprocess import Preprocessing
+from blocks.recipe import Recipe
 from blocks.shapes import fmt_shape
-from blocks.spec import ModelSpec, Recipe, ShapeReport
+from blocks.spec import ModelSpec, ShapeReport
 
 Output = torch.Tensor | dict[str, torch.Tensor]
 _INTS = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8, torch.bool)

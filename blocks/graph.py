@@ -20,9 +20,10 @@ from torch import nn
 
 from blocks.composites import Composite, Repeat, Residual
 from blocks.errors import BlocksError
+from blocks.recipe import Recipe
 from blocks.registry import Block
 from blocks.shapes import Shape, fmt_shape
-from blocks.spec import ModelSpec, Recipe
+from blocks.spec import ModelSpec
 
 __all__ = ["Graph", "GraphvizMissingError", "architectures_markdown", "model_graph", "render",
            "to_dot", "to_mermaid"]

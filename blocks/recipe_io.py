@@ -18,8 +18,9 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from blocks.errors import Problem, RegistryError, SpecError
+from blocks.recipe import Recipe
 from blocks.registry import Block, block_types, closest, get_block_type
-from blocks.spec import ModelSpec, Recipe
+from blocks.spec import ModelSpec
 
 Loc = tuple[str | int, ...]
 

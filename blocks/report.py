@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from blocks.errors import BlocksError
-from blocks.spec import SINGLE_HEAD, ModelSpec, Recipe
+from blocks.recipe import Recipe
+from blocks.spec import SINGLE_HEAD, ModelSpec
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -36,8 +36,8 @@ from safetensors.torch import save_file
 from blocks.builder import BlocksModel, build
 from blocks.errors import BlocksError, Problem, SpecError
 from blocks.io_utils import atomic_write, atomic_write_text
+from blocks.recipe import Recipe
 from blocks.recipe_io import dump_recipe, load_recipe
-from blocks.spec import Recipe
 from blocks.tensor_digest import digest, verify_digest
 from blocks.train.checkpoint import CorruptCheckpointError
 

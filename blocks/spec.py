@@ -1,24 +1,23 @@
-"""The model spec and the recipe: pydantic models users build in Python or load from YAML."""
+"""The model spec: the pydantic model of a classifier, built in Python or loaded from YAML.
+
+It knows nothing of data or training; `blocks.recipe.Recipe` composes all three."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import torch
-from pydantic import BaseModel, Field, PositiveInt, PrivateAttr, field_validator, model_validator
+from pydantic import Field, PositiveInt, field_validator, model_validator
 
 import blocks.catalogue  # noqa: F401 - registers the built-in block types
 import blocks.composites  # noqa: F401 - registers residual / repeat / torch
 from blocks.composites import LayerTrace, trace_sequence
-from blocks.data.spec import DataSpec
 from blocks.errors import Problem, ShapeError, SpecError
 from blocks.heads import HeadSpec, SigmoidHead, SoftmaxHead
 from blocks.preprocess import PreprocessSpec
-from blocks.registry import AnyBlock, SpecModel, add_block_definitions
+from blocks.registry import AnyBlock, SpecModel
 from blocks.shapes import Shape
-from blocks.train.spec import TrainSpec
 
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
@@ -123,30 +122,10 @@ class ModelSpec(SpecModel):
         return ShapeReport(input_shape, layers, features, heads)
 
 
-class _WithBlockSchemas(SpecModel):
-    @classmethod
-    def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        """pydantic's schema plus one definition per registered block type (plugins included)."""
-        return add_block_definitions(super().model_json_schema(*args, **kwargs))
+def __getattr__(name: str) -> Any:
+    # the recipe (model + data + train) is composed above the model spec: blocks.recipe
+    if name == "Recipe":
+        from blocks.recipe import Recipe
 
-
-class Recipe(_WithBlockSchemas):
-    """A whole job: the model, the data it trains on, and how to train it."""
-
-    model: ModelSpec
-    data: DataSpec | None = None
-    train: TrainSpec = Field(default_factory=TrainSpec)
-    _source_path: Path | None = PrivateAttr(default=None)
-
-    def __eq__(self, other: object) -> bool:
-        """Equal when the specs are equal; where a recipe was loaded from is not part of it."""
-        if not isinstance(other, BaseModel):
-            return NotImplemented
-        return type(other) is type(self) and other.__dict__ == self.__dict__
-
-    __hash__ = None  # type: ignore[assignment] - mutable, like every pydantic model
-
-    @property
-    def source_path(self) -> Path | None:
-        """The file this recipe was loaded from; relative data paths resolve against its folder."""
-        return self._source_path
+        return Recipe
+    raise AttributeError(f"module 'blocks.spec' has no attribute {name!r}")

@@ -30,8 +30,9 @@ from torch import nn
 from blocks.builder import BlocksModel, _as_model_spec
 from blocks.composites import Repeat, Residual
 from blocks.errors import BlocksError
+from blocks.recipe import Recipe
 from blocks.shapes import fmt_shape
-from blocks.spec import SINGLE_HEAD, ModelSpec, Recipe
+from blocks.spec import SINGLE_HEAD, ModelSpec
 
 __all__ = ["Comparison", "LayerRow", "Summary", "SummaryError", "compare", "summarize"]
 

@@ -115,3 +115,15 @@ def test_data_spec_one_source():
     assert blocks.DataSpec(dataset="iris").dataset == "iris"
     with pytest.raises(pydantic.ValidationError, match="exactly one data source"):
         blocks.DataSpec(dataset="iris", synthetic={})
+
+
+def test_the_model_spec_module_knows_nothing_of_data_or_training():
+    """Specs compose upward: the recipe (blocks.recipe) holds model, data and train."""
+    import ast
+    from pathlib import Path
+
+    source = Path(blocks.spec.__file__).read_text()
+    imported = {node.module for node in ast.walk(ast.parse(source))
+                if isinstance(node, ast.ImportFrom) and node.module}
+    assert not {m for m in imported if m.startswith(("blocks.data", "blocks.train"))}
+    assert blocks.spec.Recipe is blocks.Recipe  # still reachable where it used to be

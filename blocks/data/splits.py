@@ -18,8 +18,9 @@ import torch
 from blocks.data.sources import RawData, Targets, load_arrays
 from blocks.errors import Problem, SpecError
 from blocks.preprocess import PreprocessSpec
+from blocks.recipe import Recipe
 from blocks.shapes import fmt_shape
-from blocks.spec import ModelSpec, Recipe
+from blocks.spec import ModelSpec
 
 TargetTensor = torch.Tensor | dict[str, torch.Tensor]
 
