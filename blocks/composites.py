@@ -9,10 +9,12 @@ from collections.abc import Sequence
 from typing import Annotated, Any, NamedTuple
 
 import torch
-from pydantic import Field, PositiveInt, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from torch import nn
 
 from blocks.errors import ShapeError
+from blocks.limits import MAX_REPEAT_TIMES
+from blocks.numbers import size_type
 from blocks.registry import AnyBlock, Block, register_block, unknown_name_message
 from blocks.shapes import Shape, fmt_shape
 
@@ -156,7 +158,7 @@ def _projection_strides(shape: Shape, target: Shape) -> tuple[int, ...]:
 class Repeat(Composite):
     """`blocks` repeated `times` times in sequence, each repetition with its own weights."""
 
-    times: PositiveInt
+    times: size_type(1, MAX_REPEAT_TIMES)  # type: ignore[valid-type]
     blocks: BlockList
 
     def output_shape(self, shape: Shape) -> Shape:

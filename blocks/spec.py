@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import torch
-from pydantic import BaseModel, Field, PositiveInt, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, field_validator, model_validator
 
 import blocks.catalogue  # noqa: F401 - registers the built-in block types
 import blocks.composites  # noqa: F401 - registers residual / repeat / torch
@@ -15,6 +15,7 @@ from blocks.composites import LayerTrace, trace_sequence
 from blocks.data.spec import DataSpec
 from blocks.errors import Problem, ShapeError, SpecError
 from blocks.heads import HeadSpec, SigmoidHead, SoftmaxHead
+from blocks.numbers import Size
 from blocks.registry import AnyBlock, SpecModel, add_block_definitions
 from blocks.shapes import Shape
 from blocks.train.spec import TrainSpec
@@ -29,7 +30,7 @@ SINGLE_HEAD = "output"  # the name a lone `head:` gets in metrics and prediction
 class InputSpec(SpecModel):
     """Per-sample input: `shape` excludes the batch axis (`[1, 28, 28]` for MNIST-like images)."""
 
-    shape: Annotated[list[PositiveInt], Field(min_length=1)]
+    shape: Annotated[list[Size], Field(min_length=1)]
     dtype: Literal["float32", "float64", "float16", "bfloat16", "int64"] = "float32"
 
     @property
