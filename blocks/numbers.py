@@ -21,13 +21,13 @@ MAX_SEED = 2**63 - 1
 def _strict_int(value: Any) -> Any:
     """Real integers only: no booleans (`yes`, `true`), no strings, no floats like 3.0."""
     if isinstance(value, bool):
-        raise PydanticCustomError("int_type", "Input should be an integer, got {got}",
+        raise PydanticCustomError("int_type", "Input should be a valid integer, got {got}",
                                   {"got": f"the boolean {value} (yes/no/true/false)"})
     if isinstance(value, int):
         return value
     if isinstance(value, str | float | bytes):
         shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
-        raise PydanticCustomError("int_type", "Input should be an integer, got {got}",
+        raise PydanticCustomError("int_type", "Input should be a valid integer, got {got}",
                                   {"got": f"{type(value).__name__} {shown}"})
     try:
         return operator.index(value)  # numpy integers and other exact integer types
@@ -38,7 +38,8 @@ def _strict_int(value: Any) -> Any:
 def size_type(minimum: int = 1, maximum: int = MAX_SIZE) -> Any:
     """A strict integer type in [minimum, maximum] (`size_type(2)` for softmax classes)."""
     # constraints before the validator, so the JSON Schema keeps `minimum` / `maximum`
-    return Annotated[int, Field(ge=minimum, le=maximum), BeforeValidator(_strict_int)]
+    bound = Field(gt=0, le=maximum) if minimum == 1 else Field(ge=minimum, le=maximum)
+    return Annotated[int, bound, BeforeValidator(_strict_int)]
 
 
 #: A positive size (features, channels, classes, kernel, stride, repetitions, ...), at most 2**31 - 1.
