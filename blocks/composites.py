@@ -13,8 +13,8 @@ from pydantic import Field, field_validator, model_validator
 from torch import nn
 
 from blocks.errors import ShapeError
-from blocks.limits import MAX_REPEAT_TIMES
-from blocks.numbers import size_type
+from blocks.limits import MAX_REPEAT_TIMES, MAX_SAMPLE_ELEMENTS
+from blocks.numbers import MAX_SIZE, size_type
 from blocks.registry import AnyBlock, Block, register_block, unknown_name_message
 from blocks.shapes import Shape, fmt_shape
 
@@ -44,6 +44,9 @@ def trace_sequence(blocks: Sequence[Block], shape: Shape, prefix: str = "",
             out = block.output_shape(shape)
             if min(out, default=1) <= 0:
                 raise ShapeError(f"output shape {fmt_shape(out)} would be empty")
+            if max(out, default=1) > MAX_SIZE or math.prod(out) > MAX_SAMPLE_ELEMENTS:
+                raise ShapeError(f"output shape {fmt_shape(out)} is too large (at most "
+                                 f"{MAX_SIZE:,} per axis and 2**40 values per sample)")
         except ShapeError as err:
             if err.block_type is None:
                 err.block_type, err.input_shape = block.type, shape

@@ -17,11 +17,13 @@ DEFAULT_MAX_BLOCKS = 10_000
 #: Most repetitions one `repeat` block may ask for.
 MAX_REPEAT_TIMES = 10_000
 #: Most composite blocks (`residual`, `repeat`, ...) nested inside one another.
-MAX_BLOCK_NESTING = 16
+MAX_BLOCK_NESTING = 8
+#: Most values in one sample's tensor anywhere in a model (keeps torch's int64 sizes safe).
+MAX_SAMPLE_ELEMENTS = 2**40
 #: Most nested YAML collections (mappings / lists inside one another).
 MAX_YAML_DEPTH = 100
 #: Most YAML values a recipe may hold once aliases are expanded ("billion laughs" stop here).
-MAX_YAML_NODES = 500_000
+MAX_YAML_NODES = 200_000
 
 
 def _env_int(name: str, default: int) -> int:

@@ -16,6 +16,7 @@ from typing import Any, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from blocks.budget import check_footprint
 from blocks.errors import Problem, RegistryError, SpecError
 from blocks.recipe_yaml import Positions, parse_yaml, read_recipe_file
 from blocks.registry import Block, block_types, closest, get_block_type
@@ -200,7 +201,7 @@ def resolve_recipe_path(name: str | os.PathLike[str]) -> Path:
 
 
 def _validate(cls: type[BaseModel], data: Any, positions: Positions | None, source: str | None,
-              prefix: Loc = ()):
+              prefix: Loc = (), check_size: bool = False):
     if not isinstance(data, dict):
         kind = type(data).__name__
         raise SpecError(Problem(_path(prefix), f"expected a mapping at the top of the "
@@ -213,26 +214,29 @@ def _validate(cls: type[BaseModel], data: Any, positions: Positions | None, sour
     model = spec.model if isinstance(spec, Recipe) else spec
     try:
         model.infer_shapes(prefix="model" if isinstance(spec, Recipe) else _path(prefix) or "model")
+        if check_size:
+            check_footprint(model, prefix="model" if isinstance(spec, Recipe) else _path(prefix) or "model")
     except SpecError as err:
         raise _locate_shape_problems(err, positions, source) from None
     return spec
 
 
-def load_recipe(source: str | os.PathLike[str] | dict[str, Any]) -> Recipe:
+def load_recipe(source: str | os.PathLike[str] | dict[str, Any], *, check_size: bool = False) -> Recipe:
     """A validated `Recipe` from a file path, a bundled recipe name, YAML/JSON text, or a dict.
 
     Checks types, unknown keys and every block's shapes; raises `SpecError` listing each problem
-    with file, line, column and spec path.
+    with file, line, column and spec path. `check_size` also counts the model's parameters on
+    the `meta` device and refuses one whose weights would not fit in memory (`blocks validate`).
     """
     if isinstance(source, dict):
-        return _validate(Recipe, source, None, None)
+        return _validate(Recipe, source, None, None, check_size=check_size)
     if isinstance(source, str) and ("\n" in source or ":" in source and not _is_file(source)):
         data, positions = parse_yaml(source, None)
-        return _validate(Recipe, data, positions, None)
+        return _validate(Recipe, data, positions, None, check_size=check_size)
     path = resolve_recipe_path(source)
     shown = str(source) if _is_file(source) else str(path)
     data, positions = parse_yaml(read_recipe_file(path, shown), shown)
-    recipe = _validate(Recipe, data, positions, shown)
+    recipe = _validate(Recipe, data, positions, shown, check_size=check_size)
     recipe._source_path = path.resolve()  # relative data paths resolve against this
     return recipe
 
@@ -273,6 +277,6 @@ def iter_recipe_errors(paths: Sequence[str]) -> Iterator[tuple[str, Recipe | Spe
     """Validate many recipes, yielding each result or its error (for `blocks validate`)."""
     for name in paths:
         try:
-            yield name, load_recipe(name)
+            yield name, load_recipe(name, check_size=True)
         except SpecError as err:
             yield name, err

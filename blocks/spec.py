@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field, PrivateAttr, field_validator, model_valid
 
 import blocks.catalogue  # noqa: F401 - registers the built-in block types
 import blocks.composites  # noqa: F401 - registers residual / repeat / torch
+from blocks.budget import check_blocks
 from blocks.composites import LayerTrace, trace_sequence
 from blocks.data.spec import DataSpec
 from blocks.errors import Problem, ShapeError, SpecError
@@ -87,6 +88,7 @@ class ModelSpec(SpecModel):
     def infer_shapes(self, prefix: str = "model") -> ShapeReport:
         """Static shape inference for every block and head; a located `SpecError` if impossible."""
         input_shape = tuple(self.input.shape)
+        check_blocks(self, prefix)  # before any shape rule runs: `repeat` of 10**9 is refused here
         try:
             layers, features = trace_sequence(self.backbone, input_shape, "backbone")
         except ShapeError as err:
