@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,48 +75,126 @@ def _resolve(path: str, base_dir: Path | None, where: str) -> Path:
     return candidate
 
 
-def read_csv_rows(path: Path, where: str) -> list[list[str]]:
-    """Rows of a CSV file, blank lines skipped; a located error if it cannot be read."""
+def read_csv_lines(path: Path, where: str) -> tuple[list[list[str]], list[int]]:
+    """Rows of a CSV file (blank lines skipped, a UTF-8 BOM dropped) and the file line of each,
+    so errors name the line a person sees in an editor; a located error if it cannot be read."""
+    rows: list[list[str]] = []
+    lines: list[int] = []
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            return [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            for row in reader:
+                if any(cell.strip() for cell in row):
+                    rows.append(row)
+                    lines.append(reader.line_num)
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise SpecError(Problem(where, f"cannot read {path}: {err}", "file_unreadable")) from None
+    return rows, lines
 
 
-def numeric_table(rows: list[list[str]], header: list[str], path: Path, where: str) -> np.ndarray:
-    """The data rows as float64, naming the row and column of the first cell that is not a number."""
+def read_csv_rows(path: Path, where: str) -> list[list[str]]:
+    """Rows of a CSV file, blank lines skipped; a located error if it cannot be read."""
+    return read_csv_lines(path, where)[0]
+
+
+def check_header(header: list[str], path: Path, where: str) -> None:
+    """Column names must be unique: with two `a` columns, which one is the feature?"""
+    seen: dict[str, int] = {}
+    for index, name in enumerate(header):
+        if name in seen:
+            raise SpecError(Problem(where, f"{path.name} has two columns named {_cell(name)} "
+                                    f"(columns {seen[name] + 1} and {index + 1}); rename one",
+                                    "duplicate_column"))
+        seen[name] = index
+
+
+def _cell(text: str, limit: int = 40) -> str:
+    """A short, escaped excerpt of a cell for messages (never a whole line of a file)."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def numeric_table(rows: list[list[str]], header: list[str], path: Path, where: str,
+                  lines: list[int] | None = None) -> np.ndarray:
+    """The data rows as float64, naming the line and column of the first cell that is not a
+    finite number (`lines`: each row's file line; default: rows follow a header on line 1)."""
     table = np.empty((len(rows), len(header)), dtype=np.float64)
     for i, row in enumerate(rows):
+        line = lines[i] if lines is not None else i + 2
         if len(row) != len(header):
-            raise SpecError(Problem(where, f"{path.name} line {i + 2} has {len(row)} cells, the "
+            raise SpecError(Problem(where, f"{path.name} line {line} has {len(row)} cells, the "
                                     f"header has {len(header)}", "bad_row"))
         for j, cell in enumerate(row):
             try:
-                table[i, j] = float(cell)
+                value = float(cell)
             except ValueError:
-                raise SpecError(Problem(where, f"{path.name} line {i + 2}, column {header[j]!r}: "
-                                        f"{cell!r} is not a number", "bad_value")) from None
+                raise SpecError(Problem(where, f"{path.name} line {line}, column {_cell(header[j])}: "
+                                        f"{_cell(cell)} is not a number", "bad_value")) from None
+            if not math.isfinite(value):
+                raise SpecError(Problem(where, f"{path.name} line {line}, column {_cell(header[j])}: "
+                                        f"{_cell(cell)} is not a finite number; fill in or drop "
+                                        "missing values before training", "bad_value"))
+            table[i, j] = value
     return table
 
 
 def _csv(source: CsvSource, model: ModelSpec, base_dir: Path | None) -> RawData:
     path = _resolve(source.path, base_dir, "data.csv.path")
-    rows = read_csv_rows(path, "data.csv.path")
+    rows, lines = read_csv_lines(path, "data.csv.path")
     if len(rows) < 2:
         raise SpecError(Problem("data.csv.path", f"{path} needs a header row and at least one data row",
                                 "empty_data"))
     header, body = rows[0], rows[1:]
+    check_header(header, path, "data.csv.path")
     targets = source.target if isinstance(source.target, list) else [source.target]
-    for column in targets + (source.features or []):
-        if column not in header:
-            raise SpecError(Problem("data.csv", f"column {column!r} is not in {path.name} "
-                                    f"(columns: {', '.join(header)})", "unknown_column"))
+    for field, names in (("target", targets), ("features", source.features or [])):
+        for column in names:
+            if column not in header:
+                shown = ", ".join(_cell(c, 20) for c in header[:30]) + (" ..." if len(header) > 30 else "")
+                raise SpecError(Problem(f"data.csv.{field}", f"column {_cell(column)} is not in "
+                                        f"{path.name} (columns: {shown})", "unknown_column"))
+        repeated = sorted({c for c in names if names.count(c) > 1})
+        if repeated:
+            raise SpecError(Problem(f"data.csv.{field}", f"lists column {_cell(repeated[0])} twice",
+                                    "duplicate_column"))
+    both = [c for c in targets if c in (source.features or [])]
+    if both:
+        raise SpecError(Problem("data.csv.features", f"column {_cell(both[0])} is the target and a "
+                                "feature too: the model would see its own answer; remove it from "
+                                "`features`", "target_in_features"))
     features = source.features or [c for c in header if c not in targets]
-    table = numeric_table(body, header, path, "data.csv.path")
+    table = numeric_table(body, header, path, "data.csv.path", lines[1:])
     x = table[:, [header.index(c) for c in features]].astype(np.float32)
     y = table[:, [header.index(c) for c in targets]]
+    _check_labels(y, targets, model, path, lines[1:])
     return RawData(x, _split_targets(y, model), "tabular", features=list(features))
+
+
+def _check_labels(y: np.ndarray, columns: list[str], model: ModelSpec, path: Path,
+                  lines: list[int]) -> None:
+    """Every target cell fits its head, named by CSV line (the file's, not a shuffled index)."""
+    heads = list(model.head_specs.values())
+    per_column = []
+    if not model.multi_head:
+        per_column = heads * len(columns)
+    else:
+        for head in heads:
+            per_column += [head] * (1 if head.type == "softmax" else head.classes)
+    if len(per_column) != len(columns):
+        return  # the column count itself is wrong: reported when targets are prepared
+    for j, (column, head) in enumerate(zip(columns, per_column, strict=True)):
+        values = y[:, j]
+        if head.type == "softmax":
+            bad = (values != np.round(values)) | (values < 0) | (values >= head.classes)
+            wanted = f"a class id of the softmax head: a whole number 0..{head.classes - 1}"
+        else:
+            bad = (values < 0) | (values > 1)
+            wanted = "a sigmoid target: 0 or 1 (or a probability in between)"
+        count = int(bad.sum())
+        if count:
+            i = int(np.flatnonzero(bad)[0])
+            raise SpecError(Problem("data.csv.target", f"{path.name} line {lines[i]}, column "
+                                    f"{_cell(column)}: {values[i]:g} is not {wanted} ({count} such "
+                                    f"row{'s' if count > 1 else ''} of {len(values)})", "bad_target"))
 
 
 def load_npz(path: Path, keys: list[str], where: str) -> dict[str, np.ndarray]:
