@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from blocks.budget import check_footprint
 from blocks.device import DevicePolicy, mismatch_message, resolve_device, single_device
 from blocks.errors import DeviceMismatchError, InputShapeError, SpecError
 from blocks.preprocess import Preprocessing
@@ -207,6 +208,7 @@ def build(
     """
     model_spec = _as_model_spec(spec)
     target = resolve_device(device)
+    check_footprint(model_spec, dtype=dtype)  # counted on `meta`: a model too big for memory is refused
     if seed is None:
         model = BlocksModel(model_spec, on_device_mismatch=on_device_mismatch)
     else:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal
 
-from pydantic import Field, NonNegativeInt, PositiveInt
+from pydantic import Field
 from torch import nn
 
 from blocks.errors import ShapeError
+from blocks.numbers import Index, NonNegativeSize, Size
 from blocks.registry import Block, register_block
 from blocks.shapes import (
     Shape,
@@ -20,8 +21,8 @@ from blocks.shapes import (
 )
 
 Probability = Annotated[float, Field(ge=0.0, lt=1.0)]
-IntOrList = PositiveInt | list[PositiveInt]
-PadOrList = NonNegativeInt | list[NonNegativeInt]
+IntOrList = Size | list[Size]
+PadOrList = NonNegativeSize | list[NonNegativeSize]
 
 _SPATIAL = {1: "channels, length", 2: "channels, height, width"}
 
@@ -31,7 +32,7 @@ _SPATIAL = {1: "channels, length", 2: "channels, height, width"}
 class Linear(Block):
     """`nn.Linear` on the last axis; `in_features` is the input's last dimension."""
 
-    out_features: PositiveInt
+    out_features: Size
     bias: bool = True
 
     def output_shape(self, shape: Shape) -> Shape:
@@ -47,9 +48,9 @@ class Linear(Block):
 class Embedding(Block):
     """`nn.Embedding`: integer token ids `[L]` -> vectors `[L, embedding_dim]`."""
 
-    num_embeddings: PositiveInt
-    embedding_dim: PositiveInt
-    padding_idx: int | None = None
+    num_embeddings: Size
+    embedding_dim: Size
+    padding_idx: Index | None = None
     max_norm: float | None = None
 
     def output_shape(self, shape: Shape) -> Shape:
@@ -66,12 +67,12 @@ class Embedding(Block):
 
 # --- convolution ---------------------------------------------------------------------------------
 class _ConvNd(Block):
-    out_channels: PositiveInt
+    out_channels: Size
     kernel_size: IntOrList
     stride: IntOrList = 1
     padding: PadOrList | Literal["same", "valid"] = 0
     dilation: IntOrList = 1
-    groups: PositiveInt = 1
+    groups: Size = 1
     bias: bool = True
     padding_mode: Literal["zeros", "reflect", "replicate", "circular"] = "zeros"
 
@@ -171,7 +172,7 @@ class BatchNorm2d(_BatchNorm):
 class LayerNorm(Block):
     """`nn.LayerNorm` over the last `dims` axes (default the last one), sizes inferred."""
 
-    dims: PositiveInt = 1
+    dims: Size = 1
     eps: Annotated[float, Field(gt=0)] = 1e-5
     elementwise_affine: bool = True
     bias: bool = True
@@ -369,7 +370,7 @@ class GlobalAvgPoolBlock(Block):
 class Flatten(Block):
     """Flatten every per-sample axis from `start_dim` on (0 = all of them), like `x.flatten(1)`."""
 
-    start_dim: NonNegativeInt = 0
+    start_dim: NonNegativeSize = 0
 
     def output_shape(self, shape: Shape) -> Shape:
         if not shape:

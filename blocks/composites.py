@@ -9,10 +9,12 @@ from collections.abc import Sequence
 from typing import Annotated, Any, NamedTuple
 
 import torch
-from pydantic import Field, PositiveInt, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from torch import nn
 
 from blocks.errors import ShapeError
+from blocks.limits import MAX_REPEAT_TIMES, MAX_SAMPLE_ELEMENTS
+from blocks.numbers import MAX_SIZE, size_type
 from blocks.registry import AnyBlock, Block, register_block, unknown_name_message
 from blocks.shapes import Shape, fmt_shape
 
@@ -42,6 +44,9 @@ def trace_sequence(blocks: Sequence[Block], shape: Shape, prefix: str = "",
             out = block.output_shape(shape)
             if min(out, default=1) <= 0:
                 raise ShapeError(f"output shape {fmt_shape(out)} would be empty")
+            if max(out, default=1) > MAX_SIZE or math.prod(out) > MAX_SAMPLE_ELEMENTS:
+                raise ShapeError(f"output shape {fmt_shape(out)} is too large (at most "
+                                 f"{MAX_SIZE:,} per axis and 2**40 values per sample)")
         except ShapeError as err:
             if err.block_type is None:
                 err.block_type, err.input_shape = block.type, shape
@@ -156,7 +161,7 @@ def _projection_strides(shape: Shape, target: Shape) -> tuple[int, ...]:
 class Repeat(Composite):
     """`blocks` repeated `times` times in sequence, each repetition with its own weights."""
 
-    times: PositiveInt
+    times: size_type(1, MAX_REPEAT_TIMES)  # type: ignore[valid-type]
     blocks: BlockList
 
     def output_shape(self, shape: Shape) -> Shape:

@@ -5,6 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def escape(text: str) -> str:
+    """`text` safe to print to a terminal: control, bidi and other invisible characters (and lone
+    surrogates) become `\\x..`/`\\u....` escapes, so a name cannot reorder or hide what is shown.
+    Newlines and tabs stay."""
+    if text.isprintable() or all(c.isprintable() or c in "\n\t" for c in text):
+        return text
+    return "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in text)
+
+
 class BlocksError(Exception):
     """Base of every error `blocks` raises on purpose; the CLI prints these without a traceback."""
 
@@ -30,7 +39,7 @@ class Problem:
         elif self.line is not None:
             where = f"<string>:{self.line}:{self.column or 1}: "
         path = f"{self.path}: " if self.path else ""
-        return f"{where}{path}{self.message}"
+        return escape(f"{where}{path}{self.message}")
 
 
 class SpecError(BlocksError, ValueError):

@@ -12,7 +12,6 @@ from typing import Annotated, Any, Literal
 import torch
 from pydantic import (
     Field,
-    PositiveInt,
     SerializerFunctionWrapHandler,
     model_serializer,
     model_validator,
@@ -20,12 +19,13 @@ from pydantic import (
 from torch import nn
 
 from blocks.errors import ShapeError
+from blocks.numbers import Size, size_type
 from blocks.registry import SpecModel
 from blocks.shapes import Shape, fmt_shape
 
 
 class _Head(SpecModel):
-    hidden: list[PositiveInt] = Field(default_factory=list,
+    hidden: list[Size] = Field(default_factory=list,
                                       description="sizes of hidden linear+ReLU layers before the classifier")
     dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     loss_weight: Annotated[float, Field(gt=0.0)] = 1.0
@@ -68,7 +68,7 @@ class SoftmaxHead(_Head):
     """Multi-class: one of `classes` (>= 2); integer targets, cross-entropy on logits."""
 
     type: Literal["softmax"] = "softmax"
-    classes: Annotated[int, Field(ge=2)]
+    classes: size_type(2)  # type: ignore[valid-type]
     label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     class_weights: list[Annotated[float, Field(ge=0.0)]] | None = None
 
@@ -96,7 +96,7 @@ class SigmoidHead(_Head):
     """Binary (`classes: 1`) or multi-label (`classes: N`); 0/1 targets, BCE-with-logits."""
 
     type: Literal["sigmoid"] = "sigmoid"
-    classes: PositiveInt = 1
+    classes: Size = 1
     pos_weight: Annotated[float, Field(gt=0)] | list[Annotated[float, Field(gt=0)]] | None = None
     threshold: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.5
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, get_args, get_origin
@@ -17,77 +16,14 @@ from typing import Any, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from blocks.budget import check_footprint
 from blocks.errors import Problem, RegistryError, SpecError
 from blocks.recipe import Recipe
+from blocks.recipe_yaml import Positions, parse_yaml, read_recipe_file
 from blocks.registry import Block, block_types, closest, get_block_type
 from blocks.spec import ModelSpec
 
 Loc = tuple[str | int, ...]
-
-
-@dataclass
-class Positions:
-    """Where each value (and each mapping key) of a parsed YAML document starts, 1-based."""
-
-    values: dict[Loc, tuple[int, int]] = field(default_factory=dict)
-    keys: dict[Loc, tuple[int, int]] = field(default_factory=dict)
-
-    def find(self, loc: Loc, *, key: bool = False) -> tuple[int, int] | None:
-        if key and loc in self.keys:
-            return self.keys[loc]
-        while loc not in self.values and loc:
-            loc = loc[:-1]
-        return self.values.get(loc)
-
-
-# --- YAML with positions --------------------------------------------------------------------------
-def _parse_yaml(text: str, source: str | None) -> tuple[Any, Positions]:
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        message = " ".join(filter(None, [err.context, err.problem]))
-        raise SpecError(Problem("", f"invalid YAML: {message}", "yaml_syntax", source,
-                                mark.line + 1 if mark else None, mark.column + 1 if mark else None)) from None
-    except yaml.YAMLError as err:
-        raise SpecError(Problem("", f"invalid YAML: {err}", "yaml_syntax", source)) from None
-    positions = Positions()
-    if root is None:
-        raise SpecError(Problem("", "the recipe is empty; expected a mapping with a `model:` section",
-                                "empty_recipe", source, 1, 1))
-    constructor = yaml.SafeLoader("")
-    return _to_python(root, (), positions, constructor, source), positions
-
-
-def _to_python(node: yaml.Node, loc: Loc, positions: Positions, constructor: yaml.SafeLoader,
-               source: str | None) -> Any:
-    positions.values[loc] = (node.start_mark.line + 1, node.start_mark.column + 1)
-    if isinstance(node, yaml.MappingNode):
-        explicit = sum(key.tag != "tag:yaml.org,2002:merge" for key, _ in node.value)
-        constructor.flatten_mapping(node)  # YAML merge keys (`<<: *base`), put first
-        merged = len(node.value) - explicit
-        result: dict[Any, Any] = {}
-        written: set[Any] = set()  # keys written in this mapping itself, not merged into it
-        for index, (key_node, value_node) in enumerate(node.value):
-            key = constructor.construct_object(key_node, deep=True)
-            where = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-            if not isinstance(key, str | int | float | bool) or key is None:
-                raise SpecError(Problem(_path(loc), "mapping keys must be plain names",
-                                        "yaml_key", source, *where))
-            if key in written:
-                raise SpecError(Problem(_path((*loc, key)), f"duplicate key {key!r} (the first "
-                                        f"is on line {positions.keys[(*loc, key)][0]})",
-                                        "duplicate_key", source, *where))
-            if index >= merged:
-                written.add(key)
-            result.pop(key, None)  # a key written here overrides a merged one (YAML merge rules)
-            positions.keys[(*loc, key)] = where
-            result[key] = _to_python(value_node, (*loc, key), positions, constructor, source)
-        return result
-    if isinstance(node, yaml.SequenceNode):
-        return [_to_python(item, (*loc, i), positions, constructor, source)
-                for i, item in enumerate(node.value)]
-    return constructor.construct_object(node, deep=True)
 
 
 # --- pydantic errors -> located problems ----------------------------------------------------------
@@ -266,7 +202,7 @@ def resolve_recipe_path(name: str | os.PathLike[str]) -> Path:
 
 
 def _validate(cls: type[BaseModel], data: Any, positions: Positions | None, source: str | None,
-              prefix: Loc = ()):
+              prefix: Loc = (), check_size: bool = False):
     if not isinstance(data, dict):
         kind = type(data).__name__
         raise SpecError(Problem(_path(prefix), f"expected a mapping at the top of the "
@@ -279,30 +215,29 @@ def _validate(cls: type[BaseModel], data: Any, positions: Positions | None, sour
     model = spec.model if isinstance(spec, Recipe) else spec
     try:
         model.infer_shapes(prefix="model" if isinstance(spec, Recipe) else _path(prefix) or "model")
+        if check_size:
+            check_footprint(model, prefix="model" if isinstance(spec, Recipe) else _path(prefix) or "model")
     except SpecError as err:
         raise _locate_shape_problems(err, positions, source) from None
     return spec
 
 
-def load_recipe(source: str | os.PathLike[str] | dict[str, Any]) -> Recipe:
+def load_recipe(source: str | os.PathLike[str] | dict[str, Any], *, check_size: bool = False) -> Recipe:
     """A validated `Recipe` from a file path, a bundled recipe name, YAML/JSON text, or a dict.
 
     Checks types, unknown keys and every block's shapes; raises `SpecError` listing each problem
-    with file, line, column and spec path.
+    with file, line, column and spec path. `check_size` also counts the model's parameters on
+    the `meta` device and refuses one whose weights would not fit in memory (`blocks validate`).
     """
     if isinstance(source, dict):
-        return _validate(Recipe, source, None, None)
+        return _validate(Recipe, source, None, None, check_size=check_size)
     if isinstance(source, str) and ("\n" in source or ":" in source and not _is_file(source)):
-        data, positions = _parse_yaml(source, None)
-        return _validate(Recipe, data, positions, None)
+        data, positions = parse_yaml(source, None)
+        return _validate(Recipe, data, positions, None, check_size=check_size)
     path = resolve_recipe_path(source)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise SpecError(Problem("", f"cannot read recipe: {err}", "file_unreadable", str(source))) from None
     shown = str(source) if _is_file(source) else str(path)
-    data, positions = _parse_yaml(text, shown)
-    recipe = _validate(Recipe, data, positions, shown)
+    data, positions = parse_yaml(read_recipe_file(path, shown), shown)
+    recipe = _validate(Recipe, data, positions, shown, check_size=check_size)
     recipe._source_path = path.resolve()  # relative data paths resolve against this
     return recipe
 
@@ -343,6 +278,6 @@ def iter_recipe_errors(paths: Sequence[str]) -> Iterator[tuple[str, Recipe | Spe
     """Validate many recipes, yielding each result or its error (for `blocks validate`)."""
     for name in paths:
         try:
-            yield name, load_recipe(name)
+            yield name, load_recipe(name, check_size=True)
         except SpecError as err:
             yield name, err

@@ -36,9 +36,9 @@ ENTRY_POINT_GROUP = "blocks.blocks"
 
 
 class SpecModel(BaseModel):
-    """Base of every spec model: unknown keys are errors, assignments are validated."""
+    """Base of every spec model: unknown keys are errors, assignments are validated, floats finite."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class Block(SpecModel):

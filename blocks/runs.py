@@ -557,7 +557,7 @@ def _refuse_outside_paths(recipe: Recipe, run_dir: Path) -> None:
 def read_labelled_file(path: Path, model: BlocksModel, recipe: Recipe, *,
                        target: str | list[str] | None = None) -> tuple[torch.Tensor, Any]:
     """Raw features and targets of a held-out `.csv`/`.npz`, as the run's data had them."""
-    from blocks.data.sources import load_npz, read_csv_rows, table_columns
+    from blocks.data.sources import load_npz, read_csv_lines, table_columns
     from blocks.data.splits import prepare_targets
 
     if not path.is_file():
@@ -573,12 +573,12 @@ def read_labelled_file(path: Path, model: BlocksModel, recipe: Recipe, *,
         x = arrays[x_key]
     else:
         targets = _target_columns(recipe, target, spec)
-        rows = read_csv_rows(path, "data")
+        rows, lines = read_csv_lines(path, "data")
         if len(rows) < 2:
             raise SpecError(Problem("", "needs a header row and at least one data row",
                                     "empty_data", str(path)))
         features = spec.preprocess.features if spec.preprocess and spec.preprocess.features else None
-        x, y_table = table_columns(rows, path, features=features, targets=targets)
+        x, y_table = table_columns(rows, path, features=features, targets=targets, lines=lines)
         from blocks.data.sources import split_target_columns
 
         y = split_target_columns(y_table, spec)
@@ -674,18 +674,19 @@ def predict_run(model: BlocksModel | str | Path, inputs: Any, *,
 def read_feature_file(path: Path, model: BlocksModel) -> np.ndarray:
     """Feature rows from `.npz` (array `x`) or CSV (by header name when the run knows its
     feature names; a CSV whose first row is all numbers has no header)."""
-    from blocks.data.sources import load_npz, read_csv_rows, table_columns
+    from blocks.data.sources import load_npz, read_csv_lines, table_columns
 
     if not path.is_file():
         raise SpecError(Problem("", "input file does not exist", "file_not_found", str(path)))
     if path.suffix.lower() == ".npz":
         return load_npz(path, ["x"], "input")["x"]
-    rows = read_csv_rows(path, "input")
+    rows, lines = read_csv_lines(path, "input")
     if not rows:
         raise SpecError(Problem("", "the file holds no rows", "empty_data", str(path)))
     pre = model.spec.preprocess
     features = pre.features if pre is not None and pre.features else None
-    x, _ = table_columns(rows, path, features=features, targets=[], optional_header=True)
+    x, _ = table_columns(rows, path, features=features, targets=[], optional_header=True,
+                         lines=lines)
     return x
 
 

@@ -8,13 +8,15 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import torch
-from pydantic import Field, PositiveInt, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 import blocks.catalogue  # noqa: F401 - registers the built-in block types
 import blocks.composites  # noqa: F401 - registers residual / repeat / torch
+from blocks.budget import check_blocks
 from blocks.composites import LayerTrace, trace_sequence
 from blocks.errors import Problem, ShapeError, SpecError
 from blocks.heads import HeadSpec, SigmoidHead, SoftmaxHead
+from blocks.numbers import Size
 from blocks.preprocess import PreprocessSpec
 from blocks.registry import AnyBlock, SpecModel
 from blocks.shapes import Shape
@@ -29,7 +31,7 @@ SINGLE_HEAD = "output"  # the name a lone `head:` gets in metrics and prediction
 class InputSpec(SpecModel):
     """Per-sample input: `shape` excludes the batch axis (`[1, 28, 28]` for MNIST-like images)."""
 
-    shape: Annotated[list[PositiveInt], Field(min_length=1)]
+    shape: Annotated[list[Size], Field(min_length=1)]
     dtype: Literal["float32", "float64", "float16", "bfloat16", "int64"] = "float32"
 
     @property
@@ -105,6 +107,7 @@ class ModelSpec(SpecModel):
     def infer_shapes(self, prefix: str = "model") -> ShapeReport:
         """Static shape inference for every block and head; a located `SpecError` if impossible."""
         input_shape = tuple(self.input.shape)
+        check_blocks(self, prefix)  # before any shape rule runs: `repeat` of 10**9 is refused here
         try:
             layers, features = trace_sequence(self.backbone, input_shape, "backbone")
         except ShapeError as err:

@@ -27,9 +27,10 @@ import torch
 import torchinfo
 from torch import nn
 
+from blocks.budget import check_footprint
 from blocks.builder import BlocksModel, _as_model_spec
 from blocks.composites import Repeat, Residual
-from blocks.errors import BlocksError
+from blocks.errors import BlocksError, escape
 from blocks.recipe import Recipe
 from blocks.shapes import fmt_shape
 from blocks.spec import SINGLE_HEAD, ModelSpec
@@ -122,7 +123,7 @@ class Summary:
                              for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
 
         rule = "=" * len(line(["x" * w for w in widths]))
-        out = [f"Model: {self.name}   input {_batch_shape(self.input_shape)}   "
+        out = [f"Model: {escape(self.name)}   input {_batch_shape(self.input_shape)}   "
                f"(N = batch; mult-adds for batch {self.batch_size})", rule, line(header), rule,
                *(line(cells) for cells in body), rule, *self._totals_lines(), rule]
         return "\n".join(out)
@@ -159,7 +160,7 @@ class Summary:
         return cls.from_dict(json.loads(text))
 
     def to_markdown(self, depth: int | None = None) -> str:
-        lines = [f"### {self.name}", "",
+        lines = [f"### {escape(self.name)}", "",
                  "| block | module | input shape | output shape | params | mult-adds |",
                  "|---|---|---|---|---:|---:|"]
         for r in self.rows:
@@ -231,6 +232,7 @@ def _as_model(target: SummaryTarget) -> tuple[nn.Module, bool]:
     if isinstance(target, nn.Module):
         return target, False
     spec = _as_model_spec(target)  # type: ignore[arg-type]
+    check_footprint(spec, what="summarise")  # the `copy` probe would allocate it for real
     with torch.device("meta"):
         model = BlocksModel(spec)
     dtype = spec.input.torch_dtype

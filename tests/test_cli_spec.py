@@ -31,7 +31,7 @@ def test_validate_bundled_ok(capsys):
     code, out, err = run(capsys, "validate", *blocks.bundled_recipes())
     assert code == 0 and not err
     assert out.count("ok: ") == len(blocks.bundled_recipes())
-    assert "ok: seed_cnn (seed-cnn: 3 blocks, outputs output [10])" in out
+    assert "ok: seed_cnn (seed-cnn: 3 blocks, 216,650 parameters, outputs output [10])" in out
 
 
 def test_summary_json(capsys):

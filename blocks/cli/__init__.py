@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from blocks.errors import BlocksError
+from blocks.errors import BlocksError, escape
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1  # the tool worked and found problems (lint)
@@ -69,7 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args) or EXIT_OK)
     except BlocksError as err:
-        print(f"error: {err}" if "\n" not in str(err) else f"error:\n{err}", file=sys.stderr)
+        text = escape(str(err))
+        print(f"error: {text}" if "\n" not in text else f"error:\n{text}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -79,7 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:  # a bug in blocks (or a library): short message, traceback on request
         if os.environ.get("BLOCKS_DEBUG"):
             raise
-        print(f"error: internal error in `blocks {args.command}`: {type(err).__name__}: {err}\n"
+        print(f"error: internal error in `blocks {args.command}`: {type(err).__name__}: "
+              f"{escape(str(err))}\n"
               "(this is a bug in blocks, not in your input; set BLOCKS_DEBUG=1 for the traceback)",
               file=sys.stderr)
         return EXIT_INTERNAL

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from blocks.errors import SpecError
+from blocks.errors import SpecError, escape
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,6 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_validate(args: argparse.Namespace) -> int:
+    from blocks.budget import footprint
     from blocks.recipe_io import iter_recipe_errors
 
     failed = 0
@@ -35,8 +36,10 @@ def run_validate(args: argparse.Namespace) -> int:
                 print(problem)
         else:
             count = result.model.infer_shapes()
-            print(f"ok: {name} ({result.model.name or 'model'}: {len(count.layers)} blocks, "
-                  f"outputs {', '.join(f'{k} {list(v)}' for k, v in count.heads.items())})")
+            size = footprint(result.model)  # on `meta`: nothing is allocated
+            print(escape(f"ok: {name} ({result.model.name or 'model'}: {len(count.layers)} blocks, "
+                         f"{size.params:,} parameters, outputs "
+                         f"{', '.join(f'{k} {list(v)}' for k, v in count.heads.items())})"))
     return 2 if failed else 0
 
 

@@ -73,7 +73,7 @@ def run_summary(args: argparse.Namespace) -> int:
         raise SpecError(f"summary takes one recipe, or two to compare; got {len(args.recipes)}")
     if args.diff and len(args.recipes) != 2:
         raise SpecError("--diff compares two recipes: blocks summary A.yaml B.yaml --diff")
-    summaries = [summarize(load_recipe(name), batch_size=args.batch_size, depth=args.depth)
+    summaries = [summarize(load_recipe(name, check_size=True), batch_size=args.batch_size, depth=args.depth)
                  for name in args.recipes]
     if len(summaries) == 2:
         comparison = compare(*summaries, labels=tuple(_label(n) for n in args.recipes))

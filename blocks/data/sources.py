@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import difflib
+import math
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,64 +76,102 @@ def _resolve(path: str, base_dir: Path | None, where: str) -> Path:
     return candidate
 
 
-def read_csv_rows(path: Path, where: str) -> list[list[str]]:
-    """Rows of a CSV file, blank lines skipped; a located error if it cannot be read."""
+def read_csv_lines(path: Path, where: str) -> tuple[list[list[str]], list[int]]:
+    """Rows of a CSV file (blank lines skipped, a UTF-8 BOM dropped) and the file line of each,
+    so errors name the line a person sees in an editor; a located error if it cannot be read."""
+    rows: list[list[str]] = []
+    lines: list[int] = []
     try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:  # a BOM is not part of a name
-            return [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            for row in reader:
+                if any(cell.strip() for cell in row):
+                    rows.append(row)
+                    lines.append(reader.line_num)
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise SpecError(Problem(where, f"cannot read {path}: {err}", "file_unreadable")) from None
+    return rows, lines
 
 
-def numeric_table(rows: list[list[str]], header: list[str], path: Path, where: str, *,
-                  first_line: int = 2) -> np.ndarray:
+def read_csv_rows(path: Path, where: str) -> list[list[str]]:
+    """Rows of a CSV file, blank lines skipped; a located error if it cannot be read."""
+    return read_csv_lines(path, where)[0]
+
+
+def check_header(header: list[str], path: Path, where: str) -> None:
+    """Column names must be unique: with two `a` columns, which one is the feature?"""
+    seen: dict[str, int] = {}
+    for index, name in enumerate(header):
+        if name in seen:
+            raise SpecError(Problem(where, f"{path.name} has two columns named {_cell(name)} "
+                                    f"(columns {seen[name] + 1} and {index + 1}); rename one",
+                                    "duplicate_column"))
+        seen[name] = index
+
+
+def _cell(text: str, limit: int = 40) -> str:
+    """A short, escaped excerpt of a cell for messages (never a whole line of a file)."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def numeric_table(rows: list[list[str]], header: list[str], path: Path, where: str,
+                  lines: list[int] | None = None) -> np.ndarray:
     """The data rows as float64, naming the line and column of the first cell that is not a
-    finite number (the cell is quoted short and escaped: a file's content is not echoed)."""
+    finite number (`lines`: each row's file line; default: rows follow a header on line 1)."""
     table = np.empty((len(rows), len(header)), dtype=np.float64)
     for i, row in enumerate(rows):
+        line = lines[i] if lines is not None else i + 2
         if len(row) != len(header):
-            raise SpecError(Problem(where, f"{path.name} line {i + first_line} has {len(row)} "
-                                    f"cells, the header has {len(header)}", "bad_row"))
+            raise SpecError(Problem(where, f"{path.name} line {line} has {len(row)} cells, the "
+                                    f"header has {len(header)}", "bad_row"))
         for j, cell in enumerate(row):
             try:
-                table[i, j] = value = float(cell)
+                value = float(cell)
             except ValueError:
-                raise SpecError(Problem(where, f"{path.name} line {i + first_line}, column "
-                                        f"{short_names([header[j]])}: {short_names([cell], 1, 12)} "
-                                        "is not a number", "bad_value")) from None
-            if not np.isfinite(value):
-                raise SpecError(Problem(where, f"{path.name} line {i + first_line}, column "
-                                        f"{short_names([header[j]])}: {cell.strip()} is not a "
-                                        "finite number", "bad_value"))
+                raise SpecError(Problem(where, f"{path.name} line {line}, column {_cell(header[j])}: "
+                                        f"{_cell(cell)} is not a number", "bad_value")) from None
+            if not math.isfinite(value):
+                raise SpecError(Problem(where, f"{path.name} line {line}, column {_cell(header[j])}: "
+                                        f"{_cell(cell)} is not a finite number; fill in or drop "
+                                        "missing values before training", "bad_value"))
+            table[i, j] = value
     return table
 
 
 def _csv(source: CsvSource, model: ModelSpec, base_dir: Path | None) -> RawData:
     path = _resolve(source.path, base_dir, "data.csv.path")
-    rows = read_csv_rows(path, "data.csv.path")
+    rows, lines = read_csv_lines(path, "data.csv.path")
     if len(rows) < 2:
         raise SpecError(Problem("data.csv.path", f"{path} needs a header row and at least one data row",
                                 "empty_data"))
     targets = source.target if isinstance(source.target, list) else [source.target]
-    overlap = [name for name in targets if name in (source.features or [])]
-    if overlap:
-        raise SpecError(Problem("data.csv.features", f"target column(s) {short_names(overlap)} "
-                                "are also listed as features; a model must not see its target",
-                                "target_in_features"))
-    x, y = table_columns(rows, path, features=source.features, targets=targets, where="data.csv")
-    header = rows[0]
-    features = source.features or [c for c in header if c not in targets]
+    for field, names in (("target", targets), ("features", source.features or [])):
+        repeated = sorted({c for c in names if names.count(c) > 1})
+        if repeated:
+            raise SpecError(Problem(f"data.csv.{field}", f"lists column {_cell(repeated[0])} twice",
+                                    "duplicate_column"))
+    both = [c for c in targets if c in (source.features or [])]
+    if both:
+        raise SpecError(Problem("data.csv.features", f"column {_cell(both[0])} is the target and a "
+                                "feature too: the model would see its own answer; remove it from "
+                                "`features`", "target_in_features"))
+    check_header(rows[0], path, "data.csv.path")
+    x, y = table_columns(rows, path, features=source.features, targets=targets,
+                         where="data.csv.path", lines=lines)
+    _check_labels(y, targets, model, path, lines[1:])
+    features = source.features or [c for c in rows[0] if c not in targets]
     return RawData(x, split_target_columns(y, model), "tabular", features=list(features))
 
 
 def table_columns(rows: list[list[str]], path: Path, *, features: list[str] | None,
-                  targets: list[str], optional_header: bool = False,
-                  where: str = "") -> tuple[np.ndarray, np.ndarray]:
+                  targets: list[str], optional_header: bool = False, where: str = "",
+                  lines: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(features float32 [N, F], targets float64 [N, T]) from CSV rows, columns by header name.
 
     With `optional_header`, a first row of numbers only is data (a header-less file, columns in
-    training order), never silently dropped as a header.
+    training order), never silently dropped as a header. `lines`: each row's file line.
     """
+    lines = lines if lines is not None else list(range(1, len(rows) + 1))
     first = rows[0]
     if optional_header and all(_is_number(cell) for cell in first):
         if targets:
@@ -144,16 +183,12 @@ def table_columns(rows: list[list[str]], path: Path, *, features: list[str] | No
                                     f"({short_names(features)}); add a header row naming them",
                                     "shape_mismatch", str(path)))
         return numeric_table(rows, [str(i + 1) for i in range(len(first))], path, where,
-                             first_line=1).astype(np.float32), np.empty((len(rows), 0))
+                             lines).astype(np.float32), np.empty((len(rows), 0))
     header, body = first, rows[1:]
     if not body:
         raise SpecError(Problem(where, "needs a header row and at least one data row",
                                 "empty_data", str(path)))
-    duplicates = sorted({name for name in header if header.count(name) > 1})
-    if duplicates:
-        raise SpecError(Problem(where, f"the header names column(s) {short_names(duplicates)} "
-                                "more than once; column names must be unique", "duplicate_column",
-                                str(path)))
+    check_header(header, path, where)
     wanted = list(targets) + list(features or [])
     missing = [name for name in wanted if name not in header]
     if missing:
@@ -165,11 +200,11 @@ def table_columns(rows: list[list[str]], path: Path, *, features: list[str] | No
     columns = features if features is not None else [c for c in header if c not in targets]
     picked = [header.index(name) for name in [*columns, *targets]]
     cells = [[row[i] if i < len(row) else "" for i in picked] for row in body]
-    for i, row in enumerate(body):
+    for row, line in zip(body, lines[1:], strict=True):
         if len(row) != len(header):
-            raise SpecError(Problem(where, f"{path.name} line {i + 2} has {len(row)} cells, the "
+            raise SpecError(Problem(where, f"{path.name} line {line} has {len(row)} cells, the "
                                     f"header has {len(header)}", "bad_row"))
-    table = numeric_table(cells, [*columns, *targets], path, where)
+    table = numeric_table(cells, [*columns, *targets], path, where, lines[1:])
     return table[:, :len(columns)].astype(np.float32), table[:, len(columns):]
 
 
@@ -189,6 +224,34 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _check_labels(y: np.ndarray, columns: list[str], model: ModelSpec, path: Path,
+                  lines: list[int]) -> None:
+    """Every target cell fits its head, named by CSV line (the file's, not a shuffled index)."""
+    heads = list(model.head_specs.values())
+    per_column = []
+    if not model.multi_head:
+        per_column = heads * len(columns)
+    else:
+        for head in heads:
+            per_column += [head] * (1 if head.type == "softmax" else head.classes)
+    if len(per_column) != len(columns):
+        return  # the column count itself is wrong: reported when targets are prepared
+    for j, (column, head) in enumerate(zip(columns, per_column, strict=True)):
+        values = y[:, j]
+        if head.type == "softmax":
+            bad = (values != np.round(values)) | (values < 0) | (values >= head.classes)
+            wanted = f"a class id of the softmax head: a whole number 0..{head.classes - 1}"
+        else:
+            bad = (values < 0) | (values > 1)
+            wanted = "a sigmoid target: 0 or 1 (or a probability in between)"
+        count = int(bad.sum())
+        if count:
+            i = int(np.flatnonzero(bad)[0])
+            raise SpecError(Problem("data.csv.target", f"{path.name} line {lines[i]}, column "
+                                    f"{_cell(column)}: {values[i]:g} is not {wanted} ({count} such "
+                                    f"row{'s' if count > 1 else ''} of {len(values)})", "bad_target"))
 
 
 def load_npz(path: Path, keys: list[str], where: str) -> dict[str, np.ndarray]:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, model_validator
 
+from blocks.numbers import Seed, Size
 from blocks.registry import SpecModel
 
 BUNDLED_DATASETS = ("digits", "breast_cancer", "iris", "wine")
@@ -30,7 +31,7 @@ class NpzSource(SpecModel):
 class SyntheticSource(SpecModel):
     """Random separable data of the model's input shape, for smoke tests and benchmarks."""
 
-    samples: PositiveInt = 512
+    samples: Size = 512
     noise: Annotated[float, Field(ge=0)] = 0.1
 
 
@@ -42,7 +43,7 @@ class DataSpec(SpecModel):
     npz: NpzSource | None = None
     synthetic: SyntheticSource | None = None
     val_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.2
-    seed: int = 0
+    seed: Seed = 0
     standardize: bool | None = Field(
         default=None, description="z-score features with train statistics; default: on for tabular data"
     )

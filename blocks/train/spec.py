@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, field_validator
+from pydantic import Field, NonNegativeFloat, PositiveFloat, field_validator
 
+from blocks.numbers import Seed, Size
 from blocks.registry import SpecModel
 
 
@@ -39,7 +40,7 @@ class StepLR(SpecModel):
     """Multiply the learning rate by `gamma` every `step_size` epochs."""
 
     type: Literal["step"] = "step"
-    step_size: PositiveInt = 10
+    step_size: Size = 10
     gamma: PositiveFloat = 0.1
 
 
@@ -63,7 +64,7 @@ SchedulerSpec = Annotated[StepLR | CosineLR | OneCycleLR, Field(discriminator="t
 
 class EarlyStopping(SpecModel):
     metric: str = "val/loss"
-    patience: PositiveInt = 5
+    patience: Size = 5
     mode: Literal["min", "max", "auto"] = "auto"
     min_delta: NonNegativeFloat = 0.0
     restore_best: bool = Field(default=False, description="end with the best epoch's weights")
@@ -76,19 +77,19 @@ class EarlyStopping(SpecModel):
 
 
 class TrainSpec(SpecModel):
-    epochs: PositiveInt = 10
-    batch_size: PositiveInt = 32
-    accumulate: PositiveInt = Field(default=1, description="micro-batches per optimizer step")
+    epochs: Size = 10
+    batch_size: Size = 32
+    accumulate: Size = Field(default=1, description="micro-batches per optimizer step")
     optimizer: OptimizerSpec = Field(default_factory=Adam)
     scheduler: SchedulerSpec | None = None
     clip_grad_norm: PositiveFloat | None = None
     precision: Literal["fp32", "bf16"] = "fp32"
     early_stopping: EarlyStopping | None = None
-    seed: int = 0
+    seed: Seed = 0
     device: str = "auto"
     shuffle: bool = True
     drop_last: bool = False
-    checkpoint_every: PositiveInt = Field(default=1, description="epochs between checkpoints")
+    checkpoint_every: Size = Field(default=1, description="epochs between checkpoints")
 
     @field_validator("device")
     @classmethod

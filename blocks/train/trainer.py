@@ -11,6 +11,7 @@ import contextlib
 import math
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 from pathlib import Path
@@ -28,6 +29,7 @@ from blocks.spec import SINGLE_HEAD
 from blocks.train import distributed as _dist
 from blocks.train.batches import Batch, TensorBatches, batch_size_of, make_batches
 from blocks.train.checkpoint import load_checkpoint, save_checkpoint
+from blocks.train.guards import lone_last_sample, non_finite_feature
 from blocks.train.history import History
 from blocks.train.losses import HeadLoss
 from blocks.train.metrics import HeadMetrics
@@ -40,6 +42,10 @@ CHECKPOINT = "checkpoint.safetensors"
 
 class TrainingError(BlocksError):
     """Training cannot go on: a non-finite loss, targets that do not fit the heads, ..."""
+
+
+class TrainingWarning(UserWarning):
+    """Training goes on, but not exactly as asked (e.g. a lone last sample left out)."""
 
 
 class Trainer:
@@ -104,7 +110,8 @@ class Trainer:
             train = self._prepared(*train)  # targets as the losses want them: once, not per batch
         if _is_tensor_pair(val):
             self.check_targets(*val, where="validation data")
-        batches = make_batches(train, spec.batch_size, shuffle=spec.shuffle, drop_last=spec.drop_last,
+        drop_last = spec.drop_last or self._drop_lone_sample(train)
+        batches = make_batches(train, spec.batch_size, shuffle=spec.shuffle, drop_last=drop_last,
                                generator=self.generator, pin_memory=self.device.type == "cuda",
                                device=self.device,
                                shard=self.dist.shard if self.dist is not None else None)
@@ -338,12 +345,27 @@ class Trainer:
         return x, {name: _target(values, self.heads.get(name)) for name, values in targets.items()}
 
     # --- checks ----------------------------------------------------------------------------------
+    def _drop_lone_sample(self, train: Any) -> bool:
+        """True when a last batch of one sample must be left out: batchnorm cannot train on it."""
+        if self.dist is not None or not _is_tensor_pair(train):
+            return False
+        try:
+            why = lone_last_sample(self.model, len(train[0]), self.spec.batch_size)
+        except ValueError as err:
+            raise TrainingError(str(err)) from None
+        if why is not None:
+            warnings.warn(why, TrainingWarning, stacklevel=3)
+        return why is not None
+
     def check_targets(self, x: torch.Tensor, y: Any, *, where: str = "data") -> None:
         """Validate features and targets against the model's input and heads, naming the culprit."""
         expected = tuple(self.model.spec.sample_shape)
         if tuple(x.shape[1:]) != expected:
             raise TrainingError(f"{where}: features have per-sample shape {list(x.shape[1:])}, the "
                                 f"model expects {list(expected)}")
+        not_finite = non_finite_feature(x)
+        if not_finite is not None:
+            raise TrainingError(f"{where}: {not_finite}")
         targets = y if isinstance(y, dict) else {SINGLE_HEAD: y}
         unknown = set(targets) - set(self.heads)
         if unknown or set(self.heads) - set(targets):

@@ -60,7 +60,8 @@ def test_csv_feature_selection_and_unknown_column(tmp_path):
                model={"input": {"shape": [2]}, "head": {"type": "softmax", "classes": 2}})
     assert load_splits(r).train.x.shape[1] == 2
     bad = recipe(tmp_path / "r2.yaml", csv={"path": "t.csv", "target": "labl"})
-    with pytest.raises(blocks.SpecError, match=r"t.csv: data.csv: missing column\(s\) 'labl'"):
+    with pytest.raises(blocks.SpecError, match=r"t.csv: data.csv.path: missing column\(s\) 'labl' \(the file has 4 "
+                       r"columns; did you mean 'label'\?\)"):
         load_splits(bad)
     missing = recipe(tmp_path / "r3.yaml", csv={"path": "nope.csv", "target": "label"})
     with pytest.raises(blocks.SpecError, match=r"data.csv.path: .*nope.csv.* does not exist"):
@@ -70,7 +71,8 @@ def test_csv_feature_selection_and_unknown_column(tmp_path):
 def test_csv_non_integer_class_id_is_refused_not_truncated(tmp_path):
     (tmp_path / "t.csv").write_text("a,b,c,label\n1,2,3,0\n4,5,6,1.5\n7,8,9,1\n")
     r = recipe(tmp_path / "r.yaml", csv={"path": "t.csv", "target": "label"}, val_fraction=0.0)
-    with pytest.raises(blocks.SpecError, match=r"integer class ids; sample 1 has 1.5"):
+    with pytest.raises(blocks.SpecError, match=r"t.csv line 3, column 'label': 1.5 is not a class id "
+                       r"of the softmax head: a whole number 0..1 \(1 such row of 3\)"):
         load_splits(r)
 
 

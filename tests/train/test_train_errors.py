@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.utils.data import TensorDataset
 from trainkit import learnable_data, linear_spec, mlp_spec
 
 import blocks
@@ -89,6 +90,7 @@ def test_bad_validation_targets_are_refused_before_training():
 
 
 def test_nan_feature_stops_with_epoch_and_step_and_keeps_the_checkpoint(tmp_path):
+    """A Dataset is not checked up front: the NaN loss stops training at its step."""
     x, y = learnable_data(40)
     spec = {"epochs": 1, "batch_size": 8, "shuffle": False}
     model = blocks.build(mlp_spec(), seed=0)
@@ -99,7 +101,7 @@ def test_nan_feature_stops_with_epoch_and_step_and_keeps_the_checkpoint(tmp_path
     bad[27, 3] = float("nan")  # in the 4th batch of 8
     trainer = blocks.Trainer(model, {**spec, "epochs": 3}, run_dir=tmp_path, quiet=True)
     with pytest.raises(blocks.TrainingError, match=r"at epoch 2, step 4 \(global step 9\)") as info:
-        trainer.fit((bad, y), resume=True)
+        trainer.fit(TensorDataset(bad, y), resume=True)
     assert "nan" in str(info.value)
     assert ckpt.read_bytes() == saved
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")) == []

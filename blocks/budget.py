@@ -1,0 +1,133 @@
+"""How big a spec is before anything is built: block count, nesting, parameters and bytes.
+
+`check_blocks` walks the spec (no shape inference, no torch) and refuses a model whose blocks,
+once `repeat` is expanded, exceed `BLOCKS_MAX_BLOCKS`, or whose composites nest deeper than
+`MAX_BLOCK_NESTING`: a 210-byte `repeat: {times: 10000, blocks: [repeat ...]}` must not hang.
+
+`footprint` builds each block on the `meta` device (no memory, no compute) to count the exact
+parameters and buffers, whatever the block type (plugins included), and `check_footprint`
+refuses a model whose weights would not fit in `BLOCKS_MAX_MODEL_BYTES` (default: the machine's
+physical memory) before any real allocation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from blocks.errors import Problem, SpecError
+from blocks.limits import MAX_BLOCK_NESTING, human_bytes, max_blocks, max_model_bytes
+from blocks.registry import Block
+
+if TYPE_CHECKING:
+    from blocks.spec import ModelSpec
+
+
+# --- block count and nesting ------------------------------------------------------------------
+def _children(block: Block) -> list[tuple[str, list[Block]]]:
+    """The nested block lists of a composite block: any field holding blocks."""
+    out = []
+    for name in type(block).model_fields:
+        value = getattr(block, name, None)
+        if isinstance(value, Block):
+            out.append((name, [value]))
+        elif isinstance(value, list | tuple) and value and all(isinstance(v, Block) for v in value):
+            out.append((name, list(value)))
+    return out
+
+
+def _count(blocks: list[Block], path: str, depth: int, limit: int) -> int:
+    """Blocks in `blocks` once expanded; raises at the first composite nested too deep."""
+    total = 0
+    for index, block in enumerate(blocks):
+        here = f"{path}[{index}]"
+        inner = 0
+        children = _children(block)
+        if children and depth >= MAX_BLOCK_NESTING:
+            raise SpecError(Problem(here, f"composite blocks are nested more than "
+                                    f"{MAX_BLOCK_NESTING} deep here; flatten the structure "
+                                    "(a `repeat` of a list instead of nested ones)", "too_deep"))
+        for name, nested in children:
+            inner += _count(nested, f"{here}.{name}", depth + 1, limit)
+        times = getattr(block, "times", 1) if block.type == "repeat" else 1
+        total += 1 + times * inner
+        if total > limit:
+            raise SpecError(Problem(here, f"the model would have more than {limit:,} blocks once "
+                                    f"`repeat` is expanded (here: {_expanded(block, times, inner)}); "
+                                    "set BLOCKS_MAX_BLOCKS to raise the limit", "too_many_blocks"))
+    return total
+
+
+def _expanded(block: Block, times: int, inner: int) -> str:
+    if block.type == "repeat":
+        return f"a repeat of {inner:,} block(s), {times:,} times"
+    return f"a {block.type} holding {inner:,} block(s)"
+
+
+def check_blocks(spec: ModelSpec, prefix: str = "model") -> int:
+    """The number of blocks in `spec.backbone` once expanded; a located error past the limits."""
+    return _count(list(spec.backbone), f"{prefix}.backbone", 0, max_blocks())
+
+
+# --- parameters and bytes ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class Footprint:
+    """Parameters and buffers a spec's model would hold, and their bytes in `dtype`."""
+
+    params: int
+    buffers: int
+    element_size: int
+    largest: tuple[str, int] = ("", 0)  # the spec path holding the most parameters, and how many
+
+    @property
+    def bytes(self) -> int:
+        return (self.params + self.buffers) * self.element_size
+
+    def describe(self) -> str:
+        return (f"{self.params:,} parameters ({human_bytes(self.bytes)} with buffers, "
+                f"{self.element_size} bytes each)")
+
+
+def footprint(spec: ModelSpec, prefix: str = "model", dtype: torch.dtype | None = None) -> Footprint:
+    """Exact parameter and buffer counts, from modules built on `meta` one block at a time."""
+    shapes = spec.infer_shapes(prefix=prefix)
+    if dtype is None:
+        dtype = spec.input.torch_dtype if spec.input.torch_dtype.is_floating_point else torch.float32
+    params = buffers = 0
+    largest = ("", 0)
+    parts: list[tuple[str, object, tuple[int, ...]]] = [
+        (f"{prefix}.backbone{layer.path[len('backbone'):]}", layer.block, layer.input_shape)
+        for layer in shapes.layers if layer.depth == 0]
+    for name, head in spec.head_specs.items():
+        parts.append((f"{prefix}.heads.{name}" if spec.multi_head else f"{prefix}.head", head,
+                      shapes.features))
+    for where, block, shape in parts:
+        try:
+            with torch.device("meta"):
+                module = block.build(shape)  # type: ignore[attr-defined]
+        except (RuntimeError, ValueError, OverflowError, MemoryError) as err:
+            raise SpecError(Problem(where, f"cannot be built at this size: {err}",
+                                    "too_large")) from None
+        count = sum(p.numel() for p in module.parameters())
+        params += count
+        buffers += sum(b.numel() for b in module.buffers())
+        if count > largest[1]:
+            largest = (where, count)
+    return Footprint(params, buffers, torch.empty((), dtype=dtype).element_size(), largest)
+
+
+def check_footprint(spec: ModelSpec, prefix: str = "model", dtype: torch.dtype | None = None,
+                    what: str = "build") -> Footprint:
+    """`footprint`, refused with the count and bytes when the weights would not fit in memory."""
+    found = footprint(spec, prefix, dtype)
+    limit = max_model_bytes()
+    if limit is not None and found.bytes > limit:
+        where, count = found.largest
+        raise SpecError(Problem(where or prefix, f"the model would need {found.describe()}, more "
+                                f"than the {human_bytes(limit)} allowed (this machine's memory, or "
+                                f"BLOCKS_MAX_MODEL_BYTES); this block alone has {count:,}; refusing "
+                                f"to {what} it", "too_large"))
+    return found
+

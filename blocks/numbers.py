@@ -1,0 +1,52 @@
+"""Strict number types for specs: sizes are real integers in a range torch can hold.
+
+pydantic's `int` accepts `True` (YAML `yes`) as 1 and `PositiveInt` accepts 2**63, which torch
+then fails to unpack deep inside a layer. Every size, count and index field uses these instead,
+so such values are located spec errors. Floats are finite everywhere (`SpecModel` forbids
+inf/NaN), so `lr: 1.0e400` is refused too.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field
+from pydantic_core import PydanticCustomError
+
+MAX_SIZE = 2**31 - 1  # any one dimension, channel count, class count, ...
+MAX_SEED = 2**63 - 1
+
+
+def _strict_int(value: Any) -> Any:
+    """Real integers only: no booleans (`yes`, `true`), no strings, no floats like 3.0."""
+    if isinstance(value, bool):
+        raise PydanticCustomError("int_type", "Input should be a valid integer, got {got}",
+                                  {"got": f"the boolean {value} (yes/no/true/false)"})
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str | float | bytes):
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        raise PydanticCustomError("int_type", "Input should be a valid integer, got {got}",
+                                  {"got": f"{type(value).__name__} {shown}"})
+    try:
+        return operator.index(value)  # numpy integers and other exact integer types
+    except TypeError:
+        return value  # let pydantic say what is wrong with it
+
+
+def size_type(minimum: int = 1, maximum: int = MAX_SIZE) -> Any:
+    """A strict integer type in [minimum, maximum] (`size_type(2)` for softmax classes)."""
+    # constraints before the validator, so the JSON Schema keeps `minimum` / `maximum`
+    bound = Field(gt=0, le=maximum) if minimum == 1 else Field(ge=minimum, le=maximum)
+    return Annotated[int, bound, BeforeValidator(_strict_int)]
+
+
+#: A positive size (features, channels, classes, kernel, stride, repetitions, ...), at most 2**31 - 1.
+Size = size_type(1)
+#: A size that may be zero (padding, start_dim), at most 2**31 - 1.
+NonNegativeSize = size_type(0)
+#: A signed index within the size range (padding_idx).
+Index = size_type(-MAX_SIZE)
+#: A random seed: numpy and torch take 0 .. 2**63 - 1.
+Seed = size_type(0, MAX_SEED)
