@@ -8,6 +8,7 @@ mode, so their running statistics do not move either.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -15,7 +16,7 @@ from torch import nn
 
 from blocks.errors import Problem, SpecError
 from blocks.registry import closest
-from blocks.train.spec import TrainSpec, prefix_covers
+from blocks.train.spec import InitFrom, TrainSpec, prefix_covers
 
 DEFAULT_GROUP = "default"
 
@@ -137,3 +138,39 @@ class Freezing:
         for group in groups:  # settings a new group would otherwise take from the defaults
             group.setdefault("lr", group_lr(self.spec, group))
         return groups
+
+
+def load_initial_weights(model: nn.Module, init: InitFrom) -> list[str]:
+    """Copy the tensors under `init.only` from a run folder or weights file into `model`: every
+    one must be there with its shape (a located error names the first that is not). Returns the
+    names loaded."""
+    from blocks.external import WeightsFileError, read_state_dict
+    from blocks.run_io import WEIGHTS
+
+    path = Path(init.path)
+    file = path / WEIGHTS if path.is_dir() else path
+    try:
+        state = read_state_dict(file, "train.init_from.path")
+    except WeightsFileError as err:
+        raise SpecError(Problem("train.init_from.path", str(err).removeprefix(
+            "train.init_from.path: "), "weights_file")) from None
+    own = model.state_dict()
+    problems = [Problem(f"train.init_from.only[{i}]", f"{prefix!r} names nothing in the model",
+                        "unknown_prefix")
+                for i, prefix in enumerate(init.only) if not any(prefix_covers(prefix, k) for k in own)]
+    if problems:
+        raise SpecError(problems)
+    wanted = [k for k in own if any(prefix_covers(p, k) for p in init.only)]
+    missing = [k for k in wanted if k not in state]
+    wrong = [f"{k} {list(state[k].shape)} (model: {list(own[k].shape)})" for k in wanted
+             if k in state and state[k].shape != own[k].shape]
+    if missing or wrong:
+        detail = "; ".join(f"{label}: {', '.join(items[:4])}{' ...' if len(items) > 4 else ''}"
+                           for label, items in (("missing", missing), ("wrong shape", wrong)) if items)
+        raise SpecError(Problem("train.init_from", f"{str(file)!r} does not fit the model under "
+                                f"{', '.join(init.only)} ({detail}); was it saved from a model with "
+                                "the same blocks?", "weights_mismatch"))
+    with torch.no_grad():
+        for key in wanted:
+            own[key].copy_(state[key])
+    return wanted

@@ -91,6 +91,15 @@ class ParamGroup(SpecModel):
     weight_decay: NonNegativeFloat | None = None
 
 
+class InitFrom(SpecModel):
+    """Start training from weights saved elsewhere, for the parameters and buffers under `only`
+    (module-name prefixes): a blocks run folder or a `.safetensors` / `.pth` file. Relative
+    paths are read from the working folder, like `blocks train`'s default `runs/NAME`."""
+
+    path: Annotated[str, Field(min_length=1)]
+    only: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=lambda: ["backbone"])
+
+
 def prefix_covers(prefix: str, name: str) -> bool:
     """`backbone` covers `backbone` and `backbone.0.weight`, not `backbone_extra.weight`."""
     return name == prefix or name.startswith(f"{prefix}.")
@@ -110,6 +119,8 @@ class TrainSpec(SpecModel):
     shuffle: bool = True
     drop_last: bool = False
     checkpoint_every: PositiveInt = Field(default=1, description="epochs between checkpoints")
+    init_from: InitFrom | None = Field(
+        default=None, description="weights to start from (read when training starts, not on resume)")
     freeze: list[Annotated[str, Field(min_length=1)]] = Field(
         default_factory=list, description="module-name prefixes whose parameters do not train "
         "(left out of the optimizer; their batchnorm layers stay in eval mode)")

@@ -28,7 +28,7 @@ from blocks.spec import SINGLE_HEAD
 from blocks.train import distributed as _dist
 from blocks.train.batches import Batch, TensorBatches, batch_size_of, make_batches
 from blocks.train.checkpoint import load_checkpoint, save_checkpoint
-from blocks.train.finetune import Freezing
+from blocks.train.finetune import Freezing, load_initial_weights
 from blocks.train.history import History
 from blocks.train.losses import HeadLoss
 from blocks.train.metrics import HeadMetrics
@@ -127,6 +127,8 @@ class Trainer:
         if resume:
             self.resume()
         elif not self._seeded:
+            if spec.init_from is not None:  # once, as training starts (never on resume)
+                load_initial_weights(self.model, spec.init_from)
             # dropout and other in-model randomness (a stream per rank when distributed)
             _seed_device_rngs(spec.seed + (self.dist.rank if self.dist is not None else 0), self.device)
         self._seeded = True
