@@ -13,12 +13,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from torch import nn
 
 from blocks.errors import BlocksError, ShapeError
@@ -73,6 +74,14 @@ def _building_on_meta() -> bool:
     return torch.get_default_device().type == "meta"
 
 
+def _construct(factory: Any, model: str, kwargs: dict[str, Any]) -> nn.Module:
+    """The library's constructor; a keyword it does not take is a shape-time error, not a crash."""
+    try:
+        return factory(model, **kwargs)
+    except TypeError as err:
+        raise ShapeError(f"{model!r} does not take these kwargs: {err}") from None
+
+
 def read_state_dict(path: str | Path, what: str) -> dict[str, torch.Tensor]:
     """Tensors of a local weights file: `.safetensors`, or a `.pth`/`.pt`/`.bin` read with
     `torch.load(weights_only=True)` (plain tensors only: nothing is unpickled). A checkpoint
@@ -123,6 +132,17 @@ class _External(Block):
     """Shared by the library backbones: build, meta-device shape, located name checks."""
 
     model: str
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="more arguments for the "
+                                   "library's model constructor (timm: in_chans, drop_path_rate)")
+
+    @field_validator("kwargs")
+    @classmethod
+    def _not_ours(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
+        taken = sorted(set(kwargs) & {"num_classes", "pretrained", "weights", "pretrained_cfg"})
+        if taken:
+            raise ValueError(f"{', '.join(taken)} cannot go in kwargs: the block removes the "
+                             "classifier itself and reads weights only from `checkpoint`/`weights`")
+        return kwargs
 
     def _create(self) -> tuple[nn.Module, tuple[str, ...]]:
         """The library model without its classifier, and the classifier's key prefixes."""
@@ -134,7 +154,8 @@ class _External(Block):
     def output_shape(self, shape: Shape) -> Shape:
         if len(shape) != 3:
             raise ShapeError(f"expects images [channels, height, width] per sample, got {fmt_shape(shape)}")
-        return _feature_shape(type(self), self.model, tuple(shape))
+        return _feature_shape(type(self), self.model, json.dumps(self.kwargs, sort_keys=True),
+                              tuple(shape))
 
     def build(self, shape: Shape) -> nn.Module:
         module, classifier = self._create()
@@ -170,7 +191,7 @@ class TorchvisionBackbone(_External):
         kwargs: dict[str, Any] = {"weights": None}
         if self.model in ("googlenet", "inception_v3"):
             kwargs |= {"aux_logits": False, "init_weights": False}  # one output, no scipy init
-        module = tv.models.get_model(self.model, **kwargs)
+        module = _construct(tv.models.get_model, self.model, kwargs | self.kwargs)
         linear = [name for name, m in module.named_modules()
                   if isinstance(m, nn.Linear) and m.out_features == 1000]
         if not linear:
@@ -210,19 +231,21 @@ class TimmBackbone(_External):
     def _create(self) -> tuple[nn.Module, tuple[str, ...]]:
         timm = import_library("timm")
         pretrained = self.pretrained and not _SKIP_WEIGHTS and not _building_on_meta()
-        module = timm.create_model(self.model, pretrained=pretrained, num_classes=0)
+        module = _construct(timm.create_model, self.model,
+                            {**self.kwargs, "pretrained": pretrained, "num_classes": 0})
         classifier = module.pretrained_cfg.get("classifier") or ()
         return module, (classifier,) if isinstance(classifier, str) else tuple(classifier)
 
 
 @functools.lru_cache(maxsize=64)
-def _feature_shape(block_type: type[_External], model: str, shape: Shape) -> Shape:
+def _feature_shape(block_type: type[_External], model: str, kwargs: str, shape: Shape) -> Shape:
     """Per-sample output shape of `model` on `shape`, from a forward on the `meta` device.
 
-    Cached: it depends on nothing but these three (weights files and `pretrained` do not change
-    shapes), and shape inference asks for it on every validation and build.
+    Cached: it depends on nothing but these (`kwargs` as sorted JSON; weights files and
+    `pretrained` do not change shapes), and shape inference asks for it on every validation
+    and build.
     """
-    block = block_type.model_construct(model=model)  # fields already validated by the caller
+    block = block_type.model_construct(model=model, kwargs=json.loads(kwargs))  # validated
     try:
         with torch.device("meta"):
             module, _ = block._create()

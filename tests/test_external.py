@@ -160,3 +160,19 @@ def test_external_blocks_round_trip_through_yaml():
     text = blocks.dump_recipe(blocks.Recipe(model=model_spec))
     assert "{type: timm, model: resnet10t, checkpoint: w.safetensors}" in text
     assert blocks.load_recipe(text).model == model_spec
+
+
+def test_kwargs_reach_the_library_constructor():
+    import_timm()
+    model = blocks.build(spec({"type": "timm", "model": "resnet10t", "kwargs": {"in_chans": 1}},
+                              shape=(1, 32, 32)))
+    assert model.backbone[0].conv1[0].in_channels == 1
+    assert model(torch.randn(2, 1, 32, 32)).shape == (2, 7)
+    with pytest.raises(blocks.SpecError, match=r"model\.backbone\[0\]\.kwargs: num_classes cannot go in kwargs"):
+        blocks.load_recipe({"model": {"input": {"shape": [3, 32, 32]}, "backbone": [
+            {"type": "timm", "model": "resnet10t", "kwargs": {"num_classes": 5}}],
+            "head": {"type": "softmax", "classes": 2}}})
+    with pytest.raises(blocks.SpecError, match=r"model\.backbone\[0\]: torchvision with input shape "
+                       r"\[3, 32, 32\]: 'resnet18' does not take these kwargs: .*colour"):
+        spec({"type": "torchvision", "model": "resnet18", "kwargs": {"colour": 1}},
+             shape=(3, 32, 32)).infer_shapes()
