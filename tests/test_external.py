@@ -176,3 +176,35 @@ def test_kwargs_reach_the_library_constructor():
                        r"\[3, 32, 32\]: 'resnet18' does not take these kwargs: .*colour"):
         spec({"type": "torchvision", "model": "resnet18", "kwargs": {"colour": 1}},
              shape=(3, 32, 32)).infer_shapes()
+
+
+def test_pretrained_downloads_only_when_the_model_is_really_built(monkeypatch):
+    timm = import_timm()
+    calls = []
+    real = timm.create_model
+
+    def create_model(name, **kwargs):
+        calls.append((kwargs["pretrained"], torch.get_default_device().type))
+        if kwargs["pretrained"]:  # what would reach the network: stand in with random weights
+            kwargs["pretrained"] = False
+        return real(name, **kwargs)
+
+    monkeypatch.setattr(timm, "create_model", create_model)
+    block = {"type": "timm", "model": "resnet10t", "pretrained": True, "kwargs": {"drop_rate": 0.1}}
+    recipe = blocks.Recipe(model=spec(block, shape=(3, 40, 40)), train={"freeze": ["backbone"]})
+    recipe.model.infer_shapes()
+    blocks.summarize(recipe)
+    assert all(not pretrained for pretrained, _ in calls)  # validation, shapes, summaries: no hub
+    blocks.build(recipe.model)
+    assert calls[-1] == (True, "cpu")
+
+
+def test_skip_weight_files_rebuilds_without_reading_them():
+    from blocks.external import skip_weight_files
+
+    import_timm()
+    model_spec = spec({"type": "timm", "model": "resnet10t", "checkpoint": "gone.safetensors"})
+    with pytest.raises(WeightsFileError, match="'gone.safetensors' does not exist"):
+        blocks.build(model_spec)
+    with skip_weight_files():
+        assert blocks.build(model_spec).shapes.features == (512,)

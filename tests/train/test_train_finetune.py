@@ -220,3 +220,17 @@ def test_the_summary_marks_frozen_rows_and_counts_them():
     from_recipe = blocks.summarize(recipe)
     assert from_recipe.trainable_params == 8 * 3 + 3
     assert "`backbone[1] batchnorm1d (frozen)`" in from_recipe.to_markdown()
+
+
+@pytest.mark.parametrize("scheduler", [{"type": "cosine"}, {"type": "one_cycle", "pct_start": 0.5}])
+def test_unfrozen_parameters_join_a_per_step_schedule_where_it_is(scheduler):
+    seen = []
+    model = blocks.build(bn_spec(), seed=0)
+    spec = {**TRAIN, "epochs": 3, "freeze": ["backbone"], "unfreeze_at_epoch": 2,
+            "scheduler": scheduler, "param_groups": [{"prefix": "backbone", "lr": 0.002}]}
+    Trainer(model, spec, quiet=True, callbacks=[  # after epochs 1, 2, 3: steps 6, 12, 18 of 18
+        lambda t, r: seen.append([g["lr"] for g in t.optimizer.param_groups])]).fit(learnable_data(96))
+    assert len(seen[0]) == 1 and len(seen[1]) == len(seen[2]) == 2
+    head_lr, backbone_lr = seen[1]  # mid-schedule: each group at the same fraction of its own lr
+    assert 0 < head_lr < 0.01 and head_lr != pytest.approx(seen[0][0])
+    assert backbone_lr / 0.002 == pytest.approx(head_lr / 0.01, rel=1e-9)
