@@ -11,9 +11,7 @@ The libraries are optional extras, imported only when a recipe uses them.
 from __future__ import annotations
 
 import contextlib
-import functools
 import importlib
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,7 @@ from blocks.shapes import Shape, fmt_shape
 __all__ = ["MissingExtraError", "WeightsFileError", "read_state_dict", "skip_weight_files"]
 
 _EXTRAS = {"torchvision": "vision", "timm": "timm"}
+_SHAPES: dict[tuple[Any, ...], Shape] = {}  # (type, model, kwargs, input shape) -> output shape
 _SKIP_WEIGHTS = False
 
 
@@ -144,8 +143,9 @@ class _External(Block):
                              "classifier itself and reads weights only from `checkpoint`/`weights`")
         return kwargs
 
-    def _create(self) -> tuple[nn.Module, tuple[str, ...]]:
-        """The library model without its classifier, and the classifier's key prefixes."""
+    def _create(self, *, download: bool = False) -> tuple[nn.Module, tuple[str, ...]]:
+        """The library model without its classifier, and the classifier's key prefixes.
+        `download`: the library may fetch weights the recipe asked for (`pretrained: true`)."""
         raise NotImplementedError
 
     def _weights_path(self) -> str | None:
@@ -154,13 +154,20 @@ class _External(Block):
     def output_shape(self, shape: Shape) -> Shape:
         if len(shape) != 3:
             raise ShapeError(f"expects images [channels, height, width] per sample, got {fmt_shape(shape)}")
-        return _feature_shape(type(self), self.model, json.dumps(self.kwargs, sort_keys=True),
-                              tuple(shape))
+        # the shape depends on nothing else (weights files and `pretrained` do not change it),
+        # and shape inference asks for it on every validation and build
+        key = (self.type, self.model, repr(sorted(self.kwargs.items())), tuple(shape))
+        if key not in _SHAPES:
+            if len(_SHAPES) >= 256:
+                _SHAPES.clear()
+            _SHAPES[key] = _feature_shape(self, tuple(shape))
+        return _SHAPES[key]
 
     def build(self, shape: Shape) -> nn.Module:
-        module, classifier = self._create()
+        real = not _SKIP_WEIGHTS and not _building_on_meta()
+        module, classifier = self._create(download=real)
         path = self._weights_path()
-        if path is not None and not _SKIP_WEIGHTS and not _building_on_meta():
+        if path is not None and real:
             what = f"{self.type} backbone {self.model!r}"
             load_backbone_state(module, read_state_dict(path, what), classifier=classifier,
                                 what=what, path=path)
@@ -186,7 +193,7 @@ class TorchvisionBackbone(_External):
     def _weights_path(self) -> str | None:
         return self.weights
 
-    def _create(self) -> tuple[nn.Module, tuple[str, ...]]:
+    def _create(self, *, download: bool = False) -> tuple[nn.Module, tuple[str, ...]]:
         tv = import_library("torchvision")
         kwargs: dict[str, Any] = {"weights": None}
         if self.model in ("googlenet", "inception_v3"):
@@ -228,24 +235,17 @@ class TimmBackbone(_External):
     def _weights_path(self) -> str | None:
         return self.checkpoint
 
-    def _create(self) -> tuple[nn.Module, tuple[str, ...]]:
+    def _create(self, *, download: bool = False) -> tuple[nn.Module, tuple[str, ...]]:
         timm = import_library("timm")
-        pretrained = self.pretrained and not _SKIP_WEIGHTS and not _building_on_meta()
-        module = _construct(timm.create_model, self.model,
-                            {**self.kwargs, "pretrained": pretrained, "num_classes": 0})
+        module = _construct(timm.create_model, self.model, {
+            **self.kwargs, "pretrained": self.pretrained and download, "num_classes": 0})
         classifier = module.pretrained_cfg.get("classifier") or ()
         return module, (classifier,) if isinstance(classifier, str) else tuple(classifier)
 
 
-@functools.lru_cache(maxsize=64)
-def _feature_shape(block_type: type[_External], model: str, kwargs: str, shape: Shape) -> Shape:
-    """Per-sample output shape of `model` on `shape`, from a forward on the `meta` device.
-
-    Cached: it depends on nothing but these (`kwargs` as sorted JSON; weights files and
-    `pretrained` do not change shapes), and shape inference asks for it on every validation
-    and build.
-    """
-    block = block_type.model_construct(model=model, kwargs=json.loads(kwargs))  # validated
+def _feature_shape(block: _External, shape: Shape) -> Shape:
+    """Per-sample output shape of `block`'s model on `shape`, from a forward on the `meta`
+    device (never with downloaded or loaded weights)."""
     try:
         with torch.device("meta"):
             module, _ = block._create()
@@ -254,9 +254,9 @@ def _feature_shape(block_type: type[_External], model: str, kwargs: str, shape: 
     try:
         out = module.eval()(torch.empty((1, *shape), device="meta"))
     except Exception as err:  # noqa: BLE001 - a failing forward means this input does not fit
-        raise ShapeError(f"{block.type} model {model!r} cannot take input {fmt_shape(shape)}: "
+        raise ShapeError(f"{block.type} model {block.model!r} cannot take input {fmt_shape(shape)}: "
                          f"{str(err).strip().splitlines()[0][:200]}") from None
     if not isinstance(out, torch.Tensor):
-        raise ShapeError(f"{block.type} model {model!r} returns {type(out).__name__}, "
+        raise ShapeError(f"{block.type} model {block.model!r} returns {type(out).__name__}, "
                          "not one feature tensor")
     return tuple(out.shape[1:])
