@@ -30,6 +30,8 @@ def prefix_problems(spec: TrainSpec, names: list[str]) -> list[Problem]:
     problems = []
     where = [(f"train.freeze[{i}]", p) for i, p in enumerate(spec.freeze)]
     where += [(f"train.param_groups[{i}].prefix", g.prefix) for i, g in enumerate(spec.param_groups)]
+    if spec.init_from is not None:
+        where += [(f"train.init_from.only[{i}]", p) for i, p in enumerate(spec.init_from.only)]
     for path, prefix in where:
         if any(prefix_covers(prefix, name) for name in known):
             continue

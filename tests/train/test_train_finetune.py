@@ -39,13 +39,17 @@ def test_freeze_keeps_the_backbone_and_its_batchnorm_statistics_bit_identical():
     model = blocks.build(bn_spec(), seed=0)
     backbone, head = part(model, "backbone."), part(model, "head.")
     assert any("running_mean" in k for k in backbone)
-    trainer = Trainer(model, {**TRAIN, "freeze": ["backbone"]}, quiet=True)
+    # a callback putting the whole model in train mode after each epoch changes nothing
+    trainer = Trainer(model, {**TRAIN, "freeze": ["backbone"]}, quiet=True,
+                      callbacks=[lambda t, record: t.model.train()])
     assert optimizer_param_ids(trainer) == {id(p) for p in model.head.parameters()}
+    modes = []  # the batchnorm's mode at every forward during fit
+    model.backbone[1].register_forward_pre_hook(lambda module, args: modes.append(module.training))
     trainer.fit(learnable_data(96), learnable_data(32, seed=1))
+    assert len(modes) == 3 * (6 + 2) and not any(modes)  # 6 training + 2 validation batches
     assert same(part(model, "backbone."), backbone)  # weights, running stats, batch counter
     assert not same(part(model, "head."), head)
     assert all(not p.requires_grad for p in model.backbone.parameters())
-    assert model.backbone[1].training is False and model.head.training is True
 
 
 def test_without_freeze_the_same_run_moves_the_batchnorm_statistics():
@@ -190,6 +194,25 @@ def test_fine_tuning_keys_are_checked(train, message):
             {"type": "linear", "out_features": 4}], "head": {"type": "softmax", "classes": 2}},
             "train": train})
     assert str(err.value).startswith(message)
+
+
+def test_init_from_prefixes_are_checked_at_load_and_when_training_starts(tmp_path):
+    recipe = {"model": bn_spec().model_dump(mode="json", exclude_none=True),
+              "train": {"init_from": {"path": "nowhere", "only": ["backbone", "neck"]}}}
+    with pytest.raises(blocks.SpecError, match=r"^train\.init_from\.only\[1\]: 'neck' names no parameter"):
+        blocks.load_recipe(recipe)
+    source = blocks.build(bn_spec(), seed=1)
+    blocks.save(source, tmp_path / "run")
+    model = blocks.build(bn_spec(), seed=2)
+    Trainer(model, {"epochs": 1, "init_from": {"path": str(tmp_path / "run")}, "freeze": ["backbone"]},
+            quiet=True).fit(learnable_data(32))
+    assert same(part(model, "backbone."), part(source, "backbone."))
+    assert not same(part(model, "head."), part(source, "head."))
+    other = blocks.build(blocks.ModelSpec(input={"shape": [6]}, backbone=[
+        {"type": "linear", "out_features": 12}], head={"type": "softmax", "classes": 3}))
+    with pytest.raises(blocks.SpecError, match=r"^train\.init_from: .* does not fit the model under "
+                       r"backbone \(wrong shape: backbone\.0\.weight \[16, 6\] \(model: \[12, 6\]\)"):
+        Trainer(other, {"init_from": {"path": str(tmp_path / "run")}}).fit(learnable_data(8))
 
 
 def test_freezing_everything_is_refused():
