@@ -13,12 +13,20 @@ import blocks
 from blocks.cli import main
 
 
+@pytest.fixture(scope="module")
+def pretrained_root(tmp_path_factory):
+    """`blocks train pretrain_digits` once, into WORKDIR/runs/pretrain_digits."""
+    root = tmp_path_factory.mktemp("demo")
+    out = root / "runs" / "pretrain_digits"
+    assert main(["train", "pretrain_digits", "--out", str(out), "--quiet", "--no-plots"]) == 0
+    return root
+
+
 @pytest.fixture
-def pretrained(tmp_path, monkeypatch):
-    """`blocks train pretrain_digits` in a scratch working folder: writes runs/pretrain_digits."""
-    monkeypatch.chdir(tmp_path)
-    assert main(["train", "pretrain_digits", "--quiet", "--no-plots"]) == 0
-    return tmp_path / "runs" / "pretrain_digits"
+def pretrained(pretrained_root, monkeypatch):
+    """The pretrained run, with its working folder as the current one (as after the CLI step)."""
+    monkeypatch.chdir(pretrained_root)
+    return pretrained_root / "runs" / "pretrain_digits"
 
 
 def history(run) -> list[dict]:
