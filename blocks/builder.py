@@ -77,6 +77,14 @@ class BlocksModel(nn.Module):
         features = self.backbone(x)
         return {name: head(features) for name, head in self.heads.items()}
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The backbone's output for `x`, what the heads see (embeddings, fine-tuning checks);
+        inputs are checked as in `forward`."""
+        if not (isinstance(x, torch.Tensor) and x.device == self._device
+                and x.dtype == self._input_dtype and x.shape[1:] == self._sample_shape):
+            x = self._fix_input(x)
+        return self.backbone(self.preprocess(x) if self._preprocesses else x)
+
     def _fix_input(self, x: Any) -> torch.Tensor:
         """The slow path, taken only when an input is wrong: explain it, or move it if allowed."""
         if not isinstance(x, torch.Tensor):

@@ -219,6 +219,14 @@ def _validate(cls: type[BaseModel], data: Any, positions: Positions | None, sour
             check_footprint(model, prefix="model" if isinstance(spec, Recipe) else _path(prefix) or "model")
     except SpecError as err:
         raise _locate_shape_problems(err, positions, source) from None
+    if isinstance(spec, Recipe) and (spec.train.freeze or spec.train.param_groups
+                                     or spec.train.init_from is not None):
+        from blocks.train.finetune import model_parameter_names, prefix_problems
+
+        names = model_parameter_names(spec.model)  # built on `meta`: no weights
+        problems = prefix_problems(spec.train, names) if names is not None else []
+        if problems:
+            raise _locate_shape_problems(SpecError(problems), positions, source)
     return spec
 
 

@@ -121,8 +121,12 @@ def load(path: str | Path, *, device: str | torch.device = "cpu") -> BlocksModel
     spec, legacy = recipe.model, _legacy_preprocess(run_dir, recipe)
     if legacy is not None:
         spec = spec.model_copy(update={"preprocess": legacy[0]})
-    # seeded: the weights are overwritten anyway, and the caller's global RNG stays untouched
-    model = build(spec, device="cpu", seed=0)
+    # seeded: the weights are overwritten anyway, and the caller's global RNG stays untouched;
+    # external backbones' own weight files are not read again (model.safetensors holds all)
+    from blocks.external import skip_weight_files
+
+    with skip_weight_files():
+        model = build(spec, device="cpu", seed=0)
     state = read_weights(run_dir / WEIGHTS)
     if legacy is not None:
         state |= legacy[1]
@@ -401,7 +405,9 @@ def with_overrides(recipe: Recipe, **overrides: Any) -> Recipe:
     try:
         train = type(recipe.train).model_validate(recipe.train.model_dump() | given)
     except ValidationError as err:
-        problems = [Problem("", f"--{e['loc'][0] if e['loc'] else 'override'}: "
+        flags = " ".join(f"--{k} {v}" for k, v in given.items())
+        problems = [Problem("", (f"--{e['loc'][0]}: " if e["loc"] and e["loc"][0] in given else
+                                 f"train.{'.'.join(map(str, e['loc']))} (with {flags}): ")
                             + e["msg"].removeprefix("Value error, "), e["type"])
                     for e in err.errors(include_url=False)]
         raise SpecError(problems) from None

@@ -12,6 +12,7 @@ from pydantic import Field, field_validator, model_validator
 
 import blocks.catalogue  # noqa: F401 - registers the built-in block types
 import blocks.composites  # noqa: F401 - registers residual / repeat / torch
+import blocks.external  # noqa: F401 - registers timm / torchvision (libraries imported lazily)
 from blocks.budget import check_blocks
 from blocks.composites import LayerTrace, trace_sequence
 from blocks.errors import Problem, ShapeError, SpecError

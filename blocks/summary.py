@@ -77,6 +77,15 @@ class LayerRow:
         """`backbone[2] conv2d`: where the block is and what it is."""
         return self.path if self.path == self.type else f"{self.path} {self.type}"
 
+    @property
+    def frozen(self) -> bool:
+        """Has parameters and none of them trains (`train.freeze`, or `requires_grad=False`)."""
+        return bool(self.params) and self.trainable_params == 0
+
+    @property
+    def marked_label(self) -> str:
+        return f"{self.label} (frozen)" if self.frozen else self.label
+
 
 @dataclass
 class Summary:
@@ -113,7 +122,7 @@ class Summary:
         """The text table; `depth` hides rows nested deeper than that (0 = top-level blocks)."""
         rows = [r for r in self.rows if depth is None or r.depth <= depth]
         header = ("Block", "Module", "Input shape", "Output shape", "Params", "Mult-adds")
-        body = [("  " * r.depth + r.label, r.module_type or "?", _batch_shape(r.input_shape),
+        body = [("  " * r.depth + r.marked_label, r.module_type or "?", _batch_shape(r.input_shape),
                  _batch_shape(r.output_shape), _num(r.params), _num(r.mult_adds)) for r in rows]
         widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
         right = {4, 5}
@@ -166,7 +175,7 @@ class Summary:
         for r in self.rows:
             if depth is not None and r.depth > depth:
                 continue
-            lines.append(f"| {'&nbsp;' * 2 * r.depth}`{r.label}` | {r.module_type or '?'} | "
+            lines.append(f"| {'&nbsp;' * 2 * r.depth}`{r.marked_label}` | {r.module_type or '?'} | "
                          f"{_batch_shape(r.input_shape)} | {_batch_shape(r.output_shape)} | "
                          f"{_num(r.params)} | {_num(r.mult_adds)} |")
         lines += ["", *(f"- {text}" for text in self._totals_lines())]
@@ -231,10 +240,18 @@ def _as_model(target: SummaryTarget) -> tuple[nn.Module, bool]:
     """The module to summarise and whether `summarize` owns it (built here, on `meta`)."""
     if isinstance(target, nn.Module):
         return target, False
+    if isinstance(target, str | Path) or isinstance(target, dict) and "model" in target:
+        from blocks.recipe_io import load_recipe
+
+        target = load_recipe(target)  # a recipe: its `train.freeze` shows as frozen rows
     spec = _as_model_spec(target)  # type: ignore[arg-type]
     check_footprint(spec, what="summarise")  # the `copy` probe would allocate it for real
     with torch.device("meta"):
         model = BlocksModel(spec)
+    if isinstance(target, Recipe) and target.train.freeze:
+        from blocks.train.finetune import apply_freeze
+
+        apply_freeze(model, target.train.freeze)
     dtype = spec.input.torch_dtype
     if dtype.is_floating_point and dtype != torch.float32:
         model.to(dtype=dtype)  # as `blocks.build` does

@@ -28,10 +28,30 @@ def ids(paths):
     return [str(p.relative_to(ROOT)) for p in paths]
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Examples that train run faster on one thread on a shared CI box (see tests/train)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def vision_libraries(text: str) -> None:
+    """Docs using timm / torchvision blocks import them the tests' way (skipped if missing)."""
+    if "type: timm" in text or "type: torchvision" in text:
+        from vision_support import import_timm
+
+        import_timm()
+
+
 @pytest.mark.parametrize("path", [p for p in DOCS if fenced(p, "python")],
                          ids=ids([p for p in DOCS if fenced(p, "python")]))
 def test_python_blocks_run(path, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # examples that write files write them here
+    vision_libraries(path.read_text(encoding="utf-8"))
     before = set(blocks.block_types())
     namespace: dict = {"__name__": f"docs_{path.stem}"}
     try:
@@ -53,6 +73,7 @@ YAML_BLOCKS = [(path, line, code) for path in DOCS for line, code in fenced(path
 @pytest.mark.parametrize(("path", "line", "code"), YAML_BLOCKS,
                          ids=[f"{p.name}:{line}" for p, line, _ in YAML_BLOCKS])
 def test_yaml_recipes_validate(path, line, code):
+    vision_libraries(code)
     recipe = blocks.load_recipe(code)
     blocks.build(recipe.model)
 

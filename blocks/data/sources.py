@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import difflib
 import math
 import zipfile
@@ -47,7 +48,25 @@ def load_arrays(spec: DataSpec, model: ModelSpec, base_dir: Path | None) -> RawD
             raise SpecError(Problem("data", f"{len(raw.x)} samples of features but {len(values)} "
                                     f"targets ({name}); they must pair up one to one",
                                     "length_mismatch"))
-    return raw
+    return raw if spec.classes is None else _select_classes(raw, spec.classes)
+
+
+def _select_classes(raw: RawData, classes: list[int]) -> RawData:
+    """The samples whose class id is in `classes`, relabelled to its position there."""
+    y = raw.y
+    if isinstance(y, dict) or y.ndim != 1 or not np.all(y == np.round(y)):
+        raise SpecError(Problem("data.classes", "selecting classes needs one array of integer "
+                                "class ids (a single softmax head)", "classes_unsupported"))
+    present = set(np.unique(y).astype(int).tolist())
+    absent = [c for c in classes if c not in present]
+    if absent:
+        raise SpecError(Problem("data.classes", f"no samples of class {', '.join(map(str, absent))} "
+                                f"(the data has {', '.join(map(str, sorted(present)))})",
+                                "unknown_class"))
+    relabel = {c: i for i, c in enumerate(classes)}
+    keep = np.isin(y, classes)
+    y = np.array([relabel[int(v)] for v in y[keep]], dtype=np.int64)
+    return dataclasses.replace(raw, x=raw.x[keep], y=y)
 
 
 def _bundled(name: str) -> RawData:

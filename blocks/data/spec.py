@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from blocks.numbers import Seed, Size
 from blocks.registry import SpecModel
@@ -47,6 +47,16 @@ class DataSpec(SpecModel):
     standardize: bool | None = Field(
         default=None, description="z-score features with train statistics; default: on for tabular data"
     )
+    classes: Annotated[list[int], Field(min_length=2)] | None = Field(
+        default=None, description="keep only the samples of these class ids, relabelled 0, 1, ... "
+        "in this order (e.g. digits [5, 6, 7, 8, 9] for a 5-class task)")
+
+    @field_validator("classes")
+    @classmethod
+    def _distinct(cls, classes: list[int] | None) -> list[int] | None:
+        if classes is not None and len(set(classes)) != len(classes):
+            raise ValueError(f"class ids must be distinct, got {classes}")
+        return classes
 
     @model_validator(mode="after")
     def _one_source(self) -> DataSpec:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 
+from blocks.train.finetune import group_lr, optimizer_groups
 from blocks.train.spec import SGD, Adam, AdamW, CosineLR, OneCycleLR, StepLR, TrainSpec
 
 _FUSED_DEVICES = ("cpu", "cuda", "mps", "xpu")
@@ -15,9 +18,10 @@ def make_optimizer(spec: TrainSpec, model: nn.Module) -> torch.optim.Optimizer:
     one kernel for the whole update instead of several per parameter (about a quarter faster
     per step on CPU for small models; the same update rule)."""
     opt = spec.optimizer
-    params = [p for p in model.parameters() if p.requires_grad]
-    fused = bool(params) and all(
-        p.device.type in _FUSED_DEVICES and p.dtype.is_floating_point for p in params)
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    params = optimizer_groups(spec, named)  # one plain group unless `param_groups` splits them
+    fused = bool(named) and all(
+        p.device.type in _FUSED_DEVICES and p.dtype.is_floating_point for _, p in named)
     if isinstance(opt, SGD):
         cls, kwargs = torch.optim.SGD, {"momentum": opt.momentum, "nesterov": opt.nesterov}
     elif isinstance(opt, Adam):  # AdamW is an Adam subclass with decoupled weight decay
@@ -43,7 +47,26 @@ def make_scheduler(spec: TrainSpec, optimizer: torch.optim.Optimizer, steps_per_
     if isinstance(sched, CosineLR):
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, total, eta_min=sched.eta_min), True
     if isinstance(sched, OneCycleLR):
+        max_lr = sched.max_lr or spec.optimizer.lr
+        if spec.param_groups:  # each group peaks at its own lr, scaled like the default's
+            max_lr = [max_lr * group_lr(spec, g) / spec.optimizer.lr for g in optimizer.param_groups]
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=sched.max_lr or spec.optimizer.lr, total_steps=total,
-            pct_start=sched.pct_start), True
+            optimizer, max_lr=max_lr, total_steps=total, pct_start=sched.pct_start), True
     raise TypeError(f"unsupported scheduler spec {type(sched).__name__}")
+
+
+def rebuild_scheduler(spec: TrainSpec, optimizer: torch.optim.Optimizer,
+                      old: torch.optim.lr_scheduler.LRScheduler, steps_per_epoch: int
+                      ) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """The schedule again, after the optimizer gained param groups, at the step `old` was at:
+    every group restarts from its initial lr and the steps taken are replayed, so new groups
+    follow the same schedule the others are on (old groups land on their current lr)."""
+    steps = old.last_epoch
+    for group in optimizer.param_groups:
+        group["lr"] = group.get("initial_lr", group["lr"])
+    with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": a replay
+        warnings.simplefilter("ignore", UserWarning)
+        new, _ = make_scheduler(spec, optimizer, steps_per_epoch)
+        for _ in range(steps):
+            new.step()
+    return new

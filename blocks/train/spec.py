@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, NonNegativeFloat, PositiveFloat, field_validator
+from pydantic import (
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    ValidationInfo,
+    field_validator,
+)
 
 from blocks.numbers import Seed, Size
 from blocks.registry import SpecModel
@@ -76,6 +82,29 @@ class EarlyStopping(SpecModel):
         return "min" if self.metric.endswith("loss") else "max"
 
 
+class ParamGroup(SpecModel):
+    """Optimizer settings for the parameters under one module-name prefix (`backbone`,
+    `backbone.0.layer4`); unset values are the optimizer's."""
+
+    prefix: Annotated[str, Field(min_length=1)]
+    lr: PositiveFloat | None = None
+    weight_decay: NonNegativeFloat | None = None
+
+
+class InitFrom(SpecModel):
+    """Start training from weights saved elsewhere, for the parameters and buffers under `only`
+    (module-name prefixes): a blocks run folder or a `.safetensors` / `.pth` file. Relative
+    paths are read from the working folder, like `blocks train`'s default `runs/NAME`."""
+
+    path: Annotated[str, Field(min_length=1)]
+    only: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=lambda: ["backbone"])
+
+
+def prefix_covers(prefix: str, name: str) -> bool:
+    """`backbone` covers `backbone` and `backbone.0.weight`, not `backbone_extra.weight`."""
+    return name == prefix or name.startswith(f"{prefix}.")
+
+
 class TrainSpec(SpecModel):
     epochs: Size = 10
     batch_size: Size = 32
@@ -90,6 +119,38 @@ class TrainSpec(SpecModel):
     shuffle: bool = True
     drop_last: bool = False
     checkpoint_every: Size = Field(default=1, description="epochs between checkpoints")
+    init_from: InitFrom | None = Field(
+        default=None, description="weights to start from (read when training starts, not on resume)")
+    freeze: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list, description="module-name prefixes whose parameters do not train "
+        "(left out of the optimizer; their batchnorm layers stay in eval mode)")
+    unfreeze_at_epoch: Annotated[int, Field(ge=2)] | None = Field(
+        default=None, description="from this epoch on (1-based) the frozen parameters train too")
+    param_groups: list[ParamGroup] = Field(
+        default_factory=list, description="per-prefix lr / weight_decay; the rest use the optimizer's")
+
+    @field_validator("unfreeze_at_epoch")
+    @classmethod
+    def _unfreeze_fits(cls, epoch: int | None, info: ValidationInfo) -> int | None:
+        if epoch is None:
+            return epoch
+        if not info.data.get("freeze"):
+            raise ValueError("unfreeze_at_epoch needs `freeze:` prefixes to unfreeze")
+        epochs = info.data.get("epochs")
+        if epochs is not None and epoch > epochs:
+            raise ValueError(f"epoch {epoch} is after the last one ({epochs}); the parameters "
+                             "would never unfreeze")
+        return epoch
+
+    @field_validator("param_groups")
+    @classmethod
+    def _groups_disjoint(cls, groups: list[ParamGroup]) -> list[ParamGroup]:
+        for i, a in enumerate(groups):
+            for j, b in enumerate(groups[:i]):
+                if prefix_covers(a.prefix, b.prefix) or prefix_covers(b.prefix, a.prefix):
+                    raise ValueError(f"groups {j} ({b.prefix!r}) and {i} ({a.prefix!r}) overlap; "
+                                     "a parameter can be in one group only")
+        return groups
 
     @field_validator("device")
     @classmethod

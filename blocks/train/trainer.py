@@ -29,11 +29,12 @@ from blocks.spec import SINGLE_HEAD
 from blocks.train import distributed as _dist
 from blocks.train.batches import Batch, TensorBatches, batch_size_of, make_batches
 from blocks.train.checkpoint import load_checkpoint, save_checkpoint
+from blocks.train.finetune import Freezing, load_initial_weights
 from blocks.train.guards import lone_last_sample, non_finite_feature
 from blocks.train.history import History
 from blocks.train.losses import HeadLoss
 from blocks.train.metrics import HeadMetrics
-from blocks.train.optim import make_optimizer, make_scheduler
+from blocks.train.optim import make_optimizer, make_scheduler, rebuild_scheduler
 from blocks.train.spec import TrainSpec
 
 Callback = Callable[["Trainer", dict[str, Any]], None]
@@ -82,6 +83,8 @@ class Trainer:
                 self.device = model.check_device()
         self.heads: dict[str, SoftmaxHead | SigmoidHead] = model.spec.head_specs
         self.losses = {name: HeadLoss(head, self.device) for name, head in self.heads.items()}
+        # fine-tuning: frozen parameters stay out of the optimizer until unfreeze_at_epoch
+        self.freezing = Freezing(self.spec, model) if self.spec.freeze or self.spec.param_groups else None
         self.optimizer = make_optimizer(self.spec, model)
         self._ddp = _dist.wrap(model, self.device) if self.dist is not None else None
         self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
@@ -131,6 +134,8 @@ class Trainer:
         if resume:
             self.resume()
         elif not self._seeded:
+            if spec.init_from is not None:  # once, as training starts (never on resume)
+                load_initial_weights(self.model, spec.init_from)
             # dropout and other in-model randomness (a stream per rank when distributed)
             _seed_device_rngs(spec.seed + (self.dist.rank if self.dist is not None else 0), self.device)
         self._seeded = True
@@ -138,6 +143,8 @@ class Trainer:
         while self.epoch < spec.epochs and not self.stopped_early:
             began = time.perf_counter()
             record: dict[str, Any] = {"epoch": self.epoch + 1}
+            if self.freezing is not None and self.freezing.due(self.epoch):
+                self._unfreeze()
             if self.dist is not None and hasattr(getattr(batches, "sampler", None), "set_epoch"):
                 batches.sampler.set_epoch(self.epoch)  # a user's DistributedSampler
             with self._collectives(f"epoch {self.epoch + 1}"):
@@ -187,13 +194,13 @@ class Trainer:
                     metrics[name].update(outputs[name], targets[name],
                                          loss.total(outputs[name], targets[name]), loss.norm(targets[name]))
         finally:
-            model.train(was_training)
+            self._train_mode(was_training)
         return self._reduce(metrics, split)
 
     # --- one epoch -------------------------------------------------------------------------------
     def _train_epoch(self, batches: Iterable[Batch]) -> dict[str, float]:
         model, spec = self.model, self.spec
-        model.train()
+        self._train_mode()
         metrics = {name: HeadMetrics(name, head, self.device) for name, head in self.heads.items()}
         bar = tqdm(total=_length(batches), desc=f"epoch {self.epoch + 1}/{spec.epochs}",
                    leave=False, disable=self.quiet or not self.is_main or not sys.stderr.isatty(),
@@ -300,7 +307,7 @@ class Trainer:
                     self.model.eval()
                 outputs = self._logits(x, ddp)
                 if empty:
-                    self.model.train()
+                    self._train_mode()
                 loss = self._micro_loss(outputs, y, norms, metrics)
                 if empty:
                     loss = loss + _dist.empty_share_loss(params)
@@ -310,6 +317,24 @@ class Trainer:
         if math.isfinite(value):  # every rank sees the same value and stops before stepping
             self._optimizer_step(params)
         return value
+
+    # --- fine-tuning (blocks.train.finetune) ------------------------------------------------------
+    def _train_mode(self, mode: bool = True) -> None:
+        """`model.train(mode)`, with the batchnorm layers under frozen prefixes kept in eval."""
+        self.model.train(mode)
+        if mode and self.freezing is not None:
+            self.freezing.keep_eval()
+
+    def _unfreeze(self) -> None:
+        """From `unfreeze_at_epoch` on: the frozen parameters join the optimizer, on the
+        learning-rate schedule the others are on (DDP re-wrapped to see them)."""
+        for group in self.freezing.unfreeze():
+            self.optimizer.add_param_group(group)
+        if self.scheduler is not None:
+            self.scheduler = rebuild_scheduler(self.spec, self.optimizer, self.scheduler,
+                                               self._steps_per_epoch or 0)
+        if self._ddp is not None:
+            self._ddp = _dist.wrap(self.model, self.device)
 
     def _collectives(self, where: str) -> contextlib.AbstractContextManager:
         if self.dist is None:
@@ -476,6 +501,8 @@ class Trainer:
         meta = {"epoch": self.epoch, "global_step": self.global_step,
                 "steps_per_epoch": self._steps_per_epoch, "history": self.history.to_list(),
                 "best": self.best, "stopped_early": self.stopped_early,
+                "unfrozen": self.freezing is not None and bool(self.freezing.names)
+                and not self.freezing.frozen,
                 "train": self.spec.model_dump(mode="json")}
         return save_checkpoint(path, model_state=self.model.state_dict(), states=states, meta=meta)
 
@@ -499,6 +526,8 @@ class Trainer:
             raise TrainingError(f"{path} has {saved_steps} optimizer steps per epoch, this run "
                                 f"{self._steps_per_epoch} (batch_size, accumulate or the data "
                                 "changed); its per-step schedule would not fit. Start a new run")
+        if meta.get("unfrozen") and self.freezing is not None and self.freezing.frozen:
+            self._unfreeze()  # the saved optimizer holds the unfrozen groups too
         try:
             self.model.load_state_dict(model_state)
             self.optimizer.load_state_dict(states["optimizer"])

@@ -51,7 +51,8 @@ def make_spec(cfg: dict) -> TrainSpec:
     return TrainSpec.model_validate({
         "epochs": cfg["epochs"], "batch_size": cfg["batch_size"], "accumulate": cfg.get("accumulate", 1),
         "optimizer": {"type": "adam", "lr": 0.01}, "seed": 0, "device": "cpu",
-        "drop_last": cfg.get("drop_last", False)})
+        "drop_last": cfg.get("drop_last", False),
+        **{key: cfg[key] for key in ("freeze", "unfreeze_at_epoch") if key in cfg}})
 
 
 def free_port() -> int:

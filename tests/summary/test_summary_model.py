@@ -13,6 +13,7 @@ from torch import nn
 import blocks
 from blocks.registry import Block, register_block, unregister_block
 from blocks.summary import Summary, SummaryError, compare, spec_module_name, summarize
+from blocks.train.finetune import apply_freeze
 
 BUNDLED = sorted(blocks.bundled_recipes())
 
@@ -64,6 +65,7 @@ def test_spec_summary_matches_built_model_and_torchinfo(name: str) -> None:
     from_spec = summarize(recipe)  # built on the meta device
     assert from_spec.probe_device == "meta"
     model = blocks.build(recipe.model, seed=0).eval()
+    apply_freeze(model, recipe.train.freeze)  # a recipe's summary shows its `train.freeze`
     from_model = summarize(model)
     assert from_spec.to_dict() == from_model.to_dict()
     # mult-adds and activation sizes are torchinfo's own numbers on a real CPU run
