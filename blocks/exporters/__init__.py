@@ -56,8 +56,8 @@ def export(model: nn.Module, to: str, path: str | Path, *, probabilities: bool =
     run, suffixes = _exporter(to)
     target = Path(path)
     if target.suffix not in suffixes:
-        raise ExportError(f"{target}: a {to} export is written to a {' or '.join(suffixes)} file, "
-                          f"not {target.suffix or 'a file without a suffix'}")
+        raise ExportError(f"{target}: an export to {to} is written to a {' or '.join(suffixes)} "
+                          f"file, not {target.suffix or 'a file without a suffix'}")
     if target.is_dir():
         raise ExportError(f"{target} is a folder; give the file to write")
     return run(ExportGraph(prepared(model), probabilities), target)

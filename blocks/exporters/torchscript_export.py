@@ -36,11 +36,13 @@ def export_torchscript(graph: ExportGraph, path: Path) -> ExportResult:
             traced = torch.jit.trace(graph, (x,), strict=False, check_trace=False)
     except Exception as err:  # noqa: BLE001 - report the tracer's reason
         raise ExportError(f"torch.jit.trace failed: {type(err).__name__}: {err}") from err
-    with staged(path) as tmp:
+    with staged(path) as tmp, quiet_export_warnings():
         torch.jit.save(traced, str(tmp))
         worst = check_torchscript(graph, tmp, names)
+    notes = ["TorchScript is deprecated in recent torch releases; prefer --to pt2 (torch.export) "
+             "or onnx for new deployments"]
     return ExportResult("torchscript", path, "torch.jit.trace", worst, TOLERANCE, CHECK_BATCHES,
-                        names, graph.probabilities)
+                        names, graph.probabilities, notes)
 
 
 def check_torchscript(graph: ExportGraph, path: Path, names: tuple[str, ...]) -> float:
