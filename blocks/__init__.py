@@ -18,6 +18,7 @@ from blocks.errors import (
 )
 from blocks.exporters import export
 from blocks.heads import SigmoidHead, SoftmaxHead
+from blocks.module_import import from_module
 from blocks.recipe_io import bundled_recipes, dump_recipe, load_recipe, recipe_schema
 from blocks.registry import Block, block_types, load_plugins, register_block
 from blocks.run_io import load, save
@@ -34,7 +35,7 @@ __all__ = [
     "Block", "BlocksError", "BlocksModel", "DataSpec", "DeviceMismatchError", "InputShapeError",
     "InputSpec", "ModelSpec", "Recipe", "RegistryError", "Repeat", "Residual", "ShapeError",
     "SigmoidHead", "SoftmaxHead", "SpecError", "TorchLayer", "TrainSpec", "block_types", "build",
-    "export",
+    "export", "from_module",
     "bundled_recipes", "dump_recipe", "load_plugins", "load_recipe", "recipe_schema",
     "register_block", "__version__", "History", "Trainer", "TrainingError", "load", "save",
     "summarize",
