@@ -75,6 +75,7 @@ class ExportGraph(nn.Module):
         super().__init__()
         self.model = model
         self.probabilities = probabilities
+        self.eval()  # what is exported and compared is always the eval-mode model
 
     def forward(self, x: torch.Tensor):
         out = self.model(x)
@@ -118,7 +119,8 @@ def as_outputs(value, names: tuple[str, ...]) -> Outputs:
 
 @torch.no_grad()
 def reference(graph: ExportGraph, x: torch.Tensor) -> Outputs:
-    return as_outputs(graph(x), output_names(graph.model))
+    """The model's own outputs, in eval mode (an exporter may have restored another mode)."""
+    return as_outputs(graph.eval()(x), output_names(graph.model))
 
 
 def compare(expected: Outputs, got: Outputs, tolerance: float, what: str) -> float:

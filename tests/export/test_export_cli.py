@@ -131,3 +131,19 @@ def test_export_leaves_the_model_and_global_rng_alone(tmp_path):
 def test_only_blocks_models_are_exported(tmp_path):
     with pytest.raises(ExportError, match="blocks.export takes a model built by blocks"):
         blocks.export(torch.nn.Linear(2, 2), to="pt2", path=tmp_path / "m.pt2")
+
+
+def test_onnx_falls_back_to_the_torchscript_exporter_and_says_so(run_dir, monkeypatch, capsys):
+    from blocks.exporters import onnx_export
+
+    def dynamo_fails(*args, **kwargs):
+        raise RuntimeError("unsupported operator\nmore detail")
+
+    monkeypatch.setattr(onnx_export, "_export_dynamo", dynamo_fails)
+    assert main(["export", str(run_dir), "--to", "onnx"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ("note: the dynamo exporter failed (RuntimeError: unsupported operator); "
+                            "used the TorchScript-based exporter\n")
+    assert "(onnx, torch.onnx.export (TorchScript-based)); reloaded" in captured.out
+    assert sorted(p.name for p in run_dir.iterdir()) == ["model.onnx", "model.safetensors",
+                                                         "recipe.yaml"]
