@@ -257,18 +257,19 @@ def _sequential(module: nn.Sequential, writer: SourceWriter, path: str) -> Expr:
         return call("nn.Sequential", [expr for _, expr in children])
     writer.imports.add("from collections import OrderedDict")
     pairs = [call("", [quote(name), expr]) for name, expr in children]
-    return call("nn.Sequential", [call("OrderedDict", pairs, "([", "])")])
+    return call("nn.Sequential", [call("OrderedDict", [call("", pairs, "[", "]")])])
 
 
 @register_emitter(nn.ModuleList)
 def _module_list(module: nn.ModuleList, writer: SourceWriter, path: str) -> Expr:
-    return call("nn.ModuleList", [expr for _, expr in writer.children(module, path)], "([", "])")
+    return call("nn.ModuleList", [call("", [expr for _, expr in writer.children(module, path)],
+                                       "[", "]")])
 
 
 @register_emitter(nn.ModuleDict)
 def _module_dict(module: nn.ModuleDict, writer: SourceWriter, path: str) -> Expr:
     items = [prefixed(f"{quote(name)}: ", expr) for name, expr in writer.children(module, path)]
-    return call("nn.ModuleDict", items, "({", "})")
+    return call("nn.ModuleDict", [call("", items, "{", "}")])
 
 
 # --- blocks' own modules -------------------------------------------------------------------------
@@ -337,15 +338,16 @@ def model_source(model: nn.Module, *, probabilities: bool = False, module_name: 
     init = [f"self.{name} = " + render(writer.construct(children[name], name), 8,
                                       8 + len(f"self.{name} = "))
             for name in ROLES if name in children]
-    name = class_name or class_name_for(model, set(writer.helpers) | {"load", "nn", "torch"})
+    name = class_name or class_name_for(model, set(writer.helpers) | {"load", "nn", "torch", "OrderedDict"})
     body = _forward(model, probabilities)
     dtype = next((p.dtype for p in model.parameters() if p.dtype.is_floating_point), torch.float32)
     if dtype != torch.float32:
         init.append(f"self.to({dtype})  # the blocks model's parameter dtype")
     multi = "heads" in children
     returns = "dict[str, torch.Tensor]" if multi else "torch.Tensor"
-    parts = [_header(model, name, probabilities, module_name, multi), "import torch",
-             *sorted(writer.imports), "from torch import nn", "", "",
+    stdlib = [*sorted(writer.imports), ""] if writer.imports else []
+    parts = [_header(model, name, probabilities, module_name, multi), *stdlib, "import torch",
+             "from torch import nn", "", "",
              *(helper + "\n" for helper in writer.helpers.values()),
              f"class {name}(nn.Module):",
              textwrap.fill(f'"""{_docstring_text(getattr(model, "name", None) or name)}, as built '
@@ -408,7 +410,7 @@ def _header(model: nn.Module, name: str, probabilities: bool, module_name: str, 
         f"    {import_line}", "",
         '    model = load("model.safetensors")',
         f"    out = model(x)  # x: [batch, {shape}] {str(model._input_dtype).removeprefix('torch.')}", "",
-        f"`forward` returns {out}.",
+        textwrap.fill(f"`forward` returns {out}.", LINE_LENGTH),
         '"""', ""])
 
 

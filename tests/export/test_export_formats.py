@@ -32,10 +32,11 @@ def test_mlp_and_multi_head_probabilities_reload_without_blocks(tmp_path):
 @pytest.mark.slow
 def test_small_recipes_export_and_reload_without_blocks(tmp_path):
     manifest = []
-    for name in FAST:
+    others = [name for name in FAST if name != "tabular_mlp"]  # that one is in the quick test
+    for name in others:
         model = blocks.build(blocks.load_recipe(name).model, seed=0)
         manifest += export_all(model, tmp_path / name)
-    assert len(manifest) == 4 * len(FAST)
+    assert len(manifest) == 4 * len(others)
     assert_reloads_match(manifest, reload_without_blocks(manifest, tmp_path))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections import OrderedDict
 
 import pytest
 import torch
@@ -98,6 +99,17 @@ def test_generated_file_is_ruff_and_blocks_lint_clean(tmp_path):
     for name in ("residual_cnn", "multitask"):
         model = blocks.build(blocks.load_recipe(name).model, seed=0)
         export_python(model, tmp_path / f"{name}.py", probabilities=name == "multitask")
+    # a Sequential with named children needs OrderedDict (a stdlib import, sorted first)
+    model = blocks.build(blocks.load_recipe("seed_cnn").model, seed=0)
+    model.backbone = nn.Sequential(OrderedDict(zip(("conv", "act", "flat"), model.backbone,
+                                                   strict=True)))
+    export_python(model, tmp_path / "named.py")
+    # and a ModuleDict too long for one line
+    spec = blocks.load_recipe("multitask").model.model_dump(mode="json")
+    spec["heads"] = {f"head_number_{i}": {"type": "softmax", "classes": 3} for i in range(4)}
+    model = blocks.build(spec, seed=0)
+    export_python(model, tmp_path / "many_heads.py")
+    assert '("conv", nn.Conv2d(1, 32, (3, 3)))' in (tmp_path / "named.py").read_text()
     result = lint_paths([tmp_path])
     assert not result.findings and not result.errors
     ruff = [sys.executable, "-m", "ruff"]
