@@ -163,6 +163,7 @@ class _Converter:
         self.module = module
         self.graph = graph
         self.placeholder = next((n for n in graph.nodes if n.op == "placeholder"), None)
+        self._last_difference: str | None = None
 
     def fail(self, node: fx.Node, why: str) -> ModuleImportError:
         if node.op == "call_module":
@@ -200,6 +201,28 @@ class _Converter:
                                   "recipes express chains of layers and residual additions only")
         return node.args[0]
 
+    def _rebuilds(self, node: fx.Node, source: nn.Module, block: dict[str, Any] | str) -> bool:
+        """Does `block`, built for this node's input shape, equal `source` in type, options
+        (an in-place flag aside) and weight shapes?"""
+        from pydantic import TypeAdapter, ValidationError
+
+        from blocks.exporters.python_source import _difference
+        from blocks.registry import AnyBlock
+
+        shape = node.args[0].meta.get("blocks_shape") if isinstance(node.args[0], fx.Node) else None
+        if shape is None:
+            self._last_difference = "the input shape is unknown"
+            return False
+        try:
+            spec = TypeAdapter(AnyBlock).validate_python(block)
+            with torch.device("meta"):
+                built = spec.build(tuple(shape[1:]))
+        except (ValidationError, ValueError) as err:
+            self._last_difference = str(err).splitlines()[0]
+            return False
+        self._last_difference = _difference(source, built, ignore=("inplace",), loose=True)
+        return self._last_difference is None
+
     def _size_helper(self, node: fx.Node) -> bool:
         return node.op == "call_method" and node.target == "size" or (
             node.op == "call_function" and node.target is getattr
@@ -213,11 +236,18 @@ class _Converter:
             convert = MODULES.get(type(sub))
             try:
                 if convert is not None:
-                    return _Leaf(convert(sub), node.target)
-                return _Leaf(_torch_layer(sub), node.target)
+                    block = convert(sub)
+                    if self._rebuilds(node, sub, block):
+                        return _Leaf(block, node.target)
+                # not in the catalogue, or with options it lacks: the generic `torch` block
+                block = _torch_layer(sub)
             except ValueError as err:
                 raise self.fail(node, f"{type(sub).__name__} cannot be written as a block: {err}"
                                 ) from None
+            if not self._rebuilds(node, sub, block):
+                raise self.fail(node, f"{type(sub).__name__} cannot be rebuilt from its arguments "
+                                      f"(rebuilt: {self._last_difference})")
+            return _Leaf(block, node.target)
         if node.op == "call_function":
             if node.target in ACTIVATIONS:
                 return _Leaf(ACTIVATIONS[node.target])
@@ -381,7 +411,11 @@ def from_module(module: nn.Module, input_shape: list[int] | tuple[int, ...], *,
     except (SpecError, ValueError) as err:
         raise ModuleImportError(f"the recipe written for {type(module).__name__} is not valid: "
                                 f"{err}") from None
-    model = build(recipe.model, seed=0)
+    try:
+        model = build(recipe.model, seed=0)
+    except SpecError as err:
+        raise ModuleImportError(f"the recipe written for {type(module).__name__} does not build: "
+                                f"{err}") from None
     _copy_weights(module, model, key_map)
     return _checked(module, model, recipe, key_map, input_shape, dtype)
 

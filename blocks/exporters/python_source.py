@@ -228,7 +228,18 @@ def _check_rebuilt(module: nn.Module, expression: str, path: str) -> None:
                           f"constructor arguments ({problem}); it needs its own emitter")
 
 
-def _difference(module: nn.Module, rebuilt: nn.Module) -> str | None:
+def _loose(value: Any) -> Any:
+    """(1, 1) and 1 and [1, 1] configure a torch layer alike."""
+    if isinstance(value, (tuple, list)):
+        value = tuple(_loose(v) for v in value)
+        return value[0] if value and all(v == value[0] for v in value) else value
+    return value
+
+
+def _difference(module: nn.Module, rebuilt: nn.Module, ignore: tuple[str, ...] = (),
+                loose: bool = False) -> str | None:
+    """What differs between two modules (types, hyper-parameters, weight shapes), or None.
+    `loose`: an int and a tuple repeating it count as equal (`kernel_size=3` vs `(3, 3)`)."""
     ours = dict(module.named_modules())
     theirs = dict(rebuilt.named_modules())
     if list(ours) != list(theirs):
@@ -237,7 +248,9 @@ def _difference(module: nn.Module, rebuilt: nn.Module) -> str | None:
         other = theirs[name]
         if type(sub) is not type(other):
             return f"{name or 'the layer'} is {type(other).__name__}, not {type(sub).__name__}"
-        mine, rebuilt_hyper = _hyper(sub), _hyper(other)
+        norm = _loose if loose else (lambda v: v)
+        mine = {k: norm(v) for k, v in _hyper(sub).items() if k not in ignore}
+        rebuilt_hyper = {k: norm(v) for k, v in _hyper(other).items() if k not in ignore}
         if mine != rebuilt_hyper:
             keys = sorted(k for k in mine.keys() | rebuilt_hyper.keys()
                           if mine.get(k, ...) != rebuilt_hyper.get(k, ...))

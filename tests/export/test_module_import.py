@@ -138,6 +138,17 @@ def test_what_a_recipe_cannot_express_names_the_node(module, message):
     assert str(err.value).startswith(message)
 
 
+def test_an_option_the_catalogue_lacks_falls_back_to_the_torch_block():
+    module = nn.Sequential(nn.Conv2d(1, 4, 3), nn.AvgPool2d(2, divisor_override=3), nn.PReLU(4),
+                           nn.Flatten(), nn.Linear(4 * 3 * 3, 2))
+    imported = blocks.from_module(module, [1, 8, 8])
+    pool, prelu = imported.recipe.model.backbone[1:3]
+    assert (pool.type, pool.layer, pool.kwargs) == (
+        "torch", "AvgPool2d", {"kernel_size": 2, "stride": 2, "divisor_override": 3})
+    assert (prelu.type, prelu.layer, prelu.kwargs) == ("torch", "PReLU", {"num_parameters": 4})
+    assert imported.max_abs_diff == 0.0
+
+
 def test_wrong_input_shape_is_reported():
     with pytest.raises(ModuleImportError, match=r"SeedNet fails on an input of per-sample shape "
                                                 r"\[1, 8, 8\]"):
