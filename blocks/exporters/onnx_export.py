@@ -25,7 +25,7 @@ from blocks.exporters.common import (
 TOLERANCE = 1e-5
 SUFFIXES = (".onnx",)
 EXTERNAL_DATA_BYTES = 1 << 30  # weights above 1 GiB go to a `.onnx.data` file (protobuf caps at 2)
-INPUT = "x"
+INPUT = "x"  # the ONNX input's name (`input` if a head is called `x`)
 
 
 def export_onnx(graph: ExportGraph, path: Path) -> ExportResult:
@@ -50,21 +50,26 @@ def export_onnx(graph: ExportGraph, path: Path) -> ExportResult:
                         graph.probabilities, notes)
 
 
+def input_name(names: tuple[str, ...]) -> str:
+    return INPUT if INPUT not in names else "input"
+
+
 def _export_dynamo(graph: ExportGraph, x: torch.Tensor, path: Path, names: tuple[str, ...],
                    external: bool) -> str:
     batch = torch.export.Dim("batch")
     with quiet_export_warnings(), torch.no_grad():
-        torch.onnx.export(graph, (x,), str(path), dynamo=True, input_names=[INPUT],
+        # dynamic_shapes is keyed by the forward's argument; input_names names the ONNX input
+        torch.onnx.export(graph, (x,), str(path), dynamo=True, input_names=[input_name(names)],
                           output_names=list(names), dynamic_shapes={INPUT: {0: batch}},
                           external_data=external, verbose=False)
     return "torch.onnx.export (dynamo)"
 
 
 def _export_legacy(graph: ExportGraph, x: torch.Tensor, path: Path, names: tuple[str, ...]) -> str:
-    axes = {INPUT: {0: "batch"}, **{name: {0: "batch"} for name in names}}
+    axes = {input_name(names): {0: "batch"}, **{name: {0: "batch"} for name in names}}
     try:
         with quiet_export_warnings(), torch.no_grad():
-            torch.onnx.export(graph, (x,), str(path), dynamo=False, input_names=[INPUT],
+            torch.onnx.export(graph, (x,), str(path), dynamo=False, input_names=[input_name(names)],
                               output_names=list(names), dynamic_axes=axes)
     except Exception as err:  # noqa: BLE001 - any exporter failure is reported as such
         raise ExportError(f"ONNX export failed with both exporters: {type(err).__name__}: "
@@ -88,7 +93,7 @@ def check_onnx(graph: ExportGraph, path: Path, names: tuple[str, ...]) -> float:
     worst = 0.0
     for batch in CHECK_BATCHES:
         x = sample_input(graph.model, batch, seed=batch)
-        got = as_outputs(session.run(None, {INPUT: x.numpy()}), names)
+        got = as_outputs(session.run(None, {input_name(names): x.numpy()}), names)
         worst = max(worst, compare(reference(graph, x), got, TOLERANCE,
                                    f"onnxruntime at batch size {batch}"))
     return worst
