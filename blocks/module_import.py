@@ -206,7 +206,7 @@ class _Converter:
         (an in-place flag aside) and weight shapes?"""
         from pydantic import TypeAdapter, ValidationError
 
-        from blocks.exporters.python_source import _difference
+        from blocks.exporters.python_source import module_difference
         from blocks.registry import AnyBlock
 
         shape = node.args[0].meta.get("blocks_shape") if isinstance(node.args[0], fx.Node) else None
@@ -220,7 +220,7 @@ class _Converter:
         except (ValidationError, ValueError) as err:
             self._last_difference = str(err).splitlines()[0]
             return False
-        self._last_difference = _difference(source, built, ignore=("inplace",), loose=True)
+        self._last_difference = module_difference(source, built, ignore=("inplace",), loose=True)
         return self._last_difference is None
 
     def _size_helper(self, node: fx.Node) -> bool:
@@ -321,7 +321,7 @@ class _Converter:
             raise self.fail(add, "only the sum of two tensors is supported (a residual addition)")
         return args[0], args[1]
 
-    def chain(self, node: fx.Node, stop: fx.Node, path: str) -> list[_Leaf | tuple]:
+    def chain(self, node: fx.Node, stop: fx.Node) -> list[_Leaf | tuple]:
         """The blocks from `stop` (exclusive) to `node` (inclusive), in forward order."""
         items: list[_Leaf | tuple] = []
         while node is not stop:
@@ -330,7 +330,7 @@ class _Converter:
             if self.is_add(node):
                 fork = self.fork(node)
                 a, b = self._add_operands(node)
-                branches = [self.chain(a, fork, path), self.chain(b, fork, path)]
+                branches = [self.chain(a, fork), self.chain(b, fork)]
                 branches.sort(key=len, reverse=True)  # the longer branch is the body
                 items.append(("residual", *branches))
                 node = fork
@@ -388,7 +388,7 @@ def from_module(module: nn.Module, input_shape: list[int] | tuple[int, ...], *,
         raise converter.fail(output, "the model must return one tensor of logits (multi-head "
                                      "modules are not supported by from_module)")
     converter.check_logits(result)
-    items = converter.chain(result, converter.placeholder, "backbone")
+    items = converter.chain(result, converter.placeholder)
     last = items[-1] if items else None
     if not isinstance(last, _Leaf) or not (isinstance(last.block, dict)
                                            and last.block.get("type") == "linear"):

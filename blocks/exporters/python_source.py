@@ -222,7 +222,7 @@ def _check_rebuilt(module: nn.Module, expression: str, path: str) -> None:
             rebuilt = eval(expression, {"nn": nn, "torch": torch})  # noqa: S307 - our own literals
     except Exception as err:  # noqa: BLE001 - any failure means we cannot write this layer
         raise ExportError(f"{path}: the written construction {expression} fails: {err}") from None
-    problem = _difference(module, rebuilt)
+    problem = module_difference(module, rebuilt)
     if problem:
         raise ExportError(f"{path}: nn.{type(module).__name__} cannot be rebuilt from its "
                           f"constructor arguments ({problem}); it needs its own emitter")
@@ -236,7 +236,7 @@ def _loose(value: Any) -> Any:
     return value
 
 
-def _difference(module: nn.Module, rebuilt: nn.Module, ignore: tuple[str, ...] = (),
+def module_difference(module: nn.Module, rebuilt: nn.Module, ignore: tuple[str, ...] = (),
                 loose: bool = False) -> str | None:
     """What differs between two modules (types, hyper-parameters, weight shapes), or None.
     `loose`: an int and a tuple repeating it count as equal (`kernel_size=3` vs `(3, 3)`)."""
