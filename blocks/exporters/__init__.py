@@ -84,7 +84,7 @@ def export_run(source: str | Path, to: str, out: str | Path | None = None, *,
                               "give a run folder or a recipe")
         model = load(source_path)
         default = source_path / f"model{FORMATS[to]}"
-        if (source_path / PREPROCESS).exists() and not hasattr(model, "preprocess"):
+        if (source_path / PREPROCESS).exists() and getattr(model, "preprocess", None) is None:
             notes.append(f"this run prepares raw inputs ({PREPROCESS}: scaling, standardising, "
                          "resizing); the exported model expects inputs already prepared that way")
     else:
