@@ -413,15 +413,14 @@ def _header(model: nn.Module, name: str, probabilities: bool, module_name: str, 
     out = (f"a dict of {what} by head name ({', '.join(spec.heads)})" if multi
            else f"a tensor of {what}")
     shape = ", ".join(map(str, model._sample_shape))
-    import_line = (f"from {module_name} import load" if module_name.isidentifier()
-                   else "load = ...  # the load() defined below")
+    usage = ([f"    from {module_name} import load", ""] if module_name.isidentifier() else [])
     return "\n".join([
         textwrap.fill(f'"""{title}', LINE_LENGTH), "",
         f"Plain PyTorch written by `blocks export` (blocks {__version__}). It needs only torch,",
         "and safetensors to read weights. Layers are named as in the blocks model, so the run's",
         "model.safetensors loads unchanged:", "",
-        f"    {import_line}", "",
-        '    model = load("model.safetensors")',
+        *usage,
+        '    model = load("model.safetensors")  # load() is defined at the end of this file',
         f"    out = model(x)  # x: [batch, {shape}] {str(model._input_dtype).removeprefix('torch.')}", "",
         textwrap.fill(f"`forward` returns {out}.", LINE_LENGTH),
         '"""', ""])
