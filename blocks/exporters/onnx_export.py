@@ -86,17 +86,32 @@ def check_onnx(graph: ExportGraph, path: Path, names: tuple[str, ...]) -> float:
         onnx.checker.check_model(str(path), full_check=True)
     except onnx.checker.ValidationError as err:
         raise ExportError(f"the exported ONNX file fails onnx.checker: {_first_line(err)}") from None
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    try:
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
+        raise ExportError(_runtime_failure(graph, err)) from None
     got_names = tuple(o.name for o in session.get_outputs())
     if got_names != names:
         raise ExportError(f"the ONNX graph's outputs are {got_names}, expected {names}")
     worst = 0.0
     for batch in CHECK_BATCHES:
         x = sample_input(graph.model, batch, seed=batch)
-        got = as_outputs(session.run(None, {input_name(names): x.numpy()}), names)
+        try:
+            raw = session.run(None, {input_name(names): x.numpy()})
+        except Exception as err:  # noqa: BLE001 - as above
+            raise ExportError(_runtime_failure(graph, err)) from None
+        got = as_outputs(raw, names)
         worst = max(worst, compare(reference(graph, x), got, TOLERANCE,
                                    f"onnxruntime at batch size {batch}"))
     return worst
+
+
+def _runtime_failure(graph: ExportGraph, err: Exception) -> str:
+    dtype = graph.model._input_dtype
+    hint = "" if dtype in (torch.float32, torch.int64) else (
+        f"; the model computes in {dtype}, for which onnxruntime's CPU kernels are incomplete: "
+        "build it in float32 to export to ONNX")
+    return f"onnxruntime cannot run the exported file: {_first_line(err)}{hint}"
 
 
 def _first_line(err: BaseException) -> str:

@@ -147,3 +147,22 @@ def test_onnx_falls_back_to_the_torchscript_exporter_and_says_so(run_dir, monkey
     assert "(onnx, torch.onnx.export (TorchScript-based)); reloaded" in captured.out
     assert sorted(p.name for p in run_dir.iterdir()) == ["model.onnx", "model.safetensors",
                                                          "recipe.yaml"]
+
+
+def test_onnxruntime_that_cannot_run_the_file_is_an_export_error(tmp_path, monkeypatch, capsys):
+    from blocks.exporters import onnx_export
+
+    def dynamo_fails(*args, **kwargs):  # the legacy exporter is faster here; same runtime check
+        raise RuntimeError("skip")
+
+    monkeypatch.setattr(onnx_export, "_export_dynamo", dynamo_fails)
+    recipe = tmp_path / "f64.yaml"
+    recipe.write_text("model:\n  input: {shape: [1, 8, 8], dtype: float64}\n"
+                      "  backbone: [{type: conv2d, out_channels: 2, kernel_size: 3}, flatten]\n"
+                      "  head: {type: softmax, classes: 3}\n")
+    assert main(["export", str(recipe), "--to", "onnx", "--out", str(tmp_path / "m.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: onnxruntime cannot run the exported file: [ONNXRuntimeError]")
+    assert err.rstrip().endswith("the model computes in torch.float64, for which onnxruntime's "
+                                 "CPU kernels are incomplete: build it in float32 to export to ONNX")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f64.yaml"]
