@@ -48,8 +48,12 @@ def check_pt2(graph: ExportGraph, path: Path, names: tuple[str, ...]) -> float:
     worst = 0.0
     for batch in CHECK_BATCHES:
         x = sample_input(graph.model, batch, seed=batch)
-        with torch.no_grad():
-            got = as_outputs(loaded(x), names)
+        try:
+            with torch.no_grad():
+                got = as_outputs(loaded(x), names)
+        except Exception as err:  # noqa: BLE001 - e.g. a batch size the program specialised to
+            raise ExportError(f"the reloaded torch.export program fails at batch size {batch}: "
+                              f"{type(err).__name__}: {err}") from None
         worst = max(worst, compare(reference(graph, x), got, TOLERANCE,
                                    f"the reloaded torch.export program at batch size {batch}"))
     return worst

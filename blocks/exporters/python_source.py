@@ -479,7 +479,11 @@ def check_source(code: str, class_name: str, graph: ExportGraph, path: Path) -> 
     names = output_names(graph.model)
     for batch in (EXPORT_BATCH, *CHECK_BATCHES):
         x = sample_input(graph.model, batch, seed=batch)
-        with torch.no_grad():
-            out = rebuilt(x)
+        try:
+            with torch.no_grad():
+                out = rebuilt(x)
+        except Exception as err:  # noqa: BLE001 - a bug in an emitter
+            raise ExportError(f"the generated class fails at batch size {batch}: "
+                              f"{type(err).__name__}: {err}") from None
         got = out if isinstance(out, dict) else {names[0]: out}
         compare(reference(graph, x), got, 0.0, f"the generated class at batch size {batch}")

@@ -50,8 +50,12 @@ def check_torchscript(graph: ExportGraph, path: Path, names: tuple[str, ...]) ->
     worst = 0.0
     for batch in CHECK_BATCHES:
         x = sample_input(graph.model, batch, seed=batch)
-        with torch.no_grad():
-            got = as_outputs(loaded(x), names)
+        try:
+            with torch.no_grad():
+                got = as_outputs(loaded(x), names)
+        except Exception as err:  # noqa: BLE001 - e.g. a batch size baked into the trace
+            raise ExportError(f"the reloaded TorchScript module fails at batch size {batch}: "
+                              f"{type(err).__name__}: {err}") from None
         worst = max(worst, compare(reference(graph, x), got, TOLERANCE,
                                    f"the reloaded TorchScript module at batch size {batch}"))
     return worst
