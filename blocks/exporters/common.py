@@ -147,6 +147,15 @@ def compare(expected: Outputs, got: Outputs, tolerance: float, what: str) -> flo
     return worst
 
 
+def short_error(err: BaseException) -> str:
+    """One line for a message: the last line of an error carrying a (TorchScript) traceback,
+    else the first."""
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(err).__name__
+    return lines[-1] if any("Traceback" in line for line in lines) else lines[0]
+
+
 @contextlib.contextmanager
 def staged(target: Path) -> Iterator[Path]:
     """A path with `target`'s name inside a fresh folder beside it. On success every file the

@@ -20,6 +20,7 @@ from blocks.exporters.common import (
     quiet_export_warnings,
     reference,
     sample_input,
+    short_error,
     staged,
 )
 
@@ -55,7 +56,7 @@ def check_torchscript(graph: ExportGraph, path: Path, names: tuple[str, ...]) ->
                 got = as_outputs(loaded(x), names)
         except Exception as err:  # noqa: BLE001 - e.g. a batch size baked into the trace
             raise ExportError(f"the reloaded TorchScript module fails at batch size {batch}: "
-                              f"{type(err).__name__}: {err}") from None
+                              f"{short_error(err)}") from None
         worst = max(worst, compare(reference(graph, x), got, TOLERANCE,
                                    f"the reloaded TorchScript module at batch size {batch}"))
     return worst

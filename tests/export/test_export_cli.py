@@ -166,3 +166,23 @@ def test_onnxruntime_that_cannot_run_the_file_is_an_export_error(tmp_path, monke
     assert err.rstrip().endswith("the model computes in torch.float64, for which onnxruntime's "
                                  "CPU kernels are incomplete: build it in float32 to export to ONNX")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f64.yaml"]
+
+
+class BakedBatchFlatten(torch.nn.Module):
+    """Flattens with the batch size read as a Python int: a trace bakes it in."""
+
+    def forward(self, x):
+        return x.reshape(int(x.shape[0]), -1)
+
+
+@pytest.mark.parametrize(("fmt", "message"), [
+    ("torchscript", r"^the reloaded TorchScript module fails at batch size 3: RuntimeError: mat1 "
+                    r"and mat2 shapes cannot be multiplied \(2x32448 and 21632x10\)$"),
+    ("pt2", r"^torch.export could not capture the model with a dynamic batch dimension"),
+])
+def test_a_batch_size_baked_into_the_graph_is_caught(tmp_path, fmt, message):
+    model = blocks.build(blocks.load_recipe("seed_cnn").model, seed=0)
+    model.backbone[2] = BakedBatchFlatten()
+    with pytest.raises(ExportError, match=message):
+        blocks.export(model, to=fmt, path=tmp_path / f"m.{'pt' if fmt == 'torchscript' else fmt}")
+    assert not list(tmp_path.iterdir())
