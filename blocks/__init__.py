@@ -16,7 +16,9 @@ from blocks.errors import (
     ShapeError,
     SpecError,
 )
+from blocks.exporters import export
 from blocks.heads import SigmoidHead, SoftmaxHead
+from blocks.module_import import from_module
 from blocks.recipe import Recipe
 from blocks.recipe_io import bundled_recipes, dump_recipe, load_recipe, recipe_schema
 from blocks.registry import Block, block_types, load_plugins, register_block
@@ -34,6 +36,7 @@ __all__ = [
     "Block", "BlocksError", "BlocksModel", "DataSpec", "DeviceMismatchError", "InputShapeError",
     "InputSpec", "ModelSpec", "Recipe", "RegistryError", "Repeat", "Residual", "ShapeError",
     "SigmoidHead", "SoftmaxHead", "SpecError", "TorchLayer", "TrainSpec", "block_types", "build",
+    "export", "from_module",
     "bundled_recipes", "dump_recipe", "load_plugins", "load_recipe", "recipe_schema",
     "register_block", "__version__", "History", "Trainer", "TrainingError", "evaluate_run", "load",
     "predict_run", "run_recipe", "save", "summarize",

@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "blocks.cli.summary_commands",
     "blocks.cli.train_commands",
     "blocks.cli.lint_commands",
+    "blocks.cli.export_commands",
 )
 
 EPILOG = """examples:

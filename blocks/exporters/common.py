@@ -1,0 +1,191 @@
+"""What every export format shares: the graph that is exported, sample inputs, the comparison
+that decides success, and staging (files appear under their final name only once verified)."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import importlib.util
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from blocks.errors import BlocksError
+
+EXPORT_BATCH = 2  # the example batch a graph is exported with
+CHECK_BATCHES = (3, 1)  # batch sizes the reloaded export is compared at (other than EXPORT_BATCH)
+
+Outputs = dict[str, torch.Tensor]
+
+
+class ExportError(BlocksError, RuntimeError):
+    """An export that could not be written, or whose reloaded file did not match the model."""
+
+
+@dataclass
+class ExportResult:
+    """What was written and how closely the reloaded file reproduced the model."""
+
+    format: str
+    path: Path
+    exporter: str  # the tool that wrote it, e.g. "torch.onnx.export (dynamo)"
+    max_abs_diff: float  # largest |reloaded - model| over every output and checked batch
+    tolerance: float  # 0.0 = bit for bit
+    batch_sizes: tuple[int, ...]  # the batch sizes the reloaded file was run at
+    outputs: tuple[str, ...]  # output names, in order
+    probabilities: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        match = ("bit for bit" if self.tolerance == 0.0
+                 else f"within {self.tolerance:g} (max |diff| {self.max_abs_diff:.2g})")
+        what = "probabilities" if self.probabilities else "logits"
+        batches = ", ".join(map(str, self.batch_sizes))
+        return (f"wrote {self.path} ({self.format}, {self.exporter}); reloaded, its {what} "
+                f"({', '.join(self.outputs)}) match the model {match} at batch sizes {batches}")
+
+
+def require_modules(names: tuple[str, ...], extra: str, what: str) -> None:
+    """Raise one `ExportError` naming every missing package and the extra that installs them."""
+    missing = [name for name in names if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ExportError(f"{what} needs {', '.join(missing)} (not installed); "
+                          f"install them with: pip install 'blocks[{extra}]'")
+
+
+def output_names(model: nn.Module) -> tuple[str, ...]:
+    """Head names for a multi-head model (its dict's keys), else one name."""
+    heads = getattr(model, "heads", None)
+    if isinstance(heads, nn.ModuleDict):
+        return tuple(heads.keys())
+    return ("output",)
+
+
+class ExportGraph(nn.Module):
+    """The computation that is exported: the model's own forward (input checks, preprocessing,
+    backbone, heads), optionally followed by each head's softmax / sigmoid."""
+
+    def __init__(self, model: nn.Module, probabilities: bool) -> None:
+        super().__init__()
+        self.model = model
+        self.probabilities = probabilities
+        self.eval()  # what is exported and compared is always the eval-mode model
+
+    def forward(self, x: torch.Tensor):
+        out = self.model(x)
+        if self.probabilities:
+            heads = self.model.spec.head_specs
+            if isinstance(out, dict):
+                return {name: heads[name].probabilities(value) for name, value in out.items()}
+            return next(iter(heads.values())).probabilities(out)
+        return out
+
+
+def prepared(model: nn.Module) -> nn.Module:
+    """A CPU, eval-mode copy: exporting never moves the caller's model or flips its mode."""
+    from blocks.builder import BlocksModel
+
+    if not isinstance(model, BlocksModel):
+        raise ExportError(f"blocks.export takes a model built by blocks (BlocksModel), got "
+                          f"{type(model).__name__}; see blocks.from_module for hand-written models")
+    return copy.deepcopy(model).to("cpu").eval()
+
+
+def sample_input(model: nn.Module, batch: int, seed: int = 0) -> torch.Tensor:
+    """A random batch the model accepts, drawn from a private generator (global RNG untouched)."""
+    generator = torch.Generator().manual_seed(seed)
+    shape = (batch, *model._sample_shape)
+    dtype = model._input_dtype
+    if dtype.is_floating_point:
+        x = torch.randn(shape, generator=generator, dtype=torch.float64)
+        pre = getattr(model, "preprocess_module", None)
+        if pre is not None:  # raw inputs that look like the data: N(0, 1) after preprocessing
+            if pre.standardize:
+                x = x * pre.std.double() + pre.mean.double()
+            x = x / pre.scale
+        return x.to(dtype)
+    vocab = min((m.num_embeddings for m in model.modules() if isinstance(m, nn.Embedding)), default=2)
+    return torch.randint(0, vocab, shape, generator=generator, dtype=dtype)
+
+
+def as_outputs(value, names: tuple[str, ...]) -> Outputs:
+    """A model output (tensor, dict, or sequence in `names` order) as {name: tensor}."""
+    if isinstance(value, torch.Tensor):
+        value = [value]
+    if isinstance(value, dict):
+        return {name: torch.as_tensor(value[name]) for name in names}
+    return {name: torch.as_tensor(v) for name, v in zip(names, value, strict=True)}
+
+
+@torch.no_grad()
+def reference(graph: ExportGraph, x: torch.Tensor) -> Outputs:
+    """The model's own outputs, in eval mode (an exporter may have restored another mode)."""
+    return as_outputs(graph.eval()(x), output_names(graph.model))
+
+
+def compare(expected: Outputs, got: Outputs, tolerance: float, what: str) -> float:
+    """Max |got - expected|; an `ExportError` when it exceeds `tolerance` or shapes differ."""
+    if set(expected) != set(got):
+        raise ExportError(f"{what} returned outputs {sorted(got)}, the model {sorted(expected)}")
+    worst = 0.0
+    for name, want in expected.items():
+        have = got[name]
+        if tuple(have.shape) != tuple(want.shape):
+            raise ExportError(f"{what}: output {name!r} has shape {tuple(have.shape)}, the model's "
+                              f"has {tuple(want.shape)}")
+        if tolerance == 0.0:
+            if not torch.equal(have.to(want.dtype), want):
+                diff = (have.double() - want.double()).abs().max().item()
+                raise ExportError(f"{what}: output {name!r} differs from the model's "
+                                  f"(max |diff| {diff:.3g}; expected bit-for-bit equality)")
+            continue
+        diff = (have.double() - want.double()).abs().max().item() if want.numel() else 0.0
+        # relative to the outputs' magnitude once it exceeds 1 (float rounding scales with it)
+        scale = max(1.0, want.double().abs().max().item()) if want.numel() else 1.0
+        if not diff <= tolerance * scale:  # also catches NaN
+            raise ExportError(f"{what}: output {name!r} differs from the model's by {diff:.3g} "
+                              f"(tolerance {tolerance:g} x max(1, max |output|) = "
+                              f"{tolerance * scale:.3g})")
+        worst = max(worst, diff)
+    return worst
+
+
+def short_error(err: BaseException) -> str:
+    """One line for a message: the last line of an error carrying a (TorchScript) traceback,
+    else the first."""
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(err).__name__
+    return lines[-1] if any("Traceback" in line for line in lines) else lines[0]
+
+
+@contextlib.contextmanager
+def staged(target: Path) -> Iterator[Path]:
+    """A path with `target`'s name inside a fresh folder beside it. On success every file the
+    exporter wrote there moves beside `target` (a model plus, e.g., its `.data` file); on any
+    error nothing is left behind and an older file at `target` stays as it was."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield folder / target.name
+        for written in sorted(folder.iterdir()):
+            written.replace(target.parent / written.name)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def quiet_export_warnings() -> Iterator[None]:
+    """The exporters' deprecation and tracer chatter is not the user's problem; errors still are."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=FutureWarning)
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        warnings.simplefilter("ignore", category=UserWarning)
+        warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
+        yield

@@ -1,0 +1,59 @@
+"""`torch.export` programs (`.pt2`) with a dynamic batch dimension, reloaded with
+`torch.export.load` and compared."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from blocks.exporters.common import (
+    CHECK_BATCHES,
+    EXPORT_BATCH,
+    ExportError,
+    ExportGraph,
+    ExportResult,
+    as_outputs,
+    compare,
+    output_names,
+    quiet_export_warnings,
+    reference,
+    sample_input,
+    staged,
+)
+
+TOLERANCE = 1e-6
+SUFFIXES = (".pt2",)
+
+
+def export_pt2(graph: ExportGraph, path: Path) -> ExportResult:
+    names = output_names(graph.model)
+    x = sample_input(graph.model, EXPORT_BATCH)
+    try:
+        with quiet_export_warnings(), torch.no_grad():
+            program = torch.export.export(graph, (x,),
+                                          dynamic_shapes={"x": {0: torch.export.Dim("batch")}})
+    except Exception as err:  # noqa: BLE001 - torch.export's reasons are long; keep them whole
+        raise ExportError(f"torch.export could not capture the model with a dynamic batch "
+                          f"dimension: {type(err).__name__}: {err}") from err
+    with staged(path) as tmp:
+        torch.export.save(program, str(tmp))
+        worst = check_pt2(graph, tmp, names)
+    return ExportResult("pt2", path, "torch.export", worst, TOLERANCE, CHECK_BATCHES, names,
+                        graph.probabilities)
+
+
+def check_pt2(graph: ExportGraph, path: Path, names: tuple[str, ...]) -> float:
+    loaded = torch.export.load(str(path)).module()
+    worst = 0.0
+    for batch in CHECK_BATCHES:
+        x = sample_input(graph.model, batch, seed=batch)
+        try:
+            with torch.no_grad():
+                got = as_outputs(loaded(x), names)
+        except Exception as err:  # noqa: BLE001 - e.g. a batch size the program specialised to
+            raise ExportError(f"the reloaded torch.export program fails at batch size {batch}: "
+                              f"{type(err).__name__}: {err}") from None
+        worst = max(worst, compare(reference(graph, x), got, TOLERANCE,
+                                   f"the reloaded torch.export program at batch size {batch}"))
+    return worst
