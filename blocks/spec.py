@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field, PositiveInt, PrivateAttr, field_validator
 
 import blocks.catalogue  # noqa: F401 - registers the built-in block types
 import blocks.composites  # noqa: F401 - registers residual / repeat / torch
+import blocks.layers  # noqa: F401 - registers the modern-classifier block types
 from blocks.composites import LayerTrace, trace_sequence
 from blocks.data.spec import DataSpec
 from blocks.errors import Problem, ShapeError, SpecError
