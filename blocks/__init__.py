@@ -25,6 +25,7 @@ from blocks.summary import summarize
 from blocks.train.history import History
 from blocks.train.spec import TrainSpec
 from blocks.train.trainer import Trainer, TrainingError
+from blocks.weights import ImportReport, WeightsError, import_weights
 
 __version__ = "0.1.0"
 
@@ -35,7 +36,7 @@ __all__ = [
     "SigmoidHead", "SoftmaxHead", "SpecError", "TorchLayer", "TrainSpec", "block_types", "build",
     "bundled_recipes", "dump_recipe", "load_plugins", "load_recipe", "recipe_schema",
     "register_block", "__version__", "History", "Trainer", "TrainingError", "load", "save",
-    "summarize",
+    "summarize", "ImportReport", "WeightsError", "import_weights",
 ]
 
 # Installed plugin packages advertise block types in the `blocks.blocks` entry-point group.
