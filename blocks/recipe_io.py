@@ -303,6 +303,9 @@ def load_recipe(source: str | os.PathLike[str] | dict[str, Any]) -> Recipe:
     data, positions = _parse_yaml(text, shown)
     recipe = _validate(Recipe, data, positions, shown)
     recipe._source_path = path.resolve()  # relative data paths resolve against this
+    weights = recipe.model.weights
+    if weights is not None and not Path(weights.file).is_absolute():  # like data paths
+        weights.file = str(path.resolve().parent / weights.file)
     return recipe
 
 

@@ -49,7 +49,7 @@ def load(path: str | Path, *, device: str | torch.device = "cpu") -> BlocksModel
                                 "not_a_run", str(run_dir)))
     recipe = load_recipe(run_dir / RECIPE)
     # seeded: the weights are overwritten anyway, and the caller's global RNG stays untouched
-    model = build(recipe.model, device="cpu", seed=0)
+    model = build(recipe.model, device="cpu", seed=0, weights=False)  # the run's own come next
     weights = run_dir / WEIGHTS
     if not weights.exists():
         raise CorruptCheckpointError(f"{run_dir} has no weights file {WEIGHTS}")

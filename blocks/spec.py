@@ -19,6 +19,7 @@ from blocks.heads import HeadSpec, SigmoidHead, SoftmaxHead
 from blocks.registry import AnyBlock, SpecModel, add_block_definitions
 from blocks.shapes import Shape
 from blocks.train.spec import TrainSpec
+from blocks.weights import WeightsSpec
 
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
@@ -57,6 +58,7 @@ class ModelSpec(SpecModel):
     backbone: list[AnyBlock] = Field(default_factory=list)
     head: HeadSpec | None = None
     heads: dict[str, HeadSpec] | None = None
+    weights: WeightsSpec | None = None  # imported by `build` (torchvision's, another run's)
 
     @field_validator("heads")
     @classmethod

@@ -30,12 +30,23 @@ import torch
 from torch import nn
 
 from blocks.errors import BlocksError
+from blocks.registry import SpecModel
 from blocks.shapes import fmt_shape
 
 Format = Literal["auto", "torchvision", "blocks"]
 _ROLES = {"weight", "bias", "running_mean", "running_var", "num_batches_tracked", "in_proj_weight",
           "in_proj_bias"}
 _RUN_WEIGHTS = "model.safetensors"
+
+
+class WeightsSpec(SpecModel):
+    """`model.weights`: what `build` imports once the model exists (`blocks train` starts there).
+    A relative `file` is relative to the recipe's folder."""
+
+    file: str
+    format: Format = "auto"
+    strict: bool = True
+    only: Literal["backbone"] | None = None
 
 
 class WeightsError(BlocksError, ValueError):
@@ -242,3 +253,11 @@ def import_weights(
     if hasattr(model, "check_device"):
         model.check_device()
     return ImportReport(fmt, pairs, missing, unexpected)
+
+
+def import_from_spec(model: nn.Module, spec: WeightsSpec) -> ImportReport:
+    """`model.weights` of a recipe; errors say which key they come from."""
+    try:
+        return import_weights(model, spec.file, strict=spec.strict, format=spec.format, only=spec.only)
+    except WeightsError as err:
+        raise WeightsError(f"model.weights: {err}") from None

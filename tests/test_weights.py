@@ -186,3 +186,32 @@ def test_unreadable_sources_are_weights_errors(source, message, tmp_path):
     torch.save([torch.zeros(1)], tmp_path / "list.pth")
     with pytest.raises(blocks.WeightsError, match=message):
         blocks.import_weights(blocks.build("seed_cnn"), tmp_path / source)
+
+
+# --- the recipe key ---------------------------------------------------------------------------------
+def test_recipe_weights_key_imports_at_build_relative_to_the_recipe(tmp_path, resnet18_weights):
+    torch.save(resnet18_weights, tmp_path / "tv.pth")
+    text = blocks.bundled_recipes()["resnet18"].read_text().replace(
+        "  head: {type: softmax, classes: 1000}",
+        "  head: {type: softmax, classes: 10}\n"
+        "  weights: {file: tv.pth, format: torchvision, strict: false}")
+    (tmp_path / "r.yaml").write_text(text)
+    recipe = blocks.load_recipe(tmp_path / "r.yaml")
+    model = blocks.build(recipe, seed=0)
+    assert torch.equal(model.backbone[0].weight, resnet18_weights["conv1.weight"])
+    blocks.save(model, tmp_path / "run", recipe=recipe)
+    (tmp_path / "tv.pth").unlink()  # a saved run does not need the original file again
+    again = blocks.load(tmp_path / "run")
+    assert torch.equal(again.head.weight, model.head.weight)
+
+
+def test_recipe_weights_that_do_not_fit_are_located(tmp_path, resnet18_weights):
+    torch.save(resnet18_weights, tmp_path / "tv.pth")
+    recipe = blocks.load_recipe({"model": {"input": {"shape": [3, 32, 32]}, "backbone": [
+        {"type": "conv2d", "out_channels": 4, "kernel_size": 3}, "global_avgpool"],
+        "head": {"type": "softmax", "classes": 2},
+        "weights": {"file": str(tmp_path / "tv.pth")}}})
+    with pytest.raises(blocks.WeightsError, match=r"^model.weights: the weights do not fit"):
+        blocks.build(recipe)
+    with pytest.raises(blocks.SpecError, match="model.weights.format"):
+        blocks.load_recipe({"model": recipe.model.model_dump() | {"weights": {"file": "x", "format": "timm"}}})
