@@ -11,6 +11,7 @@ import pytest
 
 import blocks
 import blocks.registry
+from tests.vision_support import import_torchvision
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = sorted(p for p in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")] if p.exists())
@@ -28,10 +29,16 @@ def ids(paths):
     return [str(p.relative_to(ROOT)) for p in paths]
 
 
-@pytest.mark.parametrize("path", [p for p in DOCS if fenced(p, "python")],
+SLOW_DOCS = {"from-torchvision.md"}  # builds ConvNeXt-T three times (~10 s)
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.slow) if p.name in SLOW_DOCS else p
+                                  for p in DOCS if fenced(p, "python")],
                          ids=ids([p for p in DOCS if fenced(p, "python")]))
 def test_python_blocks_run(path, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # examples that write files write them here
+    if "import torchvision" in path.read_text(encoding="utf-8"):
+        import_torchvision()  # the CPU-only wheel's workaround; skips when not installed
     before = set(blocks.block_types())
     namespace: dict = {"__name__": f"docs_{path.stem}"}
     try:
