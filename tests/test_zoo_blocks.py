@@ -297,3 +297,18 @@ def test_new_shape_rules_match_the_modules(example):
     if kind in STRICTER and static is None and real is not None:
         return  # refused on purpose: see STRICTER
     assert static == real, (kind, shape, fields, static, real)
+
+
+def test_graph_joins_branches_in_a_concat_node():
+    from blocks.graph import model_graph, to_mermaid
+
+    spec = blocks.ModelSpec(**CASES["concat"], head={"type": "softmax", "classes": 3})
+    graph = model_graph(spec)
+    joins = [n for n in graph.nodes.values() if n.kind == "concat"]
+    assert [n.label for n in joins] == ["concat\n[6, 6, 6]"]
+    into = sorted(graph.nodes[e.source].label.split("\n")[0] for e in graph.edges if e.target == joins[0].id)
+    assert into == ["backbone[0].branches[0][1] relu", "backbone[0].branches[1][0] conv2d"]
+    assert "backbone[0].branches[1][0] conv2d" in to_mermaid(graph)
+    dense = model_graph(blocks.ModelSpec(**CASES["dense_concat"], head={"type": "softmax", "classes": 3}))
+    skips = [e for e in dense.edges if e.skip]
+    assert len(skips) == 3 and all(dense.nodes[e.target].kind == "concat" for e in skips)
