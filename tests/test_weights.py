@@ -60,7 +60,6 @@ def test_torchvision_weights_give_torchvisions_logits(name, tmp_path):
     scale = expected.abs().max()
     assert scale > 0.1 and expected.std() > 0.01  # not a degenerate comparison
     assert float((got - expected).abs().max()) <= 1e-4 * float(scale)
-    torch.testing.assert_close(model.predict(x), expected.argmax(1))
 
 
 @pytest.fixture(scope="module")
