@@ -28,6 +28,7 @@ from blocks.summary import summarize
 from blocks.train.history import History
 from blocks.train.spec import TrainSpec
 from blocks.train.trainer import Trainer, TrainingError
+from blocks.weights import ImportReport, WeightsError, import_weights
 
 __version__ = "0.1.0"
 
@@ -40,6 +41,7 @@ __all__ = [
     "bundled_recipes", "dump_recipe", "load_plugins", "load_recipe", "recipe_schema",
     "register_block", "__version__", "History", "Trainer", "TrainingError", "evaluate_run", "load",
     "predict_run", "run_recipe", "save", "summarize",
+    "ImportReport", "WeightsError", "import_weights",
 ]
 
 # Installed plugin packages advertise block types in the `blocks.blocks` entry-point group.

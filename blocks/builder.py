@@ -208,11 +208,13 @@ def build(
     dtype: torch.dtype | None = None,
     seed: int | None = None,
     on_device_mismatch: DevicePolicy = "raise",
+    weights: bool = True,
 ) -> BlocksModel:
     """Build the `nn.Module` a spec describes.
 
     Weights are initialised on the CPU (so a seed gives the same weights whatever the device)
-    and then moved once; `device="auto"` picks cuda, then mps, then cpu.
+    and then moved once; `device="auto"` picks cuda, then mps, then cpu. `model.weights`, when
+    the spec names a file, is imported then (`weights=False` skips it: `blocks.load`).
     """
     model_spec = _as_model_spec(spec)
     target = resolve_device(device)
@@ -228,6 +230,10 @@ def build(
             model = BlocksModel(model_spec, on_device_mismatch=on_device_mismatch)
         finally:
             torch.default_generator.set_state(saved)
+    if weights and model_spec.weights is not None:
+        from blocks.weights import import_from_spec
+
+        import_from_spec(model, model_spec.weights)
     if dtype is not None:
         if not dtype.is_floating_point:
             raise SpecError(f"dtype must be a floating-point torch dtype, got {dtype}")

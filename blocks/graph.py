@@ -43,7 +43,7 @@ class GraphvizMissingError(BlocksError, RuntimeError):
 class Node:
     id: str
     label: str  # lines separated by "\n"
-    kind: str = "block"  # block | input | output | add | head
+    kind: str = "block"  # block | input | output | add | concat | head
 
 
 @dataclass
@@ -126,10 +126,30 @@ class _Builder:
                 entry, current = self.sequence(block.blocks, current, f"{path}.blocks#{rep}", entry)
             self.close()
             return entry, out
+        branches = _branches(block)
+        if branches is not None:  # concat / dense_concat: parallel lists joined by a concat node
+            self.open(f"{path} {block.type}")
+            ends = [entry] if block.type == "dense_concat" else []
+            for name, blocks in branches:
+                ends.append(self.sequence(blocks, shape, f"{path}.{name}", entry)[0])
+            join = self.node(f"concat\n{fmt_shape(out)}", "concat")
+            self.close()
+            for end in ends:
+                self.edge(end, join, skip=end == entry)
+            return join, out
         suffix = " (composite)" if isinstance(block, Composite) else ""
         node = self.node(f"{path} {block.type}{suffix}\n{fmt_shape(out)}")
         self.edge(entry, node)
         return node, out
+
+
+def _branches(block: Block) -> list[tuple[str, list[Block]]] | None:
+    """The block lists of a branching composite (`concat`, `dense_concat`), by path step."""
+    if block.type == "concat":
+        return [(f"branches[{i}]", list(b)) for i, b in enumerate(block.branches)]
+    if block.type == "dense_concat":
+        return [("blocks", list(block.blocks))]
+    return None
 
 
 def model_graph(target: ModelSpec | Recipe | nn.Module | str | Path) -> Graph:
@@ -169,7 +189,7 @@ def _as_spec(target: ModelSpec | Recipe | nn.Module | str | Path) -> ModelSpec:
 
 # --- Mermaid -------------------------------------------------------------------------------------
 _MERMAID_SHAPES = {"block": ('["', '"]'), "input": ('(["', '"])'), "output": ('(["', '"])'),
-                   "add": ('(("', '"))'), "head": ('[["', '"]]')}
+                   "add": ('(("', '"))'), "head": ('[["', '"]]'), "concat": ('(("', '"))')}
 
 
 _MERMAID_ESCAPES = str.maketrans({"#": "#35;", '"': "#quot;", "<": "#lt;", ">": "#gt;",
@@ -206,7 +226,7 @@ def to_mermaid(graph: Graph) -> str:
 
 # --- DOT -----------------------------------------------------------------------------------------
 _DOT_SHAPES = {"block": "box", "input": "oval", "output": "oval", "add": "circle",
-               "head": "box3d"}
+               "head": "box3d", "concat": "circle"}
 
 
 def _dot_string(text: str) -> str:
@@ -279,6 +299,9 @@ def architectures_markdown() -> str:
             parts += [recipe.model.description, ""]
         parts += [f"`blocks graph {name}`:", "", "```mermaid", to_mermaid(model_graph(recipe)).rstrip(),
                   "```", ""]
+    from blocks.layers.examples import examples_markdown
+
+    parts.append(examples_markdown())
     return "\n".join(parts)
 
 

@@ -247,6 +247,9 @@ def load_recipe(source: str | os.PathLike[str] | dict[str, Any], *, check_size: 
     data, positions = parse_yaml(read_recipe_file(path, shown), shown)
     recipe = _validate(Recipe, data, positions, shown, check_size=check_size)
     recipe._source_path = path.resolve()  # relative data paths resolve against this
+    weights = recipe.model.weights
+    if weights is not None and not Path(weights.file).is_absolute():  # like data paths
+        weights.file = str(path.resolve().parent / weights.file)
     return recipe
 
 

@@ -125,8 +125,8 @@ def load(path: str | Path, *, device: str | torch.device = "cpu") -> BlocksModel
     # external backbones' own weight files are not read again (model.safetensors holds all)
     from blocks.external import skip_weight_files
 
-    with skip_weight_files():
-        model = build(spec, device="cpu", seed=0)
+    with skip_weight_files():  # and not model.weights either: the run's own come next
+        model = build(spec, device="cpu", seed=0, weights=False)
     state = read_weights(run_dir / WEIGHTS)
     if legacy is not None:
         state |= legacy[1]

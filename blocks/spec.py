@@ -13,6 +13,7 @@ from pydantic import Field, field_validator, model_validator
 import blocks.catalogue  # noqa: F401 - registers the built-in block types
 import blocks.composites  # noqa: F401 - registers residual / repeat / torch
 import blocks.external  # noqa: F401 - registers timm / torchvision (libraries imported lazily)
+import blocks.layers  # noqa: F401 - registers the modern-classifier block types
 from blocks.budget import check_blocks
 from blocks.composites import LayerTrace, trace_sequence
 from blocks.errors import Problem, ShapeError, SpecError
@@ -21,6 +22,7 @@ from blocks.numbers import Size
 from blocks.preprocess import PreprocessSpec
 from blocks.registry import AnyBlock, SpecModel
 from blocks.shapes import Shape
+from blocks.weights import WeightsSpec
 
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
@@ -62,6 +64,7 @@ class ModelSpec(SpecModel):
     backbone: list[AnyBlock] = Field(default_factory=list)
     head: HeadSpec | None = None
     heads: dict[str, HeadSpec] | None = None
+    weights: WeightsSpec | None = None  # imported by `build` (torchvision's, another run's)
 
     @field_validator("heads")
     @classmethod

@@ -452,7 +452,7 @@ def _spec_rows(model: BlocksModel, spec: ModelSpec) -> list[LayerRow]:
     return rows
 
 
-_STEP = re.compile(r"\.(blocks|shortcut)(?:#(\d+))?\[(\d+)\]")
+_STEP = re.compile(r"\.(blocks|shortcut|branches\[\d+\])(?:#(\d+))?\[(\d+)\]")
 
 
 def spec_module_name(spec: ModelSpec, path: str) -> str | None:
@@ -480,6 +480,8 @@ def spec_module_name(spec: ModelSpec, path: str) -> str | None:
             name, block = f"{name}.body.{idx}", block.blocks[idx]
         elif isinstance(block, Residual) and kind == "shortcut" and block.shortcut:
             name, block = f"{name}.shortcut.{idx}", block.shortcut[idx]
+        elif (child := getattr(block, "child_module", None)) and (found := child(kind, rep, idx)):
+            name, block = f"{name}.{found[0]}", found[1]  # composites that name their children
         else:
             return None
         rest = rest[step.end():]

@@ -242,10 +242,14 @@ def test_torch_layer_that_cannot_run_is_a_shape_error(layer, kwargs, message):
     assert info.value.problems[0].path == "model.backbone[0]"
 
 
-@pytest.mark.parametrize("name", sorted(blocks.bundled_recipes()))
+ZOO_224 = {"resnet50", "efficientnet_b0", "convnext_tiny", "vit_b_16", "densenet121"}  # > 5 s each
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in ZOO_224 else n
+                                  for n in sorted(blocks.bundled_recipes())])
 def test_bundled_recipe_builds_and_shapes_match(name):
     recipe = blocks.load_recipe(name)
-    _check_model(recipe.model, batch=1 if name == "resnet18" else 2)
+    _check_model(recipe.model, batch=1 if name == "resnet18" or name in ZOO_224 else 2)
 
 
 # --- resnet18 ------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from vision_support import import_torchvision
 
 import blocks
 import blocks.registry
@@ -47,11 +48,17 @@ def vision_libraries(text: str) -> None:
         import_timm()
 
 
-@pytest.mark.parametrize("path", [p for p in DOCS if fenced(p, "python")],
+SLOW_DOCS = {"from-torchvision.md"}  # builds ConvNeXt-T three times (~10 s)
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.slow) if p.name in SLOW_DOCS else p
+                                  for p in DOCS if fenced(p, "python")],
                          ids=ids([p for p in DOCS if fenced(p, "python")]))
 def test_python_blocks_run(path, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # examples that write files write them here
     vision_libraries(path.read_text(encoding="utf-8"))
+    if "import torchvision" in path.read_text(encoding="utf-8"):
+        import_torchvision()  # the CPU-only wheel's workaround; skips when not installed
     before = set(blocks.block_types())
     namespace: dict = {"__name__": f"docs_{path.stem}"}
     try:

@@ -1,0 +1,130 @@
+"""Branches: `concat` (parallel block lists, outputs joined) and `dense_concat` (DenseNet's
+connection: a block list's output appended to its input along the channels)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from blocks.composites import BlockList, Composite, LayerTrace, build_sequence, trace_sequence
+from blocks.errors import ShapeError
+from blocks.registry import register_block
+from blocks.shapes import Shape, fmt_shape
+
+
+def _joined(shapes: list[Shape], axis: int, what: str) -> Shape:
+    """The shape of `torch.cat` of `shapes` on per-sample `axis`, or a ShapeError naming the clash."""
+    first = shapes[0]
+    for index, shape in enumerate(shapes[1:], start=1):
+        if len(shape) != len(first) or any(
+                a != b for i, (a, b) in enumerate(zip(shape, first, strict=True)) if i != axis):
+            raise ShapeError(f"{what} {index} gives {fmt_shape(shape)} but {what} 0 gives "
+                             f"{fmt_shape(first)}; they are concatenated on axis {axis}, so every "
+                             "other axis must agree")
+    return (*first[:axis], sum(s[axis] for s in shapes), *first[axis + 1:])
+
+
+class ConcatModule(nn.Module):
+    """`torch.cat([branch(x) for branch in branches], dim)`."""
+
+    def __init__(self, branches: list[nn.Module], dim: int) -> None:
+        super().__init__()
+        self.branches = nn.ModuleList(branches)
+        self.dim = dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([branch(x) for branch in self.branches], dim=self.dim)
+
+
+@register_block("concat")
+class Concat(Composite):
+    """Several block lists on the same input, outputs concatenated on per-sample axis `dim`
+    (0: channels of `[C, H, W]`, features of `[F]`): Inception modules, SqueezeNet's fire."""
+
+    branches: Annotated[list[BlockList], Field(min_length=2)]
+    dim: int = 0
+
+    def _traces(self, shape: Shape, path: str = "", depth: int = 0) -> tuple[list[LayerTrace], list[Shape]]:
+        traces, outs = [], []
+        for index, blocks in enumerate(self.branches):
+            try:
+                branch, out = trace_sequence(blocks, shape, f"{path}.branches[{index}]", depth)
+            except ShapeError as err:
+                err.path = f".branches[{index}]{err.path}"
+                raise
+            traces += branch
+            outs.append(out)
+        return traces, outs
+
+    def _axis(self, rank: int) -> int:
+        if not -rank <= self.dim < rank:
+            raise ShapeError(f"dim {self.dim} is out of range for branch outputs of rank {rank}")
+        return self.dim % rank
+
+    def output_shape(self, shape: Shape) -> Shape:
+        outs = self._traces(shape)[1]
+        return _joined(outs, self._axis(len(outs[0])), "branch")
+
+    def children_traces(self, shape: Shape, path: str, depth: int) -> list[LayerTrace]:
+        return self._traces(shape, path, depth)[0]
+
+    def child_module(self, kind: str, rep: int | None, index: int) -> tuple[str, object] | None:
+        """Module name (relative) and block of child `kind[index]`, for summaries."""
+        if kind.startswith("branches[") and rep is None:
+            branch = int(kind[len("branches["):-1])
+            if branch < len(self.branches) and index < len(self.branches[branch]):
+                return f"branches.{branch}.{index}", self.branches[branch][index]
+        return None
+
+    def build(self, shape: Shape) -> nn.Module:
+        outs = self._traces(shape)[1]
+        branches = [build_sequence(blocks, shape)[0] for blocks in self.branches]
+        return ConcatModule(branches, self._axis(len(outs[0])) + 1)
+
+
+class DenseConcatModule(nn.Module):
+    """`torch.cat([x, body(x)], 1)`: DenseNet's layer, its input passed on beside its output."""
+
+    def __init__(self, body: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, self.body(x)], dim=1)
+
+
+@register_block("dense_concat")
+class DenseConcat(Composite):
+    """`blocks` whose output is concatenated to their input on the channel axis (DenseNet):
+    `[C, H, W]` -> `[C + growth, H, W]`. Inside `repeat`, each layer sees every earlier output."""
+
+    blocks: BlockList
+
+    def _body(self, shape: Shape, path: str = "", depth: int = 0) -> tuple[list[LayerTrace], Shape]:
+        try:
+            return trace_sequence(self.blocks, shape, f"{path}.blocks", depth)
+        except ShapeError as err:
+            err.path = f".blocks{err.path}"
+            raise
+
+    def output_shape(self, shape: Shape) -> Shape:
+        out = self._body(shape)[1]
+        if len(out) != len(shape) or out[1:] != shape[1:]:
+            raise ShapeError(f"blocks turn {fmt_shape(shape)} into {fmt_shape(out)}; their output is "
+                             "concatenated to the input on the channel axis, so the other axes "
+                             f"must stay {fmt_shape(shape[1:])}")
+        return (shape[0] + out[0], *shape[1:])
+
+    def children_traces(self, shape: Shape, path: str, depth: int) -> list[LayerTrace]:
+        return self._body(shape, path, depth)[0]
+
+    def child_module(self, kind: str, rep: int | None, index: int) -> tuple[str, object] | None:
+        if kind == "blocks" and rep is None and index < len(self.blocks):
+            return f"body.{index}", self.blocks[index]
+        return None
+
+    def build(self, shape: Shape) -> nn.Module:
+        return DenseConcatModule(build_sequence(self.blocks, shape)[0])

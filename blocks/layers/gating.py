@@ -1,0 +1,117 @@
+"""Gates and the activations they need: `squeeze_excite`, `hardswish`, `hardsigmoid`, `softmax_act`."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import PositiveInt, model_validator
+from torch import nn
+
+from blocks.catalogue import _Elementwise
+from blocks.errors import ShapeError
+from blocks.registry import Block, register_block
+from blocks.shapes import Shape, fmt_shape, require_rank
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU, "hardswish": nn.Hardswish,
+    "sigmoid": nn.Sigmoid, "hardsigmoid": nn.Hardsigmoid, "tanh": nn.Tanh, "identity": nn.Identity,
+}
+
+
+@register_block("hardswish")
+class Hardswish(_Elementwise):
+    """`nn.Hardswish` (MobileNetV3)."""
+
+    def build(self, shape: Shape) -> nn.Module:
+        return nn.Hardswish()
+
+
+@register_block("hardsigmoid")
+class Hardsigmoid(_Elementwise):
+    """`nn.Hardsigmoid`, a gate inside the backbone (MobileNetV3's squeeze-excite)."""
+
+    def build(self, shape: Shape) -> nn.Module:
+        return nn.Hardsigmoid()
+
+
+@register_block("softmax_act")
+class SoftmaxActivation(Block):
+    """`nn.Softmax` *inside* the backbone (attention-style weights) over per-sample axis `dim`.
+    Never before a head: heads emit logits and their loss applies the softmax."""
+
+    dim: int = -1
+
+    def _axis(self, shape: Shape) -> int:
+        if not -len(shape) <= self.dim < len(shape):
+            raise ShapeError(f"dim {self.dim} is out of range for input {fmt_shape(shape)}")
+        return self.dim % len(shape)
+
+    def output_shape(self, shape: Shape) -> Shape:
+        self._axis(shape)
+        return shape
+
+    def build(self, shape: Shape) -> nn.Module:
+        return nn.Softmax(dim=self._axis(shape) + 1)
+
+
+def make_divisible(value: float, divisor: int) -> int:
+    """torchvision's channel rounding: the nearest multiple of `divisor`, never below
+    `divisor` and never more than 10% below `value`."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+class SqueezeExcitation(nn.Module):
+    """Global average -> 1x1 conv down -> activation -> 1x1 conv up -> gate, times the input.
+
+    Submodule names and order are torchvision's (`fc1`, `fc2`), so weights line up."""
+
+    def __init__(self, channels: int, squeeze: int, activation: str, gate: str) -> None:
+        super().__init__()
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc1 = nn.Conv2d(channels, squeeze, 1)
+        self.fc2 = nn.Conv2d(squeeze, channels, 1)
+        self.activation = ACTIVATIONS[activation]()
+        self.scale_activation = ACTIVATIONS[gate]()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = self.scale_activation(self.fc2(self.activation(self.fc1(self.avgpool(x)))))
+        return scale * x
+
+
+@register_block("squeeze_excite")
+class SqueezeExcite(Block):
+    """Channel gating on `[C, H, W]` (SENet, MobileNetV3, EfficientNet). The squeeze width is
+    `squeeze_channels`, or `C // ratio` rounded to a multiple of `divisor` (torchvision's
+    `_make_divisible`; MobileNetV3 uses `ratio: 4, divisor: 8`)."""
+
+    squeeze_channels: PositiveInt | None = None
+    ratio: PositiveInt | None = None
+    divisor: PositiveInt = 1
+    activation: Literal["relu", "silu", "gelu", "hardswish"] = "relu"
+    gate: Literal["sigmoid", "hardsigmoid"] = "sigmoid"
+
+    @model_validator(mode="after")
+    def _one_width(self) -> SqueezeExcite:
+        if (self.squeeze_channels is None) == (self.ratio is None):
+            raise ValueError("give exactly one of `squeeze_channels` (a width) or `ratio` "
+                             "(the width is channels // ratio)")
+        return self
+
+    def squeeze(self, channels: int) -> int:
+        if self.squeeze_channels is not None:
+            return self.squeeze_channels
+        width = channels // self.ratio
+        if width == 0:
+            raise ShapeError(f"ratio {self.ratio} leaves no channels to squeeze into: "
+                             f"{channels} // {self.ratio} = 0")
+        return make_divisible(width, self.divisor)
+
+    def output_shape(self, shape: Shape) -> Shape:
+        require_rank(shape, 3, "channels, height, width")
+        self.squeeze(shape[0])
+        return shape
+
+    def build(self, shape: Shape) -> nn.Module:
+        return SqueezeExcitation(shape[0], self.squeeze(shape[0]), self.activation, self.gate)

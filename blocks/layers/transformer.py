@@ -1,0 +1,216 @@
+"""Vision-transformer parts on token sequences `[L, D]`: `patch_embed`, `class_token`,
+`position_embedding`, `transformer_encoder`, and `select_token` / `token_mean` to end in `[D]`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import torch
+from pydantic import Field, PositiveInt, model_validator
+from torch import nn
+
+from blocks.catalogue import IntOrList, Probability
+from blocks.errors import ShapeError
+from blocks.layers.regularize import DropPath
+from blocks.registry import Block, register_block
+from blocks.shapes import Shape, expand, fmt_shape, require_rank
+
+
+def _tokens(shape: Shape) -> None:
+    if len(shape) != 2:
+        raise ShapeError(f"expects tokens [length, dim] per sample, got {fmt_shape(shape)}")
+
+
+class PatchEmbed(nn.Module):
+    """Conv with kernel = stride = patch, then `[N, D, h, w]` -> tokens `[N, h*w, D]`."""
+
+    def __init__(self, channels: int, dim: int, patch: tuple[int, int], bias: bool) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(channels, dim, patch, stride=patch, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+@register_block("patch_embed")
+class PatchEmbedBlock(Block):
+    """Cut `[C, H, W]` into `patch_size` patches and project each to `dim`: tokens `[L, dim]`,
+    `L = (H / p) * (W / p)`. The image must tile exactly (a remainder would be dropped silently)."""
+
+    dim: PositiveInt
+    patch_size: IntOrList
+    bias: bool = True
+
+    def output_shape(self, shape: Shape) -> Shape:
+        require_rank(shape, 3, "channels, height, width")
+        patch = expand(self.patch_size, 2, "patch_size")
+        for axis, size, p in zip(("height", "width"), shape[1:], patch, strict=True):
+            if size % p:
+                raise ShapeError(f"{axis} {size} is not a multiple of the patch size {p}; "
+                                 f"resize the input or pick a patch size that divides it")
+        return ((shape[1] // patch[0]) * (shape[2] // patch[1]), self.dim)
+
+    def build(self, shape: Shape) -> nn.Module:
+        return PatchEmbed(shape[0], self.dim, expand(self.patch_size, 2, "patch_size"), self.bias)
+
+
+class ClassToken(nn.Module):
+    """A learned token put in front of the sequence: `[N, L, D]` -> `[N, L + 1, D]`."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.token = nn.Parameter(torch.zeros(1, 1, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.token.expand(x.shape[0], -1, -1), x], dim=1)
+
+
+@register_block("class_token")
+class ClassTokenBlock(Block):
+    """Prepend a learned class token (zeros at first, like ViT): `[L, D]` -> `[L + 1, D]`."""
+
+    def output_shape(self, shape: Shape) -> Shape:
+        _tokens(shape)
+        return (shape[0] + 1, shape[1])
+
+    def build(self, shape: Shape) -> nn.Module:
+        return ClassToken(shape[1])
+
+
+class PositionEmbedding(nn.Module):
+    """A learned embedding per position, added to the tokens."""
+
+    def __init__(self, length: int, dim: int, std: float) -> None:
+        super().__init__()
+        self.embedding = nn.Parameter(torch.empty(1, length, dim).normal_(std=std))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.embedding
+
+
+@register_block("position_embedding")
+class PositionEmbeddingBlock(Block):
+    """Add a learned `[L, D]` position embedding (initialised from N(0, std²), ViT's 0.02)."""
+
+    std: Annotated[float, Field(ge=0)] = 0.02
+
+    def output_shape(self, shape: Shape) -> Shape:
+        _tokens(shape)
+        return shape
+
+    def build(self, shape: Shape) -> nn.Module:
+        return PositionEmbedding(shape[0], shape[1], self.std)
+
+
+class EncoderLayer(nn.Module):
+    """Pre-norm transformer encoder layer: `x + attn(ln_1(x))`, then `x + mlp(ln_2(x))`.
+
+    Built from `nn.MultiheadAttention`, `nn.LayerNorm`, `nn.Linear`; submodule order is
+    torchvision's ViT `EncoderBlock` (ln_1, self_attention, ln_2, mlp)."""
+
+    def __init__(self, dim: int, heads: int, mlp_dim: int, dropout: float, attention_dropout: float,
+                 drop_path: float, eps: float) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(dim, eps=eps)
+        self.self_attention = nn.MultiheadAttention(dim, heads, dropout=attention_dropout,
+                                                    batch_first=True)
+        self.dropout = nn.Dropout(dropout)
+        self.ln_2 = nn.LayerNorm(dim, eps=eps)
+        self.mlp = nn.Sequential(nn.Linear(dim, mlp_dim), nn.GELU(), nn.Dropout(dropout),
+                                 nn.Linear(mlp_dim, dim), nn.Dropout(dropout))
+        self.drop_path = DropPath(drop_path)
+        for module in self.mlp:
+            if isinstance(module, nn.Linear):  # ViT's MLP initialisation
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.normal_(module.bias, std=1e-6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.ln_1(x)
+        y, _ = self.self_attention(y, y, y, need_weights=False)
+        x = x + self.drop_path(self.dropout(y))
+        return x + self.drop_path(self.mlp(self.ln_2(x)))
+
+
+@register_block("transformer_encoder")
+class TransformerEncoder(Block):
+    """One pre-norm encoder layer on tokens `[L, D]` (ViT): multi-head self-attention with
+    `heads` heads, then an MLP of width `mlp_dim` (or `mlp_ratio * D`), each a residual with
+    `drop_path`. Use `repeat` for depth."""
+
+    heads: PositiveInt
+    mlp_dim: PositiveInt | None = None
+    mlp_ratio: Annotated[float, Field(gt=0)] | None = None
+    dropout: Probability = 0.0
+    attention_dropout: Probability = 0.0
+    drop_path: Probability = 0.0
+    eps: Annotated[float, Field(gt=0)] = 1e-6
+
+    @model_validator(mode="after")
+    def _one_width(self) -> TransformerEncoder:
+        if self.mlp_dim is not None and self.mlp_ratio is not None:
+            raise ValueError("give `mlp_dim` or `mlp_ratio`, not both")
+        return self
+
+    def _mlp_dim(self, dim: int) -> int:
+        if self.mlp_dim is not None:
+            return self.mlp_dim
+        width = int(dim * (self.mlp_ratio if self.mlp_ratio is not None else 4.0))
+        if width < 1:
+            raise ShapeError(f"mlp_ratio {self.mlp_ratio} gives an MLP of width 0 for dim {dim}")
+        return width
+
+    def output_shape(self, shape: Shape) -> Shape:
+        _tokens(shape)
+        if shape[1] % self.heads:
+            raise ShapeError(f"token dim {shape[1]} is not divisible by heads {self.heads}")
+        self._mlp_dim(shape[1])
+        return shape
+
+    def build(self, shape: Shape) -> nn.Module:
+        return EncoderLayer(shape[1], self.heads, self._mlp_dim(shape[1]), self.dropout,
+                            self.attention_dropout, self.drop_path, self.eps)
+
+
+class SelectToken(nn.Module):
+    def __init__(self, index: int) -> None:
+        super().__init__()
+        self.index = index
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, self.index]
+
+    def extra_repr(self) -> str:
+        return f"index={self.index}"
+
+
+@register_block("select_token")
+class SelectTokenBlock(Block):
+    """Keep one token: `[L, D]` -> `[D]` (ViT reads the class token, `index: 0`)."""
+
+    index: int = 0
+
+    def output_shape(self, shape: Shape) -> Shape:
+        _tokens(shape)
+        if not -shape[0] <= self.index < shape[0]:
+            raise ShapeError(f"index {self.index} is out of range for {shape[0]} tokens")
+        return (shape[1],)
+
+    def build(self, shape: Shape) -> nn.Module:
+        return SelectToken(self.index)
+
+
+class TokenMean(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=1)
+
+
+@register_block("token_mean")
+class TokenMeanBlock(Block):
+    """Average the tokens: `[L, D]` -> `[D]` (mean pooling instead of a class token)."""
+
+    def output_shape(self, shape: Shape) -> Shape:
+        _tokens(shape)
+        return (shape[1],)
+
+    def build(self, shape: Shape) -> nn.Module:
+        return TokenMean()
