@@ -89,3 +89,19 @@ def test_cli_train_on_a_duplicate_header_is_exit_2(tmp_path, capsys):
                  "--no-plots"])
     err = capsys.readouterr().err
     assert code == 2 and "t.csv has two columns named 'a'" in err and "Traceback" not in err
+
+
+def test_non_finite_npz_values_name_the_sample_in_the_file(tmp_path):
+    import numpy as np
+
+    x = np.zeros((6, 2), dtype=np.float32)
+    x[4, 1] = np.nan
+    x[5, 0] = np.inf
+    np.savez(tmp_path / "d.npz", x=x, y=np.zeros(6, dtype=np.int64))
+    text = {"model": {"input": {"shape": [2]}, "head": {"type": "softmax", "classes": 2}},
+            "data": {"npz": {"path": "d.npz"}}}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(text))
+    with pytest.raises(blocks.SpecError) as info:
+        load_splits(blocks.load_recipe(tmp_path / "r.yaml"))
+    assert str(info.value) == ("data.npz: d.npz: array 'x', sample 4 (value 1 of it) is nan; 2 samples "
+                               "hold NaN or inf: fill in or drop missing values first")
