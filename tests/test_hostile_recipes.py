@@ -117,6 +117,10 @@ CASES = [
          "integer 9223372036854775808 is out of range"),
     case("seed_negative", BASE + "train: {seed: -1}\n", "5:15",
          "train.seed: Input should be greater than or equal to 0"),
+    case("lr_bool", BASE + "train: {optimizer: {type: adam, lr: true}}\n", "5:37",
+         "train.optimizer.lr: Input should be a valid number, got the boolean True"),
+    case("dropout_bool", BASE.replace("[{type: linear, out_features: 8}]", "[{type: dropout, p: false}]"),
+         "3:33", "model.backbone[0].p: Input should be a valid number, got the boolean False"),
     case("epochs_bool", BASE + "train: {epochs: true}\n", "5:17", "Input should be a valid integer, got the boolean"),
     # --- 3. resource bombs -------------------------------------------------------------------------
     case("repeat_a_billion", BASE.replace("[{type: linear, out_features: 8}]",
