@@ -155,3 +155,12 @@ def check_footprint(spec: ModelSpec, prefix: str = "model", dtype: torch.dtype |
                                 f"to {what} it", "too_large"))
     return found
 
+
+
+def check_data_bytes(needed: int, where: str, what: str) -> None:
+    """Refuse data that would not fit in memory before allocating it (`needed` bytes)."""
+    limit = max_model_bytes()
+    if limit is not None and needed > limit:
+        raise SpecError(Problem(where, f"{what} would need {human_bytes(needed)} of memory, more than "
+                                f"the {human_bytes(limit)} allowed (this machine's memory, or "
+                                "BLOCKS_MAX_MODEL_BYTES)", "too_large"))

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from blocks.budget import check_data_bytes
 from blocks.data.spec import CsvSource, DataSpec, NpzSource, SyntheticSource
 from blocks.errors import Problem, SpecError
 from blocks.spec import ModelSpec
@@ -254,6 +255,9 @@ def _synthetic(source: SyntheticSource, model: ModelSpec, seed: int) -> tuple[np
     if model.input.dtype == "int64":
         raise SpecError(Problem("data.synthetic", "synthetic data needs a floating-point model input",
                                 "unsupported"))
+    values = source.samples * math.prod(model.input.shape)
+    check_data_bytes(values * 12, "data.synthetic.samples",  # float64 draws, then float32
+                     f"{source.samples:,} synthetic samples of shape {list(model.input.shape)}")
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((source.samples, *model.input.shape)).astype(np.float32)
     flat = x.reshape(source.samples, -1)

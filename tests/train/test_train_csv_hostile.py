@@ -105,3 +105,15 @@ def test_non_finite_npz_values_name_the_sample_in_the_file(tmp_path):
         load_splits(blocks.load_recipe(tmp_path / "r.yaml"))
     assert str(info.value) == ("data.npz: d.npz: array 'x', sample 4 (value 1 of it) is nan; 2 samples "
                                "hold NaN or inf: fill in or drop missing values first")
+
+
+def test_synthetic_data_too_big_for_memory_is_refused_before_allocating(tmp_path, monkeypatch):
+    text = {"model": {"input": {"shape": [1000]}, "head": {"type": "softmax", "classes": 2}},
+            "data": {"synthetic": {"samples": 100_000_000}}}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(text))
+    monkeypatch.setenv("BLOCKS_MAX_MODEL_BYTES", str(10**9))
+    with pytest.raises(blocks.SpecError) as info:
+        load_splits(blocks.load_recipe(tmp_path / "r.yaml"))
+    assert str(info.value) == ("data.synthetic.samples: 100,000,000 synthetic samples of shape [1000] "
+                               "would need 1.2 TB of memory, more than the 1.0 GB allowed (this "
+                               "machine's memory, or BLOCKS_MAX_MODEL_BYTES)")
