@@ -289,3 +289,8 @@ def test_a_large_file_of_many_blocks_is_refused_quickly(tmp_path, capsys):
     code, output = run(["validate", str(path)], capsys)
     assert code == 2 and f"{path}:199994:7: the recipe holds more than 200,000 values" in output
     assert time.perf_counter() - began < 5
+
+
+def test_summary_batch_size_beyond_the_size_range_is_exit_2(capsys):
+    code, output = run(["summary", "seed_cnn", "--batch-size", str(10**19)], capsys)
+    assert code == 2 and "--batch-size must be between 1 and 2,147,483,647" in output
