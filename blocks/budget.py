@@ -13,10 +13,11 @@ physical memory) before any real allocation.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from blocks.composites import Repeat
 from blocks.errors import Problem, SpecError
 from blocks.limits import MAX_BLOCK_NESTING, human_bytes, max_blocks, max_model_bytes
 from blocks.registry import Block
@@ -103,19 +104,42 @@ def footprint(spec: ModelSpec, prefix: str = "model", dtype: torch.dtype | None 
     for name, head in spec.head_specs.items():
         parts.append((f"{prefix}.heads.{name}" if spec.multi_head else f"{prefix}.head", head,
                       shapes.features))
+    cache: dict[tuple[int, tuple[int, ...]], tuple[int, int]] = {}
     for where, block, shape in parts:
-        try:
-            with torch.device("meta"):
-                module = block.build(shape)  # type: ignore[attr-defined]
-        except (RuntimeError, ValueError, OverflowError, MemoryError) as err:
-            raise SpecError(Problem(where, f"cannot be built at this size: {err}",
-                                    "too_large")) from None
-        count = sum(p.numel() for p in module.parameters())
+        count, held = _counts(block, tuple(shape), where, cache)
         params += count
-        buffers += sum(b.numel() for b in module.buffers())
+        buffers += held
         if count > largest[1]:
             largest = (where, count)
     return Footprint(params, buffers, torch.empty((), dtype=dtype).element_size(), largest)
+
+
+def _counts(block: Any, shape: tuple[int, ...], where: str,
+            cache: dict[tuple[int, tuple[int, ...]], tuple[int, int]]) -> tuple[int, int]:
+    """(parameters, buffer values) of one block at one input shape, built on `meta`.
+
+    A `repeat` is counted repetition by repetition from its blocks, each (block, input shape)
+    built once: 10,000 repetitions of a layer cost one `meta` build, not 10,000.
+    """
+    if isinstance(block, Repeat):
+        params = buffers = 0
+        for _ in range(block.times):
+            for index, child in enumerate(block.blocks):
+                count, held = _counts(child, shape, f"{where}.blocks[{index}]", cache)
+                params, buffers = params + count, buffers + held
+                shape = child.output_shape(shape)
+        return params, buffers
+    key = (id(block), shape)
+    if key not in cache:
+        try:
+            with torch.device("meta"):
+                module = block.build(shape)
+        except (RuntimeError, ValueError, OverflowError, MemoryError) as err:
+            raise SpecError(Problem(where, f"cannot be built at this size: {err}",
+                                    "too_large")) from None
+        cache[key] = (sum(p.numel() for p in module.parameters()),
+                      sum(b.numel() for b in module.buffers()))
+    return cache[key]
 
 
 def check_footprint(spec: ModelSpec, prefix: str = "model", dtype: torch.dtype | None = None,
@@ -131,3 +155,12 @@ def check_footprint(spec: ModelSpec, prefix: str = "model", dtype: torch.dtype |
                                 f"to {what} it", "too_large"))
     return found
 
+
+
+def check_data_bytes(needed: int, where: str, what: str) -> None:
+    """Refuse data that would not fit in memory before allocating it (`needed` bytes)."""
+    limit = max_model_bytes()
+    if limit is not None and needed > limit:
+        raise SpecError(Problem(where, f"{what} would need {human_bytes(needed)} of memory, more than "
+                                f"the {human_bytes(limit)} allowed (this machine's memory, or "
+                                "BLOCKS_MAX_MODEL_BYTES)", "too_large"))

@@ -51,11 +51,21 @@ def max_blocks() -> int:
 
 
 def machine_memory() -> int | None:
-    """Physical memory of this machine in bytes, or None where the OS does not say."""
+    """Memory this process may use in bytes: physical memory, or a smaller container (cgroup)
+    limit; None where the OS does not say."""
     try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        physical: int | None = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):
-        return None
+        physical = None
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path, encoding="ascii") as handle:
+                limit = int(handle.read().strip())
+        except (OSError, ValueError):  # absent, or "max" (no limit)
+            continue
+        if 0 < limit < (physical or limit + 1):
+            physical = limit
+    return physical
 
 
 def max_model_bytes() -> int | None:

@@ -8,8 +8,9 @@ inf/NaN), so `lr: 1.0e400` is refused too.
 
 from __future__ import annotations
 
+import functools
 import operator
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 from pydantic import BeforeValidator, Field
 from pydantic_core import PydanticCustomError
@@ -20,9 +21,10 @@ MAX_SEED = 2**63 - 1
 
 def _strict_int(value: Any) -> Any:
     """Real integers only: no booleans (`yes`, `true`), no strings, no floats like 3.0."""
-    if isinstance(value, bool):
+    if isinstance(value, bool | Boolean):
+        flag = value.value if isinstance(value, Boolean) else value
         raise PydanticCustomError("int_type", "Input should be a valid integer, got {got}",
-                                  {"got": f"the boolean {value} (yes/no/true/false)"})
+                                  {"got": f"the boolean {flag} (yes/no/true/false)"})
     if isinstance(value, int):
         return value
     if isinstance(value, str | float | bytes):
@@ -50,3 +52,43 @@ NonNegativeSize = size_type(0)
 Index = size_type(-MAX_SIZE)
 #: A random seed: numpy and torch take 0 .. 2**63 - 1.
 Seed = size_type(0, MAX_SEED)
+
+
+
+class Boolean:
+    """A YAML/Python boolean that arrived where the field takes no booleans (`lr: true`).
+
+    pydantic turns `True` into 1 or 1.0 for number fields; `SpecModel` wraps such a value in
+    this marker instead, so validation fails at the field's own location, naming the boolean.
+    """
+
+    def __init__(self, value: bool) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"{self.value} (a boolean)"
+
+
+@functools.lru_cache(maxsize=1024)
+def accepts_bool(annotation: Any) -> bool:
+    """Whether a field's type admits `True`/`False` themselves (`bool`, `bool | None`, `Any`)."""
+    if annotation is bool or annotation is Any or annotation == "bool":
+        return True
+    return any(accepts_bool(arg) for arg in get_args(annotation) if not isinstance(arg, str | int))
+
+
+def mark_booleans(fields: dict[str, Any], data: Any) -> Any:
+    """`data` with each boolean that its field cannot take as a boolean wrapped in `Boolean`."""
+    if not isinstance(data, dict):
+        return data
+    marked = None
+    for key, value in data.items():
+        if isinstance(value, bool) and key in fields:
+            try:
+                allowed = accepts_bool(fields[key].annotation)
+            except TypeError:  # an unhashable annotation: let pydantic decide
+                continue
+            if not allowed:
+                marked = marked if marked is not None else dict(data)
+                marked[key] = Boolean(value)
+    return marked if marked is not None else data

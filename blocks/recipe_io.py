@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from blocks.budget import check_footprint
 from blocks.errors import Problem, RegistryError, SpecError
+from blocks.numbers import Boolean
 from blocks.recipe import Recipe
 from blocks.recipe_yaml import Positions, parse_yaml, read_recipe_file
 from blocks.registry import Block, block_types, closest, get_block_type
@@ -122,6 +123,8 @@ def _message(error: dict[str, Any], valid_fields: list[str]) -> str:
         suggestion = f"; did you mean {hint!r}?" if hint else ""
         return f"unknown type {ctx.get('tag')!r}{suggestion} (valid: {', '.join(tags)})"
     message = error["msg"]
+    if isinstance(error.get("input"), Boolean) and "boolean" not in message:
+        message += f", got the boolean {error['input'].value} (yes/no/true/false)"
     return message[len("Value error, "):] if message.startswith("Value error, ") else message
 
 

@@ -24,12 +24,14 @@ from pydantic import (
     WrapValidator,
     create_model,
     model_serializer,
+    model_validator,
 )
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError, core_schema
 from torch import nn
 
 from blocks.errors import RegistryError
+from blocks.numbers import mark_booleans
 from blocks.shapes import Shape
 
 ENTRY_POINT_GROUP = "blocks.blocks"
@@ -39,6 +41,12 @@ class SpecModel(BaseModel):
     """Base of every spec model: unknown keys are errors, assignments are validated, floats finite."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, data: Any) -> Any:
+        """`lr: true` is an error at `lr`, not a learning rate of 1.0 (see `numbers.Boolean`)."""
+        return mark_booleans(cls.model_fields, data)
 
 
 class Block(SpecModel):

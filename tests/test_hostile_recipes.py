@@ -50,8 +50,8 @@ def case(id: str, text: str | bytes, where: str, expect: str) -> Case:
 
 CASES = [
     # --- 1. bounded parsing ---------------------------------------------------------------------
-    case("billion_laughs", laughs(), "1:34", "holds more than 200,000 values once YAML aliases"),
-    case("merge_key_bomb", merge_laughs(), "1:", "holds more than 200,000 values once YAML aliases"),
+    case("billion_laughs", laughs(), "1:34", "holds more than 200,000 values, counting each use of a YAML alias"),
+    case("merge_key_bomb", merge_laughs(), "1:", "holds more than 200,000 values, counting each use of a YAML alias"),
     case("recursive_alias_list", "a: &a [1, *a]\n" + BASE, "1:4",
          "a[1]: this alias refers to a mapping or list that contains it"),
     case("recursive_alias_map", "a: &a {b: *a}\n" + BASE, "1:4",
@@ -117,6 +117,10 @@ CASES = [
          "integer 9223372036854775808 is out of range"),
     case("seed_negative", BASE + "train: {seed: -1}\n", "5:15",
          "train.seed: Input should be greater than or equal to 0"),
+    case("lr_bool", BASE + "train: {optimizer: {type: adam, lr: true}}\n", "5:37",
+         "train.optimizer.lr: Input should be a valid number, got the boolean True"),
+    case("dropout_bool", BASE.replace("[{type: linear, out_features: 8}]", "[{type: dropout, p: false}]"),
+         "3:33", "model.backbone[0].p: Input should be a valid number, got the boolean False"),
     case("epochs_bool", BASE + "train: {epochs: true}\n", "5:17", "Input should be a valid integer, got the boolean"),
     # --- 3. resource bombs -------------------------------------------------------------------------
     case("repeat_a_billion", BASE.replace("[{type: linear, out_features: 8}]",
@@ -274,3 +278,19 @@ def test_bidi_and_control_characters_are_escaped_when_printed(tmp_path, capsys):
     code, output = run(["validate", str(bad)], capsys)
     assert code == 2 and "line\\u202ear" in output and "\u202e" not in output
     assert escape("a\tb\nc\u200fd") == "a\tb\nc\\u200fd"
+
+
+def test_a_large_file_of_many_blocks_is_refused_quickly(tmp_path, capsys):
+    """7 MB of `- relu`: refused when the value count passes the cap, not after reading it all."""
+    path = tmp_path / "relus.yaml"
+    path.write_text("model:\n  input: {shape: [4]}\n  backbone:\n" + "    - relu\n" * 700_000
+                    + "  head: {type: softmax, classes: 2}\n")
+    began = time.perf_counter()
+    code, output = run(["validate", str(path)], capsys)
+    assert code == 2 and f"{path}:199994:7: the recipe holds more than 200,000 values" in output
+    assert time.perf_counter() - began < 5
+
+
+def test_summary_batch_size_beyond_the_size_range_is_exit_2(capsys):
+    code, output = run(["summary", "seed_cnn", "--batch-size", str(10**19)], capsys)
+    assert code == 2 and "--batch-size must be between 1 and 2,147,483,647" in output

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from blocks.errors import SpecError
+from blocks.numbers import MAX_SIZE
 
 SUMMARY_EPILOG = """examples:
   blocks summary resnet18                       layer table of a bundled recipe
@@ -65,8 +66,8 @@ def run_summary(args: argparse.Namespace) -> int:
     from blocks.recipe_io import load_recipe
     from blocks.summary import compare, summarize
 
-    if args.batch_size < 1:
-        raise SpecError("--batch-size must be at least 1")
+    if not 1 <= args.batch_size <= MAX_SIZE:
+        raise SpecError(f"--batch-size must be between 1 and {MAX_SIZE:,}")
     if args.depth is not None and args.depth < 0:
         raise SpecError("--depth must be 0 or more")
     if len(args.recipes) > 2:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from blocks.budget import check_data_bytes
 from blocks.data.spec import CsvSource, DataSpec, NpzSource, SyntheticSource
 from blocks.errors import Problem, SpecError
 from blocks.spec import ModelSpec
@@ -292,7 +293,24 @@ def _npz(source: NpzSource, model: ModelSpec, base_dir: Path | None) -> RawData:
     y_keys = {"y": source.y} if isinstance(source.y, str) else dict(source.y)
     arrays = load_npz(path, [source.x, *y_keys.values()], "data.npz")
     y = arrays[source.y] if isinstance(source.y, str) else {h: arrays[k] for h, k in y_keys.items()}
+    for key in (source.x, *y_keys.values()):
+        _check_finite(arrays[key], key, path)
     return RawData(arrays[source.x], y, "array")
+
+
+def _check_finite(values: np.ndarray, key: str, path: Path) -> None:
+    """NaN/inf in an array is refused with its sample index in the file (not in a shuffled split)."""
+    if not np.issubdtype(values.dtype, np.floating) or values.ndim == 0 or len(values) == 0:
+        return
+    flat = values.reshape(len(values), -1)
+    bad = ~np.isfinite(flat)
+    if bad.any():
+        rows = bad.any(axis=1)
+        row = int(np.flatnonzero(rows)[0])
+        column = int(np.flatnonzero(bad[row])[0])
+        raise SpecError(Problem("data.npz", f"{path.name}: array {_cell(key)}, sample {row} (value "
+                                f"{column} of it) is {flat[row, column]}; {int(rows.sum())} samples "
+                                "hold NaN or inf: fill in or drop missing values first", "bad_value"))
 
 
 def split_target_columns(y: np.ndarray, model: ModelSpec) -> Targets:
@@ -313,6 +331,9 @@ def _synthetic(source: SyntheticSource, model: ModelSpec, seed: int) -> tuple[np
     if model.input.dtype == "int64":
         raise SpecError(Problem("data.synthetic", "synthetic data needs a floating-point model input",
                                 "unsupported"))
+    values = source.samples * math.prod(model.input.shape)
+    check_data_bytes(values * 12, "data.synthetic.samples",  # float64 draws, then float32
+                     f"{source.samples:,} synthetic samples of shape {list(model.input.shape)}")
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((source.samples, *model.input.shape)).astype(np.float32)
     flat = x.reshape(source.samples, -1)

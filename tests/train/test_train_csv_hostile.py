@@ -89,3 +89,31 @@ def test_cli_train_on_a_duplicate_header_is_exit_2(tmp_path, capsys):
                  "--no-plots"])
     err = capsys.readouterr().err
     assert code == 2 and "t.csv has two columns named 'a'" in err and "Traceback" not in err
+
+
+def test_non_finite_npz_values_name_the_sample_in_the_file(tmp_path):
+    import numpy as np
+
+    x = np.zeros((6, 2), dtype=np.float32)
+    x[4, 1] = np.nan
+    x[5, 0] = np.inf
+    np.savez(tmp_path / "d.npz", x=x, y=np.zeros(6, dtype=np.int64))
+    text = {"model": {"input": {"shape": [2]}, "head": {"type": "softmax", "classes": 2}},
+            "data": {"npz": {"path": "d.npz"}}}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(text))
+    with pytest.raises(blocks.SpecError) as info:
+        load_splits(blocks.load_recipe(tmp_path / "r.yaml"))
+    assert str(info.value) == ("data.npz: d.npz: array 'x', sample 4 (value 1 of it) is nan; 2 samples "
+                               "hold NaN or inf: fill in or drop missing values first")
+
+
+def test_synthetic_data_too_big_for_memory_is_refused_before_allocating(tmp_path, monkeypatch):
+    text = {"model": {"input": {"shape": [1000]}, "head": {"type": "softmax", "classes": 2}},
+            "data": {"synthetic": {"samples": 100_000_000}}}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(text))
+    monkeypatch.setenv("BLOCKS_MAX_MODEL_BYTES", str(10**9))
+    with pytest.raises(blocks.SpecError) as info:
+        load_splits(blocks.load_recipe(tmp_path / "r.yaml"))
+    assert str(info.value) == ("data.synthetic.samples: 100,000,000 synthetic samples of shape [1000] "
+                               "would need 1.2 TB of memory, more than the 1.0 GB allowed (this "
+                               "machine's memory, or BLOCKS_MAX_MODEL_BYTES)")

@@ -1,0 +1,56 @@
+"""Static size accounting: the `meta` count equals a real build, block counts include `repeat`."""
+
+from __future__ import annotations
+
+import pytest
+
+import blocks
+from blocks.budget import check_blocks, footprint
+
+
+def real_counts(spec: blocks.ModelSpec) -> tuple[int, int]:
+    model = blocks.build(spec)
+    return (sum(p.numel() for p in model.parameters()), sum(b.numel() for b in model.buffers()))
+
+
+@pytest.mark.parametrize("name", sorted(blocks.bundled_recipes()))
+def test_meta_count_equals_a_real_build(name):
+    spec = blocks.load_recipe(name).model
+    found = footprint(spec)
+    assert (found.params, found.buffers) == real_counts(spec)
+
+
+def test_repeats_whose_shapes_change_and_auto_projections_are_counted_exactly():
+    spec = blocks.ModelSpec(input={"shape": [3, 16, 16]}, backbone=[
+        {"type": "repeat", "times": 3, "blocks": [
+            {"type": "conv2d", "out_channels": 8, "kernel_size": 3, "stride": 2, "padding": 1},
+            "batchnorm2d",
+            {"type": "residual", "blocks": [{"type": "conv2d", "out_channels": 16, "kernel_size": 1}]}]},
+        "global_avgpool"], head={"type": "softmax", "classes": 4})
+    found = footprint(spec)
+    assert (found.params, found.buffers) == real_counts(spec)
+    # rep 1: conv 3->8 (224) + bn (16) + conv 8->16 (144) + projection 8->16 (144) = 528;
+    # reps 2, 3: conv 16->8 (1,160) + 16 + 144 + 144 = 1,464 each; head 16->4: 68
+    assert found.params == 528 + 2 * 1_464 + 68
+    assert found.largest == ("model.backbone[0]", 3_456)
+
+
+def test_block_count_expands_nested_repeats():
+    spec = blocks.ModelSpec(input={"shape": [4]}, backbone=[
+        {"type": "repeat", "times": 3, "blocks": [
+            "relu", {"type": "repeat", "times": 4, "blocks": ["relu", "tanh"]}]}],
+        head={"type": "softmax", "classes": 2})
+    assert check_blocks(spec) == 1 + 3 * (1 + 1 + 4 * 2)
+    assert len(spec.infer_shapes().layers) == check_blocks(spec)
+
+
+def test_the_block_limit_can_be_raised(monkeypatch):
+    spec = blocks.ModelSpec(input={"shape": [4]}, backbone=[
+        {"type": "repeat", "times": 10_000, "blocks": ["relu", "relu"]}],
+        head={"type": "softmax", "classes": 2})
+    with pytest.raises(blocks.SpecError, match=r"model.backbone\[0\]: the model would have more than "
+                       r"10,000 blocks once `repeat` is expanded \(here: a repeat of 2 block\(s\), "
+                       r"10,000 times\); set BLOCKS_MAX_BLOCKS to raise the limit"):
+        spec.infer_shapes()
+    monkeypatch.setenv("BLOCKS_MAX_BLOCKS", "20001")
+    assert len(spec.infer_shapes().layers) == 20_001
