@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections import defaultdict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -258,6 +259,9 @@ def import_weights(
 def import_from_spec(model: nn.Module, spec: WeightsSpec) -> ImportReport:
     """`model.weights` of a recipe; errors say which key they come from."""
     try:
-        return import_weights(model, spec.file, strict=spec.strict, format=spec.format, only=spec.only)
+        report = import_weights(model, spec.file, strict=spec.strict, format=spec.format, only=spec.only)
     except WeightsError as err:
         raise WeightsError(f"model.weights: {err}") from None
+    if not report.complete:  # strict: false; say what stayed as initialised
+        warnings.warn(f"model.weights ({spec.file}): {report}", stacklevel=3)
+    return report
