@@ -187,8 +187,11 @@ def _mismatch(model_name: str, missing: list[str], unexpected: list[str],
     """Name the first model tensor and the first checkpoint tensor that found no partner."""
     parts = [f"the weights do not fit model {model_name!r} ({fmt} pairing); nothing was loaded"]
     if missing and unexpected:
-        parts.append(f"first difference: model {_describe(missing[0], target[missing[0]])} vs "
-                     f"checkpoint {_describe(unexpected[0], source[unexpected[0]])}")
+        left = set(unexpected)  # a name on both sides (a shape change) is the clearest pair
+        ours = next((name for name in missing if name in left), missing[0])
+        theirs = ours if ours in left else unexpected[0]
+        parts.append(f"first difference: model {_describe(ours, target[ours])} vs "
+                     f"checkpoint {_describe(theirs, source[theirs])}")
     if missing:
         parts.append(f"{len(missing)} model tensors get nothing (first: "
                      f"{_describe(missing[0], target[missing[0]])})")
