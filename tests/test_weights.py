@@ -215,3 +215,14 @@ def test_recipe_weights_that_do_not_fit_are_located(tmp_path, resnet18_weights):
         blocks.build(recipe)
     with pytest.raises(blocks.SpecError, match="model.weights.format"):
         blocks.load_recipe({"model": recipe.model.model_dump() | {"weights": {"file": "x", "format": "timm"}}})
+
+
+def test_only_backbone_from_torchvision_ignores_its_classifier(resnet18_weights):
+    recipe = blocks.load_recipe("resnet18")
+    recipe.model.head.classes = 10
+    model = blocks.build(recipe.model, seed=0)
+    head_before = model.head.weight.clone()
+    report = blocks.import_weights(model, resnet18_weights, only="backbone")
+    assert report.complete and len(report.loaded) == len(resnet18_weights) - 2
+    assert torch.equal(model.backbone[15].body[4].running_var, resnet18_weights["layer4.1.bn2.running_var"])
+    assert torch.equal(model.head.weight, head_before)
