@@ -226,3 +226,27 @@ def test_only_backbone_from_torchvision_ignores_its_classifier(resnet18_weights)
     assert report.complete and len(report.loaded) == len(resnet18_weights) - 2
     assert torch.equal(model.backbone[15].body[4].running_var, resnet18_weights["layer4.1.bn2.running_var"])
     assert torch.equal(model.head.weight, head_before)
+
+
+@pytest.mark.slow
+def test_timm_convnext_weights_give_timms_logits():
+    """timm names everything differently and keeps the layer scale as a `[C]` vector (`gamma`):
+    pairing by structure still finds every tensor."""
+    from tests.vision_support import import_timm
+
+    timm = import_timm()
+    torch.manual_seed(0)
+    reference = timm.create_model("convnext_tiny").eval()
+    with torch.no_grad():
+        for name, param in reference.named_parameters():
+            if name.endswith("gamma"):
+                param.uniform_(0.2, 0.6)
+            elif name.endswith("bias"):
+                param.normal_(0, 0.05)
+    model = blocks.build("convnext_tiny", seed=0)
+    assert blocks.import_weights(model, reference.state_dict()).complete
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = reference(x)
+        got = model.eval()(x)
+    assert float((got - expected).abs().max()) <= 1e-4 * float(expected.abs().max())
