@@ -273,9 +273,10 @@ def new_block_cases(draw):
 
 # Rules that refuse on purpose what the module would run: a patch conv silently drops the rows
 # that do not tile; a channels-first layer norm on a flat `[C]` is a plain `layernorm`; token
-# blocks take `[L, D]` only (on other ranks a module may broadcast into something meaningless).
+# blocks take `[L, D]` only, squeeze-excite `[C, H, W]` only (on other ranks a module may take
+# the batch for channels, or broadcast into something meaningless).
 STRICTER = {"patch_embed", "layernorm2d", "class_token", "position_embedding", "transformer_encoder",
-            "select_token", "token_mean"}
+            "select_token", "token_mean", "squeeze_excite"}
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
