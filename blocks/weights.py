@@ -8,7 +8,8 @@ Two ways to pair tensors:
 - `torchvision` (any plain PyTorch model): by structure. Tensors are paired in registration
   order within each (role, shape) class, where the role is the tensor's last name part when it
   is a standard one (`weight`, `bias`, `running_mean`, ... ) and "other" for the rest (a class
-  token, a layer scale). So a parameter that torchvision registers on a parent module (ViT's
+  token, a layer scale; these compare shapes without size-1 axes, so timm's `[C]` layer scale
+  meets a `[C, 1, 1]` one). So a parameter that torchvision registers on a parent module (ViT's
   `class_token`, ConvNeXt's `layer_scale`) still pairs with ours, while names never need to agree.
   Every tensor must pair (unless `strict=False`); the zoo tests prove the pairing by equal logits.
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections import defaultdict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -148,6 +150,14 @@ def _role(name: str) -> str:
     return leaf if leaf in _ROLES else "other"
 
 
+def _pairing_key(name: str, tensor: torch.Tensor) -> tuple:
+    """Standard roles pair on their exact shape; "other" tensors (layer scales, tokens) on the
+    shape without its size-1 axes, so timm's `[C]` layer scale meets a `[C, 1, 1]` one."""
+    role = _role(name)
+    shape = tuple(tensor.shape)
+    return (role, shape if role != "other" else tuple(d for d in shape if d != 1))
+
+
 def _describe(name: str, tensor: torch.Tensor) -> str:
     return f"{name!r} {fmt_shape(tuple(tensor.shape))}"
 
@@ -157,11 +167,11 @@ def pair_by_structure(source: dict[str, torch.Tensor], target: dict[str, torch.T
     """(model name -> source name, unpaired model names, unpaired source names)."""
     queues: dict[tuple, deque[str]] = defaultdict(deque)
     for name, tensor in source.items():
-        queues[_role(name), tuple(tensor.shape)].append(name)
+        queues[_pairing_key(name, tensor)].append(name)
     pairs: dict[str, str] = {}
     missing: list[str] = []
     for name, tensor in target.items():
-        queue = queues.get((_role(name), tuple(tensor.shape)))
+        queue = queues.get(_pairing_key(name, tensor))
         if queue:
             pairs[name] = queue.popleft()
         else:
@@ -186,8 +196,11 @@ def _mismatch(model_name: str, missing: list[str], unexpected: list[str],
     """Name the first model tensor and the first checkpoint tensor that found no partner."""
     parts = [f"the weights do not fit model {model_name!r} ({fmt} pairing); nothing was loaded"]
     if missing and unexpected:
-        parts.append(f"first difference: model {_describe(missing[0], target[missing[0]])} vs "
-                     f"checkpoint {_describe(unexpected[0], source[unexpected[0]])}")
+        left = set(unexpected)  # a name on both sides (a shape change) is the clearest pair
+        ours = next((name for name in missing if name in left), missing[0])
+        theirs = ours if ours in left else unexpected[0]
+        parts.append(f"first difference: model {_describe(ours, target[ours])} vs "
+                     f"checkpoint {_describe(theirs, source[theirs])}")
     if missing:
         parts.append(f"{len(missing)} model tensors get nothing (first: "
                      f"{_describe(missing[0], target[missing[0]])})")
@@ -249,7 +262,7 @@ def import_weights(
                                f"tensor {source_key!r} is {tensors[source_key].dtype}; nothing was loaded")
     with torch.no_grad():
         for key, source_key in pairs.items():
-            target[key].copy_(tensors[source_key])
+            target[key].copy_(tensors[source_key].reshape(target[key].shape))
     if hasattr(model, "check_device"):
         model.check_device()
     return ImportReport(fmt, pairs, missing, unexpected)
@@ -258,6 +271,9 @@ def import_weights(
 def import_from_spec(model: nn.Module, spec: WeightsSpec) -> ImportReport:
     """`model.weights` of a recipe; errors say which key they come from."""
     try:
-        return import_weights(model, spec.file, strict=spec.strict, format=spec.format, only=spec.only)
+        report = import_weights(model, spec.file, strict=spec.strict, format=spec.format, only=spec.only)
     except WeightsError as err:
         raise WeightsError(f"model.weights: {err}") from None
+    if not report.complete:  # strict: false; say what stayed as initialised
+        warnings.warn(f"model.weights ({spec.file}): {report}", stacklevel=3)
+    return report

@@ -196,7 +196,8 @@ def test_recipe_weights_key_imports_at_build_relative_to_the_recipe(tmp_path, re
         "  weights: {file: tv.pth, format: torchvision, strict: false}")
     (tmp_path / "r.yaml").write_text(text)
     recipe = blocks.load_recipe(tmp_path / "r.yaml")
-    model = blocks.build(recipe, seed=0)
+    with pytest.warns(UserWarning, match=r"2 model tensors not loaded: head.weight, head.bias"):
+        model = blocks.build(recipe, seed=0)
     assert torch.equal(model.backbone[0].weight, resnet18_weights["conv1.weight"])
     blocks.save(model, tmp_path / "run", recipe=recipe)
     (tmp_path / "tv.pth").unlink()  # a saved run does not need the original file again
@@ -214,3 +215,38 @@ def test_recipe_weights_that_do_not_fit_are_located(tmp_path, resnet18_weights):
         blocks.build(recipe)
     with pytest.raises(blocks.SpecError, match="model.weights.format"):
         blocks.load_recipe({"model": recipe.model.model_dump() | {"weights": {"file": "x", "format": "timm"}}})
+
+
+def test_only_backbone_from_torchvision_ignores_its_classifier(resnet18_weights):
+    recipe = blocks.load_recipe("resnet18")
+    recipe.model.head.classes = 10
+    model = blocks.build(recipe.model, seed=0)
+    head_before = model.head.weight.clone()
+    report = blocks.import_weights(model, resnet18_weights, only="backbone")
+    assert report.complete and len(report.loaded) == len(resnet18_weights) - 2
+    assert torch.equal(model.backbone[15].body[4].running_var, resnet18_weights["layer4.1.bn2.running_var"])
+    assert torch.equal(model.head.weight, head_before)
+
+
+@pytest.mark.slow
+def test_timm_convnext_weights_give_timms_logits():
+    """timm names everything differently and keeps the layer scale as a `[C]` vector (`gamma`):
+    pairing by structure still finds every tensor."""
+    from tests.vision_support import import_timm
+
+    timm = import_timm()
+    torch.manual_seed(0)
+    reference = timm.create_model("convnext_tiny").eval()
+    with torch.no_grad():
+        for name, param in reference.named_parameters():
+            if name.endswith("gamma"):
+                param.uniform_(0.2, 0.6)
+            elif name.endswith("bias"):
+                param.normal_(0, 0.05)
+    model = blocks.build("convnext_tiny", seed=0)
+    assert blocks.import_weights(model, reference.state_dict()).complete
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = reference(x)
+        got = model.eval()(x)
+    assert float((got - expected).abs().max()) <= 1e-4 * float(expected.abs().max())

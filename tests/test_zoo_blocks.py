@@ -273,9 +273,10 @@ def new_block_cases(draw):
 
 # Rules that refuse on purpose what the module would run: a patch conv silently drops the rows
 # that do not tile; a channels-first layer norm on a flat `[C]` is a plain `layernorm`; token
-# blocks take `[L, D]` only (on other ranks a module may broadcast into something meaningless).
+# blocks take `[L, D]` only, squeeze-excite `[C, H, W]` only (on other ranks a module may take
+# the batch for channels, or broadcast into something meaningless).
 STRICTER = {"patch_embed", "layernorm2d", "class_token", "position_embedding", "transformer_encoder",
-            "select_token", "token_mean", "squeeze_excite"}  # squeeze_excite: [C, H, W] only
+            "select_token", "token_mean", "squeeze_excite"}
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -312,3 +313,33 @@ def test_graph_joins_branches_in_a_concat_node():
     dense = model_graph(blocks.ModelSpec(**CASES["dense_concat"], head={"type": "softmax", "classes": 3}))
     skips = [e for e in dense.edges if e.skip]
     assert len(skips) == 3 and all(dense.nodes[e.target].kind == "concat" for e in skips)
+
+
+@st.composite
+def branch_cases(draw):
+    def conv():
+        return {"type": "conv2d", "out_channels": draw(st.integers(1, 3)), "kernel_size": draw(st.integers(1, 4)),
+                "padding": draw(st.integers(0, 2)), "stride": draw(st.integers(1, 2))}
+
+    shape = (2, draw(st.integers(1, 6)), draw(st.integers(1, 6)))
+    if draw(st.booleans()):
+        block = {"type": "concat", "dim": draw(st.integers(-3, 2)), "branches": [[conv()], [conv()]]}
+    else:
+        block = {"type": "dense_concat", "blocks": [conv()]}
+    return shape, block
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(branch_cases())
+def test_branch_shape_rules_match_the_modules(example):
+    shape, data = example
+    block = get_block_type(data["type"]).model_validate(data)
+    try:
+        static = block.output_shape(shape)
+    except ShapeError:
+        static = None
+    try:
+        real = tuple(block.build(shape)(torch.randn(2, *shape)).shape[1:])
+    except (RuntimeError, ValueError, IndexError):
+        real = None
+    assert static == real, (shape, data, static, real)
