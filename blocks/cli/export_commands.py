@@ -52,6 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="an nn.Module class (called without arguments), function or instance")
     p.add_argument("--input-shape", required=True, type=int, nargs="+", metavar="N",
                    help="per-sample input shape, without the batch axis (e.g. 1 28 28)")
+    p.add_argument("--dtype", choices=("float32", "float64", "int64"), default="float32",
+                   help="input dtype (int64 for token ids feeding an embedding)")
     p.add_argument("--head", choices=("softmax", "sigmoid"),
                    help="head type (default: softmax for 2+ logits, sigmoid for one)")
     p.add_argument("--out", "-o", metavar="RECIPE", help="write the recipe here (default: stdout)")
@@ -77,7 +79,8 @@ def run_import(args: argparse.Namespace) -> int:
     if any(size < 1 for size in args.input_shape):
         raise SpecError(f"--input-shape sizes must be positive, got {args.input_shape}")
     module = load_module_object(args.reference)
-    imported = from_module(module, args.input_shape, head=args.head)
+    imported = from_module(module, args.input_shape, head=args.head, dtype=args.dtype,
+                           name=args.reference.rpartition(":")[2])
     if args.out:
         from blocks.io_utils import atomic_write_text
 
