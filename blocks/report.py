@@ -74,6 +74,14 @@ def read_run(run_dir: str | Path) -> Run:
 
     recipe = load_recipe(path / "recipe.yaml")
     history = _read_json(path / "history.json", list)
+    for index, record in enumerate(history):  # a run folder is untrusted input: check its shape
+        if not isinstance(record, dict):
+            raise ReportError(f"{path / 'history.json'}: entry {index} is a "
+                              f"{type(record).__name__}, expected an epoch record (object)")
+        epoch = record.get("epoch", index + 1)
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1:
+            raise ReportError(f"{path / 'history.json'}: entry {index} has epoch "
+                              f"{str(epoch)[:20]!r}, expected a whole number >= 1")
     info = _read_json(path / "run.json", dict) if (path / "run.json").exists() else {}
     return Run(path, recipe, history, info)
 
@@ -83,8 +91,8 @@ def _read_json(file: Path, kind: type) -> Any:
         raise ReportError(f"{file}: missing (a run folder has it once an epoch has finished)")
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise ReportError(f"{file}: unreadable JSON ({err})") from None
+    except (OSError, ValueError, RecursionError) as err:
+        raise ReportError(f"{file}: unreadable JSON ({str(err)[:120]})") from None
     if not isinstance(data, kind):
         raise ReportError(f"{file}: expected a JSON {'list' if kind is list else 'object'}, "
                           f"got {type(data).__name__}")

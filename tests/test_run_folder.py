@@ -7,6 +7,7 @@ byte in saved weights is refused everywhere; paths stored in a run are not follo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -236,3 +237,151 @@ def test_a_crafted_run_folder_does_not_read_or_print_an_outside_secret(tmp_path,
     blocks.load(out)
     assert main(["evaluate", str(out), "--trust-paths"]) == 2  # named by the user: read, not echoed
     assert "hunter2" not in capsys.readouterr().err
+
+
+# --- a damaged-run-folder corpus: every command exits 0 or 2, never 3 -------------------------------
+def _deep(n: int) -> str:
+    return "[" * n + "]" * n
+
+
+CORRUPTIONS = {
+    "history-not-records": ("history.json", b"[1, 2, 3]"),
+    "history-object": ("history.json", b'{"epoch": 1}'),
+    "history-nan-epoch": ("history.json", b'[{"epoch": NaN, "train/loss": 1.0}]'),
+    "history-deep": ("history.json", _deep(100_000).encode()),
+    "history-garbage": ("history.json", bytes(range(256))),
+    "run-json-list": ("run.json", b"[]"),
+    "run-json-types": ("run.json", b'{"format": "blocks-run/1", "status": 5, "epochs": "x", '
+                                   b'"final": "nope", "best_epoch": -4}'),
+    "run-json-garbage": ("run.json", b"\xff\xfe\x00garbage"),
+    "recipe-garbage": ("recipe.yaml", b"\x00\x01\x02 model: [\n"),
+    "recipe-python-tag": ("recipe.yaml", b"model: !!python/object/apply:os.system [echo pwned]\n"),
+    "weights-truncated": ("model.safetensors", None),
+    "weights-pickle": ("model.safetensors", b"\x80\x04\x95\x10\x00\x00\x00\x00\x00\x00\x00."),
+    "weights-huge-header": ("model.safetensors", (2**60).to_bytes(8, "little") + b"{}"),
+    "weights-empty": ("model.safetensors", b""),
+    "checkpoint-truncated": ("checkpoint.safetensors", None),
+    "checkpoint-huge-header": ("checkpoint.safetensors", (2**40).to_bytes(8, "little") + b"{"),
+    "legacy-preprocess-nan": ("preprocess.json", b'{"input_shape": [4], "scale": NaN}'),
+    "legacy-preprocess-list": ("preprocess.json", b"[1, 2]"),
+}
+
+
+def _checkpoint_meta(path: Path, change) -> None:
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = dict(handle.metadata())
+        tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118
+    meta = json.loads(metadata["meta"])
+    change(meta)
+    metadata["meta"] = json.dumps(meta)
+    save_file(tensors, str(path), metadata=metadata)
+
+
+META_EDITS = {
+    "meta-no-epoch": lambda m: m.pop("epoch"),
+    "meta-negative-epoch": lambda m: m.update(epoch=-4),
+    "meta-history-strings": lambda m: m.update(history=["a", "b"]),
+    "meta-best-list": lambda m: m.update(best=[1]),
+}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    base = tmp_path_factory.mktemp("corpus")
+    out = base / "run"
+    assert train(recipe(base), out) == 0
+    np.savez(base / "x.npz", x=np.zeros((3, 4), dtype=np.float32))
+    return out
+
+
+@pytest.mark.parametrize("case", [*CORRUPTIONS, *META_EDITS])
+def test_damaged_run_folders_exit_0_or_2_never_3(finished_run, tmp_path, capsys, case):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    if case in META_EDITS:
+        _checkpoint_meta(run / "checkpoint.safetensors", META_EDITS[case])
+    else:
+        name, data = CORRUPTIONS[case]
+        if data is None:  # truncate
+            data = (run / name).read_bytes()[: len((run / name).read_bytes()) // 2]
+        (run / name).write_bytes(data)
+    npz = finished_run.parent / "x.npz"
+    for argv in (["report", str(run)], ["evaluate", str(run)], ["predict", str(run), str(npz)],
+                 ["train", str(recipe(tmp_path, epochs=2)), "--out", str(run), "--resume",
+                  "--quiet", "--no-plots"]):
+        code = main(argv)
+        err = capsys.readouterr().err
+        assert code in (0, 2), (case, argv[0], err)
+        assert "internal error" not in err and "Traceback" not in err, (case, argv[0], err)
+    with contextlib.suppress(blocks.BlocksError):
+        blocks.load(run)
+    assert not (tmp_path / "pwned").exists()
+
+
+# --- kill -9 at random moments: every folder resumes bit-identically or says what it lacks --------
+KILL_RECIPE = """\
+model:
+  input: {shape: [8]}
+  backbone: [{type: linear, out_features: 32}, relu, {type: dropout, p: 0.1}]
+  head: {type: softmax, classes: 3}
+data: {synthetic: {samples: 3000}}
+train: {epochs: 10, batch_size: 16, device: cpu}
+"""
+
+
+def _tensors(path: Path) -> dict[str, bytes]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="np") as handle:
+        return {k: handle.get_tensor(k).tobytes() for k in handle.keys()}  # noqa: SIM118
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_moments_leaves_resumable_folders(tmp_path):
+    import random
+    import signal
+
+    path = tmp_path / "kill.yaml"
+    path.write_text(KILL_RECIPE)
+    command = [sys.executable, "-m", "blocks", "train", str(path), "--quiet", "--no-plots"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    reference = tmp_path / "reference"
+    subprocess.run([*command, "--out", str(reference)], check=True, env=env, timeout=300)
+    expected = _tensors(reference / "model.safetensors")
+    rng = random.Random(0)
+    outcomes = []
+    for trial in range(20):
+        out = tmp_path / f"killed{trial}"
+        process = subprocess.Popen([*command, "--out", str(out)], env=env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120  # start-up time varies with the machine's load
+        while not (out / ".lock").exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 2.5))  # somewhere in the training (or just after it)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        if (out / "run.json").exists() and json.loads((out / "run.json").read_text()).get(
+                "status") == "finished":
+            outcomes.append("finished before the kill")
+            assert _tensors(out / "model.safetensors") == expected
+            continue
+        if not out.exists() or not (out / "checkpoint.safetensors").exists():
+            outcomes.append("before the first checkpoint")
+            if out.exists():  # recognisable: resume says why not, --force replaces it
+                result = subprocess.run([*command, "--out", str(out), "--resume"], env=env,
+                                        capture_output=True, text=True, timeout=300)
+                assert result.returncode == 2 and "no checkpoint.safetensors" in result.stderr
+                assert json.loads((out / "run.json").read_text())["status"] == "running"
+            continue
+        result = subprocess.run([*command, "--out", str(out), "--resume"], env=env,
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, (trial, result.stderr)
+        assert _tensors(out / "model.safetensors") == expected, f"trial {trial} differs"
+        assert not list(out.glob(".*.tmp")) and not (out / ".lock").exists()
+        outcomes.append("resumed")
+    assert outcomes.count("resumed") >= 5, outcomes  # most kills hit a running training

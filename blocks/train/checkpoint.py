@@ -100,6 +100,46 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
                                      "it was not loaded") from None
     if "sha256" in metadata:
         verify_digest(tensors, metadata["sha256"], path)
+    try:
+        states = {name: _join_state(value, tensors) for name, value in structure.items()}
+    except (KeyError, TypeError, AttributeError, RecursionError) as err:
+        raise CorruptCheckpointError(f"checkpoint {path} has damaged state metadata "
+                                     f"({type(err).__name__}: {str(err)[:80]}); it was not loaded") from None
+    problem = _meta_problem(meta, states)
+    if problem:
+        raise CorruptCheckpointError(f"checkpoint {path} is damaged or hand-edited: {problem}; it "
+                                     "was not loaded")
     model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    states = {name: _join_state(value, tensors) for name, value in structure.items()}
     return model_state, states, meta
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _meta_problem(meta: dict[str, Any], states: dict[str, Any]) -> str | None:
+    """What is wrong with a checkpoint's metadata (types and ranges), or None: a run folder is
+    untrusted input, and a negative epoch or a string history must not be trained from."""
+    for key in ("epoch", "global_step"):
+        if not _is_count(meta.get(key)):
+            return f"`{key}` must be a whole number >= 0, found {str(meta.get(key))[:40]!r}"
+    history = meta.get("history")
+    if not isinstance(history, list) or not all(isinstance(r, dict) for r in history):
+        return "`history` must be a list of epoch records (objects)"
+    if len(history) != meta["epoch"]:
+        return f"`history` holds {len(history)} epochs but `epoch` says {meta['epoch']}"
+    for i, record in enumerate(history):
+        if record.get("epoch") != i + 1:
+            return f"history record {i} is for epoch {str(record.get('epoch'))[:20]!r}, not {i + 1}"
+    best = meta.get("best")
+    if not isinstance(best, dict) or not {"value", "epoch", "wait"} <= set(best):
+        return "`best` must be an object with value, epoch and wait"
+    if not isinstance(meta.get("stopped_early"), bool):
+        return "`stopped_early` must be true or false"
+    rng = states.get("rng")
+    if not isinstance(states.get("optimizer"), dict) or not isinstance(rng, dict):
+        return "the optimizer or RNG state is missing"
+    for key in ("torch", "data"):
+        if not isinstance(rng.get(key), torch.Tensor) or rng[key].dtype != torch.uint8:
+            return f"the RNG state `{key}` is not a byte tensor"
+    return None
