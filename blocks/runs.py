@@ -563,11 +563,12 @@ def _refuse_outside_paths(recipe: Recipe, run_dir: Path) -> None:
 def read_labelled_file(path: Path, model: BlocksModel, recipe: Recipe, *,
                        target: str | list[str] | None = None) -> tuple[torch.Tensor, Any]:
     """Raw features and targets of a held-out `.csv`/`.npz`, as the run's data had them."""
-    from blocks.data.sources import load_npz, read_csv_lines, table_columns
+    from blocks.data.sources import check_data_file, load_npz, read_csv_lines, table_columns
     from blocks.data.splits import prepare_targets
 
-    if not path.is_file():
+    if not path.exists():
         raise SpecError(Problem("", "data file does not exist", "file_not_found", str(path)))
+    check_data_file(path, "data")
     spec = model.spec
     if path.suffix.lower() == ".npz":
         npz = recipe.data.npz if recipe.data is not None and recipe.data.npz is not None else None
@@ -680,10 +681,11 @@ def predict_run(model: BlocksModel | str | Path, inputs: Any, *,
 def read_feature_file(path: Path, model: BlocksModel) -> np.ndarray:
     """Feature rows from `.npz` (array `x`) or CSV (by header name when the run knows its
     feature names; a CSV whose first row is all numbers has no header)."""
-    from blocks.data.sources import load_npz, read_csv_lines, table_columns
+    from blocks.data.sources import check_data_file, load_npz, read_csv_lines, table_columns
 
-    if not path.is_file():
+    if not path.exists():
         raise SpecError(Problem("", "input file does not exist", "file_not_found", str(path)))
+    check_data_file(path, "input")
     if path.suffix.lower() == ".npz":
         return load_npz(path, ["x"], "input")["x"]
     rows, lines = read_csv_lines(path, "input")

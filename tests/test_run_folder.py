@@ -385,3 +385,18 @@ def test_kill_9_at_random_moments_leaves_resumable_folders(tmp_path):
         assert not list(out.glob(".*.tmp")) and not (out / ".lock").exists()
         outcomes.append("resumed")
     assert outcomes.count("resumed") >= 5, outcomes  # most kills hit a running training
+
+
+def test_data_paths_to_devices_or_huge_files_are_refused_before_reading(tmp_path, capsys,
+                                                                         monkeypatch):
+    path = tmp_path / "r.yaml"
+    path.write_text("model: {input: {shape: [2]}, head: {type: softmax, classes: 2}}\n"
+                    "data: {csv: {path: /dev/zero, target: y}}\n")
+    assert main(["validate", str(path)]) in (0, 2)
+    assert train(path, tmp_path / "run") == 2
+    assert "'/dev/zero' is not a regular file" in capsys.readouterr().err
+    (tmp_path / "big.csv").write_text("a,y\n" + "1,0\n" * 1000)
+    monkeypatch.setenv("BLOCKS_MAX_MODEL_BYTES", "1000")
+    path.write_text(path.read_text().replace("/dev/zero", "big.csv"))
+    assert train(path, tmp_path / "run") == 2
+    assert "reading big.csv would need" in capsys.readouterr().err

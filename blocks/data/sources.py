@@ -93,7 +93,18 @@ def _resolve(path: str, base_dir: Path | None, where: str) -> Path:
         candidate = base_dir / candidate
     if not candidate.exists():
         raise SpecError(Problem(where, f"file {str(candidate)!r} does not exist", "file_not_found"))
+    check_data_file(candidate, where)
     return candidate
+
+
+def check_data_file(path: Path, where: str) -> None:
+    """A regular file whose size fits in memory (a CSV parses to a few times its size), checked
+    before a byte is read: never a device, a FIFO or a folder."""
+    from blocks.budget import check_data_bytes
+
+    if not path.is_file():
+        raise SpecError(Problem(where, f"{str(path)!r} is not a regular file", "not_a_file"))
+    check_data_bytes(4 * path.stat().st_size, where, f"reading {path.name}")
 
 
 def read_csv_lines(path: Path, where: str) -> tuple[list[list[str]], list[int]]:
