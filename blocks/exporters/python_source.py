@@ -430,8 +430,10 @@ def model_source(model: nn.Module, *, probabilities: bool = False, module_name: 
 def _forward(model: nn.Module, probabilities: bool) -> list[str]:
     shape = tuple(model._sample_shape)
     expected = ", ".join(map(str, shape))
+    message = f'f"expected input [batch, {expected}], got {{list(x.shape)}}"'
     lines = [f"if x.shape[1:] != {literal(shape, 'input shape')}:",
-             f'    raise ValueError(f"expected input [batch, {expected}], got {{list(x.shape)}}")']
+             f"    raise ValueError({message})" if 12 + len(message) + 18 <= LINE_LENGTH
+             else f"    raise ValueError(\n{' ' * 16}{message}\n{' ' * 12})"]
     # lines after a line's first carry their own indentation (see `render`)
     names = dict(model.named_children())
     if "preprocess" in names:
