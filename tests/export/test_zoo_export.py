@@ -151,10 +151,11 @@ def test_every_bundled_recipe_writes_ruff_and_blocks_lint_clean_source(tmp_path,
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ZOO)
+@pytest.mark.parametrize("name", [name for name in ZOO if name != "resnet50"])
 def test_zoo_recipe_source_is_bit_exact_on_small_images(tmp_path, name):
     """The full recipe (every layer, full widths) on 32x32 images instead of 224x224: the
-    exporter's own check compares the generated class with the model bit for bit."""
+    exporter's own check compares the generated class with the model bit for bit. (resnet50
+    has only catalogue blocks, which resnet18's export tests cover.)"""
     spec = blocks.load_recipe(name).model.model_dump(mode="json")
     spec["input"]["shape"] = [3, 32, 32]
     result = blocks.export(blocks.build(spec, seed=0), to="python", path=tmp_path / "m.py")
@@ -198,7 +199,8 @@ def test_python_source_refuses_a_library_backbone_with_a_clear_error(tmp_path):
 
 
 @pytest.mark.slow
-def test_torchvision_backbone_exports_to_onnx_and_pt2_and_reloads_without_blocks(tmp_path):
+def test_torchvision_backbone_exports_to_onnx_pt2_torchscript_and_reloads_without_blocks(
+        tmp_path):
     model = _torchvision_model()
-    manifest = export_all(model, tmp_path / "tv", formats=("onnx", "pt2"))
+    manifest = export_all(model, tmp_path / "tv", formats=("onnx", "pt2", "torchscript"))
     assert_reloads_match(manifest, reload_without_blocks(manifest, tmp_path))
