@@ -257,9 +257,9 @@ def module_difference(module: nn.Module, rebuilt: nn.Module, ignore: tuple[str, 
         return f"submodules {list(theirs)} instead of {list(ours)}"
     for name, sub in ours.items():
         other = theirs[name]
-        if helper and (not name or type(sub).__name__ == type(other).__name__):
-            pass
-        elif type(sub) is not type(other):
+        same = (not name or type(sub).__name__ == type(other).__name__) if helper \
+            else type(sub) is type(other)
+        if not same:
             return f"{name or 'the layer'} is {type(other).__name__}, not {type(sub).__name__}"
         norm = _loose if loose else (lambda v: v)
         mine = {k: norm(v) for k, v in _hyper(sub).items() if k not in ignore}

@@ -20,7 +20,6 @@ import blocks
 import blocks.layers
 from blocks.exporters import ExportError
 from blocks.exporters.python_source import _EMITTERS, model_source
-from blocks.layers.examples import EXAMPLES
 from blocks.lint import lint_paths
 
 ZOO = ("convnext_tiny", "densenet121", "efficientnet_b0", "mobilenet_v3_small", "resnet50",
@@ -28,8 +27,102 @@ ZOO = ("convnext_tiny", "densenet121", "efficientnet_b0", "mobilenet_v3_small", 
 RUFF_CHECK = ["check", "--isolated", "--select", "E,F,W,I,B,UP,SIM,Q,N"]
 
 
-def build_example(title: str) -> nn.Module:
-    return blocks.build(blocks.load_recipe(EXAMPLES[title][1]).model, seed=0)
+#: one small recipe per block family (a few hundred to a few thousand parameters), with the
+#: options each emitter writes differently
+FAMILIES = {
+    "branches": """
+model:
+  input: {shape: [3, 8, 8]}
+  backbone:
+    - type: concat
+      branches:
+        - [{type: conv2d, out_channels: 4, kernel_size: 1}, relu]
+        - [{type: conv2d, out_channels: 2, kernel_size: 3, padding: 1}]
+    - type: repeat
+      times: 2
+      blocks:
+        - type: dense_concat
+          blocks: [batchnorm2d, relu, {type: conv2d, out_channels: 3, kernel_size: 3, padding: 1}]
+    - global_avgpool
+    - type: concat
+      dim: -1
+      branches: [[{type: linear, out_features: 3}], [tanh]]
+  head: {type: softmax, classes: 4}
+""",
+    "gating": """
+model:
+  input: {shape: [3, 8, 8]}
+  backbone:
+    - {type: conv2d, out_channels: 16, kernel_size: 3, padding: 1}
+    - hardswish
+    - {type: squeeze_excite, ratio: 4, divisor: 8, gate: hardsigmoid}
+    - {type: squeeze_excite, squeeze_channels: 3, activation: silu}
+    - hardsigmoid
+    - global_avgpool
+  head: {type: softmax, classes: 3}
+""",
+    "convnext_block": """
+model:
+  input: {shape: [3, 16, 16]}
+  backbone:
+    - {type: conv2d, out_channels: 8, kernel_size: 4, stride: 4}
+    - {type: layernorm2d, eps: 1.0e-6}
+    - type: residual
+      blocks:
+        - {type: conv2d, out_channels: 8, kernel_size: 3, padding: 1, groups: 8}
+        - {type: permute, dims: [1, 2, 0]}
+        - {type: layernorm, eps: 1.0e-6}
+        - {type: linear, out_features: 16}
+        - gelu
+        - {type: linear, out_features: 8}
+        - {type: permute, dims: [2, 0, 1]}
+        - {type: layer_scale, init_value: 0.5}
+        - {type: drop_path, p: 0.2, mode: batch}
+    - {type: layernorm2d, bias: false}
+    - {type: layernorm2d, elementwise_affine: false}
+    - global_avgpool
+  head: {type: softmax, classes: 3}
+""",
+    "axes": """
+model:
+  input: {shape: [24]}
+  backbone:
+    - {type: reshape, shape: [2, -1]}
+    - {type: unflatten, dim: 1, sizes: [3, 4]}
+    - {type: softmax_act, dim: 0}
+    - {type: permute, dims: [2, 0, 1]}
+    - flatten
+  head: {type: sigmoid, classes: 2}
+""",
+    "vit": """
+model:
+  input: {shape: [3, 16, 8]}
+  backbone:
+    - {type: patch_embed, dim: 16, patch_size: [4, 2], bias: false}
+    - class_token
+    - {type: position_embedding, std: 0.5}
+    - {type: transformer_encoder, heads: 2, mlp_ratio: 2.0, drop_path: 0.1, dropout: 0.1}
+    - {type: transformer_encoder, heads: 4, mlp_dim: 8, attention_dropout: 0.2, eps: 1.0e-5}
+    - {type: layer_scale, axis: -1}
+    - {type: layernorm, eps: 1.0e-6}
+    - {type: select_token, index: -1}
+  head: {type: softmax, classes: 3}
+""",
+    "token_mean": """
+model:
+  input: {shape: [3, 8, 8]}
+  backbone:
+    - {type: patch_embed, dim: 8, patch_size: 4}
+    - position_embedding
+    - {type: transformer_encoder, heads: 2, mlp_dim: 16}
+    - token_mean
+  head: {type: softmax, classes: 3}
+""",
+}
+
+
+def build_family(name: str) -> nn.Module:
+    return blocks.build(blocks.load_recipe(FAMILIES[name]).model, seed=0)
 
 
 def assert_ruff_clean(folder) -> None:
@@ -60,16 +153,18 @@ def test_every_module_type_blocks_builds_has_a_source_emitter():
 
 
 def test_each_block_family_is_written_exactly_and_reloads_without_blocks(tmp_path):
-    """The quick check: every example recipe of docs/architectures.md (one per block family)
-    as Python source, compared bit for bit with the built model here and after a reload in a
-    process where `blocks` cannot be imported."""
+    """The quick check: every family as Python source, compared bit for bit with the built
+    model here and after a reload in a process where `blocks` cannot be imported."""
     manifest = []
-    for index, title in enumerate(EXAMPLES):
-        manifest += export_all(build_example(title), tmp_path / f"family{index}",
-                               formats=("python",))
-    assert len(manifest) == len(EXAMPLES) == 7
+    for name in FAMILIES:
+        manifest += export_all(build_family(name), tmp_path / name, formats=("python",))
+    assert len(manifest) == len(FAMILIES)
     assert_reloads_match(manifest, reload_without_blocks(manifest, tmp_path))
-    code = "".join((tmp_path / f"family{i}" / "model.py").read_text() for i in range(7))
+    files = [tmp_path / name / "model.py" for name in FAMILIES]
+    result = lint_paths(files)
+    assert not result.findings and not result.errors
+    assert_ruff_clean(tmp_path)  # the only .py files there are the exported ones
+    code = "".join(file.read_text() for file in files)
     for helper in ("Concat", "DenseConcat", "SqueezeExcite", "DropPath", "LayerScale",
                    "LayerNorm2d", "Permute", "Reshape", "PatchEmbed", "ClassToken",
                    "PositionEmbedding", "TransformerEncoder", "SelectToken", "TokenMean"):
@@ -80,34 +175,38 @@ def test_each_block_family_is_written_exactly_and_reloads_without_blocks(tmp_pat
 @pytest.mark.slow
 def test_each_block_family_exports_to_every_format_and_reloads_without_blocks(tmp_path):
     manifest = []
-    for index, title in enumerate(EXAMPLES):
-        manifest += export_all(build_example(title), tmp_path / f"family{index}")
-    assert len(manifest) == 4 * len(EXAMPLES)
+    for name in FAMILIES:
+        manifest += export_all(build_family(name), tmp_path / name)
+    assert len(manifest) == 4 * len(FAMILIES)
     assert_reloads_match(manifest, reload_without_blocks(manifest, tmp_path))
 
 
 def test_zoo_helpers_read_like_hand_written_pytorch():
-    code, _ = model_source(build_example("patch_embed, class_token, position_embedding, "
-                                         "transformer_encoder, select_token"))
-    assert """            PatchEmbed(3, 32, (8, 8)),
-            ClassToken(32),
-            PositionEmbedding(17, 32),
-            nn.Sequential(
-                nn.Sequential(TransformerEncoder(32, 4, 64, drop_path=0.1)),
-                nn.Sequential(TransformerEncoder(32, 4, 64, drop_path=0.1)),
-            ),
-            nn.LayerNorm((32,), eps=1e-06),
-            SelectToken(0),
+    code, _ = model_source(build_family("vit"))
+    assert """            PatchEmbed(3, 16, (4, 2), bias=False),
+            ClassToken(16),
+            PositionEmbedding(17, 16),
+            TransformerEncoder(16, 2, 32, dropout=0.1, drop_path=0.1),
+            TransformerEncoder(16, 4, 8, attention_dropout=0.2, eps=1e-05),
+            LayerScale((16,)),
+            nn.LayerNorm((16,), eps=1e-06),
+            SelectToken(-1),
 """ in code
     # DropPath is defined before the encoder that uses it
     assert code.index("class DropPath(") < code.index("class TransformerEncoder(")
-    code, _ = model_source(build_example("squeeze_excite, hardswish, hardsigmoid"))
-    assert "SqueezeExcite(72, 24, nn.ReLU(), nn.Hardsigmoid())" in code
-    code, _ = model_source(build_example("layernorm2d, permute, layer_scale, drop_path"))
-    assert "LayerNorm2d(16, eps=1e-06)" in code and "Permute([0, 2, 3, 1])" in code
-    assert "LayerScale((16, 1, 1))," in code and "DropPath(0.1)," in code  # 1e-6: the default
-    code, _ = model_source(build_example("concat"))
-    assert "Concat(\n" in code and "nn.Unflatten" not in code
+    code, _ = model_source(build_family("gating"))
+    assert "SqueezeExcite(16, 8, nn.ReLU(), nn.Hardsigmoid())," in code
+    assert "SqueezeExcite(16, 3, nn.SiLU(), nn.Sigmoid())," in code
+    code, _ = model_source(build_family("convnext_block"))
+    for text in ("LayerNorm2d(8, eps=1e-06)", "Permute([0, 2, 3, 1])", "LayerScale((8, 1, 1), 0.5)",
+                 'DropPath(0.2, "batch")', "LayerNorm2d(8, bias=False)",
+                 "LayerNorm2d(8, elementwise_affine=False)"):
+        assert f"{text},\n" in code, text
+    code, _ = model_source(build_family("branches"))
+    assert "Concat([nn.Sequential(nn.Linear(12, 3)), nn.Sequential(nn.Tanh())], 1)," in code
+    assert code.count("DenseConcat(\n") == 2
+    code, _ = model_source(build_family("axes"))
+    assert "Reshape((2, 12)),\n            nn.Unflatten(2, [3, 4]),\n" in code
 
 
 def test_a_layer_scale_with_its_own_initial_value_writes_it(tmp_path):
@@ -126,10 +225,10 @@ def test_a_helper_whose_rebuild_differs_is_refused():
     """The rebuilt-on-meta check reaches inside a helper: a hyper-parameter the helper's
     signature cannot express (here a LayerNorm eps differing between the encoder's two norms)
     is an error naming the path, not a silently different layer."""
-    model = build_example("token_mean")
+    model = build_family("token_mean")
     model.backbone[2].ln_2.eps = 1e-3
     with pytest.raises(ExportError, match=r"^backbone\.2: EncoderLayer cannot be rebuilt as "
-                                          r"TransformerEncoder\(32, 4, 64\) \(attributes \['eps'\]"):
+                                          r"TransformerEncoder\(8, 2, 16\) \(attributes \['eps'\]"):
         model_source(model)
 
 
