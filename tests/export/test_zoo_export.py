@@ -286,14 +286,26 @@ def _torchvision_model() -> nn.Module:
     return blocks.build(blocks.load_recipe(TORCHVISION_RESNET).model, seed=0)
 
 
-def test_python_source_refuses_a_library_backbone_with_a_clear_error(tmp_path):
-    model = _torchvision_model()
+def _timm_model() -> nn.Module:
+    from vision_support import import_timm
+
+    import_timm()
+    return blocks.build(blocks.load_recipe(TORCHVISION_RESNET.replace(
+        "{type: torchvision, model: resnet18}", "{type: timm, model: resnet10t}")).model, seed=0)
+
+
+@pytest.mark.parametrize(("make", "library", "model_class"), [
+    (_torchvision_model, "torchvision", "torchvision.models.resnet.ResNet"),
+    (_timm_model, "timm", "timm.models.resnet.ResNet"),
+], ids=["torchvision", "timm"])
+def test_python_source_refuses_a_library_backbone_with_a_clear_error(tmp_path, make, library,
+                                                                     model_class):
     with pytest.raises(ExportError) as err:
-        blocks.export(model, to="python", path=tmp_path / "m.py")
+        blocks.export(make(), to="python", path=tmp_path / "m.py")
     assert str(err.value) == (
-        "backbone.0: the python source writer cannot inline a library model "
-        "(torchvision.models.resnet.ResNet, from torchvision); export it to pt2 or onnx, which "
-        "record the computation, or to torchscript")
+        f"backbone.0: the python source writer cannot inline a library model ({model_class}, "
+        f"from {library}); export it to pt2 or onnx, which record the computation, or to "
+        "torchscript")
     assert not (tmp_path / "m.py").exists()
 
 
