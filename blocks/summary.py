@@ -1,6 +1,7 @@
 """`summarize(model_or_spec)`: a torchinfo-backed summary that leaves the model as it found it.
 
-torchinfo does the forward pass and counts mult-adds and activation sizes, on a *probe*: a
+torchinfo does the forward pass and counts mult-adds (corrected where it undercounts: linears on
+tokens or channels-last maps, multi-head attention) and activation sizes, on a *probe*: a
 structural copy of the model whose parameters and buffers live on the `meta` device (no memory,
 no compute). The user's model is only read (`parameters()`, `named_modules()`): it is never
 moved, cast, switched between train and eval, or run. A spec is built straight onto `meta`, so a
@@ -285,6 +286,7 @@ class _Run:
     infos: list[Any]  # torchinfo LayerInfo objects, in call order
     total_mult_adds: int = 0
     activation_bytes: int = 0
+    attention_macs: dict[str, int] = field(default_factory=dict)  # MHA name -> mult-adds, all calls
     outputs: dict[str, list[int]] = field(default_factory=dict)
     finished: set[str] = field(default_factory=set)
     shapes: dict[str, tuple[list[int] | None, list[int] | None]] = field(default_factory=dict)
@@ -369,9 +371,16 @@ def _torchinfo_pass(probe: nn.Module, x: torch.Tensor, device: str) -> _Run:
             if name not in run.shapes:
                 run.shapes[name] = (_first_shape(args), _first_shape(out))
 
+    def attention(module: nn.Module, args: Any, kwargs: dict[str, Any], _out: Any) -> None:
+        name = names.get(id(module), "?")
+        run.attention_macs[name] = run.attention_macs.get(name, 0) + _attention_macs(
+            module, args, kwargs)
+
     for module in probe.modules():
         handles.append(module.register_forward_pre_hook(enter))
         handles.append(module.register_forward_hook(leave))
+        if isinstance(module, nn.MultiheadAttention):
+            handles.append(module.register_forward_hook(attention, with_kwargs=True))
     handles.append(probe.register_forward_hook(
         lambda _m, _a, out: run.outputs.update(_output_shapes(out))))
 
@@ -393,9 +402,40 @@ def _torchinfo_pass(probe: nn.Module, x: torch.Tensor, device: str) -> _Run:
         else:
             cache.pop(key, None)
     run.infos = list(stats.summary_list)
-    run.total_mult_adds = int(stats.total_mult_adds)
+    run.total_mult_adds = (sum(_leaf_macs(info) for info in run.infos if info.is_leaf_layer)
+                           + sum(run.attention_macs.values()))
     run.activation_bytes = int(stats.total_output_bytes)
     return run
+
+
+def _leaf_macs(info: Any) -> int:
+    """torchinfo's mult-adds for a leaf layer, except `nn.Linear` on more than one axis
+    (tokens `[N, L, D]`, channels-last maps): torchinfo multiplies its weights by the batch size
+    only, we by every output position."""
+    if isinstance(info.module, nn.Linear) and len(info.output_size) > 2:
+        weights = sum(p.numel() for p in info.module.parameters())
+        return weights * math.prod(info.output_size[:-1])
+    return int(info.macs)
+
+
+def _attention_macs(module: nn.MultiheadAttention, args: Any, kwargs: dict[str, Any]) -> int:
+    """One `nn.MultiheadAttention` call: the q/k/v and output projections (bias counted as
+    torchinfo counts it), plus query-key scores and the weighted sum of values. torchinfo sees
+    none of it: the layer has a child (`out_proj`) and so is not a leaf, and its forward never
+    calls that child."""
+    inputs = [*args, *(kwargs[k] for k in ("query", "key", "value") if k in kwargs)]
+    if len(inputs) < 3 or not all(isinstance(t, torch.Tensor) for t in inputs[:3]):
+        return 0
+    query, key, _ = inputs[:3]
+    length, source = (query.shape[-2], key.shape[-2]) if module.batch_first or query.dim() == 2 \
+        else (query.shape[0], key.shape[0])
+    batch = query.numel() // (length * query.shape[-1])
+    dim = module.embed_dim
+    bias = 1 if module.in_proj_bias is not None else 0
+    projections = (length * (dim + bias) * dim + source * (module.kdim + bias) * dim
+                   + source * (module.vdim + bias) * dim
+                   + length * sum(p.numel() for p in module.out_proj.parameters()))
+    return batch * (projections + 2 * length * source * dim)
 
 
 def _first_shape(value: Any) -> list[int] | None:
@@ -513,7 +553,12 @@ def _fill_stats(rows: list[LayerRow], model: nn.Module, run: _Run) -> None:
         parts = name.split(".") if name else []
         for i in range(len(parts) + 1):
             key = ".".join(parts[:i])
-            macs[key] = macs.get(key, 0) + int(info.macs)
+            macs[key] = macs.get(key, 0) + _leaf_macs(info)
+    for name, count in run.attention_macs.items():
+        parts = name.split(".") if name else []
+        for i in range(len(parts) + 1):
+            key = ".".join(parts[:i])
+            macs[key] = macs.get(key, 0) + count
     modules = dict(model.named_modules())
     for row in rows:
         module = modules.get(row.module) if row.module is not None else None

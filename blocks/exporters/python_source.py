@@ -62,6 +62,8 @@ PROBABILITIES = {"softmax": ".softmax(dim=-1)", "sigmoid": ".sigmoid()"}
 
 _NOT_LAYERS = {"Module", "ParameterList", "ParameterDict", "DataParallel", "Container"}
 _MODULE_KEYS = frozenset(vars(nn.Module()))  # nn.Module's own bookkeeping attributes
+#: libraries whose models (the `torchvision` and `timm` blocks) the writer cannot turn into source
+LIBRARIES = frozenset({"torchvision", "timm"})
 LINE_LENGTH = 88  # the generated file keeps to the formatters' default
 
 
@@ -86,6 +88,12 @@ class SourceWriter:
     def construct(self, module: nn.Module, path: str) -> Expr:
         """The expression that builds `module` (found at `path` in the model) from scratch."""
         cls = type(module)
+        library = cls.__module__.partition(".")[0]
+        if library in LIBRARIES:
+            raise ExportError(
+                f"{path}: the python source writer cannot inline a library model "
+                f"({cls.__module__}.{cls.__qualname__}, from {library}); export it to pt2 or onnx, "
+                f"which record the computation, or to torchscript")
         emitter = _EMITTERS.get(cls)
         if emitter is None and _is_torch_layer(cls):
             emitter = torch_layer
@@ -238,16 +246,20 @@ def _loose(value: Any) -> Any:
 
 
 def module_difference(module: nn.Module, rebuilt: nn.Module, ignore: tuple[str, ...] = (),
-                loose: bool = False) -> str | None:
+                loose: bool = False, helper: bool = False) -> str | None:
     """What differs between two modules (types, hyper-parameters, weight shapes), or None.
-    `loose`: an int and a tuple repeating it count as equal (`kernel_size=3` vs `(3, 3)`)."""
+    `loose`: an int and a tuple repeating it count as equal (`kernel_size=3` vs `(3, 3)`).
+    `helper`: `rebuilt` is made of the generated file's helper classes: the top level's type is
+    not compared, and submodule types are compared by class name."""
     ours = dict(module.named_modules())
     theirs = dict(rebuilt.named_modules())
     if list(ours) != list(theirs):
         return f"submodules {list(theirs)} instead of {list(ours)}"
     for name, sub in ours.items():
         other = theirs[name]
-        if type(sub) is not type(other):
+        same = (not name or type(sub).__name__ == type(other).__name__) if helper \
+            else type(sub) is type(other)
+        if not same:
             return f"{name or 'the layer'} is {type(other).__name__}, not {type(sub).__name__}"
         norm = _loose if loose else (lambda v: v)
         mine = {k: norm(v) for k, v in _hyper(sub).items() if k not in ignore}
@@ -418,8 +430,10 @@ def model_source(model: nn.Module, *, probabilities: bool = False, module_name: 
 def _forward(model: nn.Module, probabilities: bool) -> list[str]:
     shape = tuple(model._sample_shape)
     expected = ", ".join(map(str, shape))
+    message = f'f"expected input [batch, {expected}], got {{list(x.shape)}}"'
     lines = [f"if x.shape[1:] != {literal(shape, 'input shape')}:",
-             f'    raise ValueError(f"expected input [batch, {expected}], got {{list(x.shape)}}")']
+             f"    raise ValueError({message})" if 12 + len(message) + 18 <= LINE_LENGTH
+             else f"    raise ValueError(\n{' ' * 16}{message}\n{' ' * 12})"]
     # lines after a line's first carry their own indentation (see `render`)
     names = dict(model.named_children())
     if "preprocess" in names:
@@ -528,3 +542,6 @@ def check_source(code: str, class_name: str, graph: ExportGraph, path: Path) -> 
                               f"{type(err).__name__}: {err}") from None
         got = out if isinstance(out, dict) else {names[0]: out}
         compare(reference(graph, x), got, 0.0, f"the generated class at batch size {batch}")
+
+
+from blocks.exporters import layer_source  # noqa: E402, F401 - registers the blocks.layers emitters

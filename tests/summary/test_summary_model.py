@@ -16,6 +16,7 @@ from blocks.summary import Summary, SummaryError, compare, spec_module_name, sum
 from blocks.train.finetune import apply_freeze
 
 BUNDLED = sorted(blocks.bundled_recipes())
+TOKENWISE = {"convnext_tiny", "vit_b_16"}  # linears on [L, D] and attention: torchinfo undercounts
 
 
 def _bitwise_snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -71,7 +72,8 @@ def test_spec_summary_matches_built_model_and_torchinfo(name: str) -> None:
     # mult-adds and activation sizes are torchinfo's own numbers on a real CPU run
     real = torchinfo.summary(copy.deepcopy(model), input_data=[torch.zeros(1, *recipe.model.input.shape)],
                              verbose=0)
-    assert from_spec.mult_adds == real.total_mult_adds
+    if name not in TOKENWISE:  # test_summary_mult_adds.py checks those against hand counts
+        assert from_spec.mult_adds == real.total_mult_adds
     assert from_spec.activation_bytes == real.total_output_bytes
     assert from_spec.total_params == real.total_params
 
