@@ -578,27 +578,41 @@ def read_labelled_file(path: Path, model: BlocksModel, recipe: Recipe, *,
         y = arrays[y_keys["y"]] if not spec.multi_head else {h: arrays[k] for h, k in y_keys.items()}
         x = arrays[x_key]
     else:
+        from blocks.data.sources import split_target_columns, target_labels
+
         targets = _target_columns(recipe, target, spec)
-        rows, lines = read_csv_lines(path, "data")
+        csv_source = recipe.data.csv if recipe.data is not None else None
+        rows, lines = read_csv_lines(path, "data", csv_source.delimiter if csv_source else ",")
         if len(rows) < 2:
             raise SpecError(Problem("", "needs a header row and at least one data row",
                                     "empty_data", str(path)))
         features = spec.preprocess.features if spec.preprocess and spec.preprocess.features else None
-        x, y_table = table_columns(rows, path, features=features, targets=targets, lines=lines)
-        from blocks.data.sources import split_target_columns
-
-        y = split_target_columns(y_table, spec)
+        table = table_columns(rows, path, features=features, targets=targets, lines=lines,
+                              **_decoding(spec), target_labels=target_labels(targets, spec))
+        x, y = table.x, split_target_columns(table.y, spec)
     from blocks.data.splits import raw_inputs
 
     return raw_inputs(np.asarray(x), spec), prepare_targets(y, spec)
 
 
+def _decoding(spec: Any) -> dict[str, Any]:
+    """How the run reads CSV cells: its category vocabularies, and missing cells as NaN when
+    its preprocessing imputes them (else they are errors)."""
+    pre = spec.preprocess
+    if pre is None:
+        return {}
+    return {"categories": pre.categories, "missing_ok": pre.impute is not None,
+            "unknown_category": pre.unknown_category}
+
+
 def _target_columns(recipe: Recipe, target: str | list[str] | None, spec: Any) -> list[str]:
+    from blocks.data.sources import target_columns
+
     if target is not None:
         return [target] if isinstance(target, str) else list(target)
     csv = recipe.data.csv if recipe.data is not None else None
     if csv is not None:
-        return [csv.target] if isinstance(csv.target, str) else list(csv.target)
+        return target_columns(csv.target, spec)
     if not spec.multi_head:
         return ["target"]
     raise SpecError(Problem("", "name the target column(s) with --target: the run was not "
@@ -677,23 +691,23 @@ def predict_run(model: BlocksModel | str | Path, inputs: Any, *,
                        {k: h.type for k, h in heads.items()})
 
 
-def read_feature_file(path: Path, model: BlocksModel) -> np.ndarray:
-    """Feature rows from `.npz` (array `x`) or CSV (by header name when the run knows its
-    feature names; a CSV whose first row is all numbers has no header)."""
+def read_feature_file(path: Path, model: BlocksModel, *, delimiter: str = ",") -> np.ndarray:
+    """Raw feature rows from `.npz` (array `x`) or CSV (by header name when the run knows its
+    feature names; a CSV whose first row is all numbers has no header). Category names become
+    their codes and missing cells NaN (when the model imputes), as in training."""
     from blocks.data.sources import load_npz, read_csv_lines, table_columns
 
     if not path.is_file():
         raise SpecError(Problem("", "input file does not exist", "file_not_found", str(path)))
     if path.suffix.lower() == ".npz":
         return load_npz(path, ["x"], "input")["x"]
-    rows, lines = read_csv_lines(path, "input")
+    rows, lines = read_csv_lines(path, "input", delimiter)
     if not rows:
         raise SpecError(Problem("", "the file holds no rows", "empty_data", str(path)))
     pre = model.spec.preprocess
     features = pre.features if pre is not None and pre.features else None
-    x, _ = table_columns(rows, path, features=features, targets=[], optional_header=True,
-                         lines=lines)
-    return x
+    return table_columns(rows, path, features=features, targets=[], optional_header=True,
+                         lines=lines, **_decoding(model.spec)).x
 
 
 # --- helpers -------------------------------------------------------------------------------------
