@@ -224,7 +224,7 @@ class Preprocessing(nn.Module):
             if policy == "mean":
                 fill[j] = column.mean()
             elif policy == "median":
-                fill[j] = column.median()  # the lower middle value, as torch defines it
+                fill[j] = torch.quantile(column, 0.5)  # numpy's / scikit-learn's median
             elif policy == "most_frequent":
                 unique, counts = torch.unique(column, return_counts=True)
                 fill[j] = unique[counts.argmax()]  # ties: the smallest value

@@ -578,11 +578,10 @@ def read_labelled_file(path: Path, model: BlocksModel, recipe: Recipe, *,
         y = arrays[y_keys["y"]] if not spec.multi_head else {h: arrays[k] for h, k in y_keys.items()}
         x = arrays[x_key]
     else:
-        from blocks.data.sources import split_target_columns, target_labels
+        from blocks.data.sources import sniff_delimiter, split_target_columns, target_labels
 
         targets = _target_columns(recipe, target, spec)
-        csv_source = recipe.data.csv if recipe.data is not None else None
-        rows, lines = read_csv_lines(path, "data", csv_source.delimiter if csv_source else ",")
+        rows, lines = read_csv_lines(path, "data", sniff_delimiter(path))
         if len(rows) < 2:
             raise SpecError(Problem("", "needs a header row and at least one data row",
                                     "empty_data", str(path)))
@@ -691,17 +690,18 @@ def predict_run(model: BlocksModel | str | Path, inputs: Any, *,
                        {k: h.type for k, h in heads.items()})
 
 
-def read_feature_file(path: Path, model: BlocksModel, *, delimiter: str = ",") -> np.ndarray:
+def read_feature_file(path: Path, model: BlocksModel, *, delimiter: str | None = None) -> np.ndarray:
     """Raw feature rows from `.npz` (array `x`) or CSV (by header name when the run knows its
     feature names; a CSV whose first row is all numbers has no header). Category names become
-    their codes and missing cells NaN (when the model imputes), as in training."""
-    from blocks.data.sources import load_npz, read_csv_lines, table_columns
+    their codes and missing cells NaN (when the model imputes), as in training. `delimiter`:
+    default the most frequent of `,` `;` tab `|` in the first line."""
+    from blocks.data.sources import load_npz, read_csv_lines, sniff_delimiter, table_columns
 
     if not path.is_file():
         raise SpecError(Problem("", "input file does not exist", "file_not_found", str(path)))
     if path.suffix.lower() == ".npz":
         return load_npz(path, ["x"], "input")["x"]
-    rows, lines = read_csv_lines(path, "input", delimiter)
+    rows, lines = read_csv_lines(path, "input", delimiter or sniff_delimiter(path))
     if not rows:
         raise SpecError(Problem("", "the file holds no rows", "empty_data", str(path)))
     pre = model.spec.preprocess

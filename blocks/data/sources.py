@@ -125,6 +125,19 @@ def read_csv_lines(path: Path, where: str, delimiter: str = ",") -> tuple[list[l
     return rows, lines
 
 
+def sniff_delimiter(path: Path) -> str:
+    """The cell separator of a held-out CSV file, from its first line: the most frequent of
+    `,` `;` tab `|` (`,` when none or a tie), so a file need not match the training file's."""
+    try:
+        with open(path, encoding="utf-8-sig", errors="replace") as handle:
+            first = handle.readline(1 << 16)
+    except OSError:
+        return ","
+    counts = {d: first.count(d) for d in (",", ";", "\t", "|")}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] > counts[","] else ","
+
+
 def read_csv_rows(path: Path, where: str) -> list[list[str]]:
     """Rows of a CSV file, blank lines skipped; a located error if it cannot be read."""
     return read_csv_lines(path, where)[0]
@@ -181,10 +194,10 @@ def _csv(source: CsvSource, model: ModelSpec, base_dir: Path | None, *,
         categories=pre.categories if pre is not None else None,
         unknown_category=source.unknown_category,
         target_labels=target_labels(targets, model), learn_labels=_learnable(targets, model))
-    _check_labels(decoded.y, targets, model, path, lines[1:])
     heads = _column_heads(targets, model)
     labels = {heads[c]: names for c, names in decoded.labels.items()}
     _check_label_counts(labels, model, path)
+    _check_labels(decoded.y, targets, model, path, lines[1:])
     return RawData(decoded.x, split_target_columns(decoded.y, model), "tabular",
                    features=list(features), categories=decoded.categories or None,
                    labels=labels or None, unknown_category=source.unknown_category)

@@ -114,7 +114,7 @@ def decode_columns(cells: list[list[str]], features: Sequence[str], targets: Seq
                 out[:] = [index[c] for c in column]
                 continue
             if text:
-                i = text[0]
+                i = text[0] if names is None else next(k for k in text if column[k] not in names)
                 hint = (f"not one of the head's labels ({', '.join(names[:8])}"
                         f"{' ...' if len(names) > 8 else ''})" if names is not None
                         else "not a number")

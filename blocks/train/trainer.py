@@ -388,7 +388,8 @@ class Trainer:
         if tuple(x.shape[1:]) != expected:
             raise TrainingError(f"{where}: features have per-sample shape {list(x.shape[1:])}, the "
                                 f"model expects {list(expected)}")
-        not_finite = non_finite_feature(x)
+        pre = self.model.spec.preprocess
+        not_finite = non_finite_feature(x, allow_nan=pre is not None and pre.impute is not None)
         if not_finite is not None:
             raise TrainingError(f"{where}: {not_finite}")
         targets = y if isinstance(y, dict) else {SINGLE_HEAD: y}
