@@ -256,6 +256,19 @@ def load_recipe(source: str | os.PathLike[str] | dict[str, Any], *, check_size: 
     return recipe
 
 
+def validate_section(cls: type[BaseModel], data: Any, prefix: Loc = ()) -> Any:
+    """A spec (`TrainSpec`, `DataSpec`, ...) from a Python dict, with the same located,
+    did-you-mean problems as a recipe file (`train.optimizer.lrr: unknown key 'lrr'; did you
+    mean 'lr'?`), never a raw pydantic `ValidationError`."""
+    if not isinstance(data, dict):
+        raise SpecError(Problem(_path(prefix), f"expected a mapping, got a {type(data).__name__}",
+                                "not_a_mapping"))
+    try:
+        return cls.model_validate(data)
+    except ValidationError as err:
+        raise SpecError(problems_from(err, data, None, None, cls, prefix)) from None
+
+
 def validate_model_dict(data: dict[str, Any]) -> ModelSpec:
     return _validate(ModelSpec, data, None, None)
 
