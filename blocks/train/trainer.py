@@ -452,16 +452,9 @@ class Trainer:
 
     def _metric_names(self) -> set[str]:
         """The metric names an epoch record has after its `train/` or `val/` prefix."""
-        names = {"loss"}
-        for name, head in self.heads.items():
-            prefix = "" if name == SINGLE_HEAD else f"{name}/"
-            names |= {f"{prefix}loss", f"{prefix}accuracy"}
-            if isinstance(head, SigmoidHead):
-                names.add(f"{prefix}f1")
-                if head.classes > 1:
-                    for label in head.labels or [str(i) for i in range(head.classes)]:
-                        names |= {f"{prefix}{label}/accuracy", f"{prefix}{label}/f1"}
-        return names
+        from blocks.train.metrics import record_metric_names
+
+        return record_metric_names(self.heads)
 
     def _early_stopping(self, record: dict[str, Any]) -> None:
         rule = self.spec.early_stopping
