@@ -58,6 +58,10 @@ class PreprocessSpec(SpecModel):
         default=None, description="NaN in a raw input is replaced by a per-feature value fitted on "
         "the training split (buffer `preprocess.fill`); categorical columns: most frequent code")
     fill_value: Finite = Field(default=0.0, description="the fill of `impute: constant`")
+    images: Literal["crop", "stretch"] | None = Field(
+        default=None, description="raw inputs are image files decoded to raw_shape [C, H, W] "
+        "(values 0..1) this way: `crop` (short side, then centre) or `stretch`; how `blocks "
+        "predict` reads image files")
     channel_mean: list[Finite] | None = Field(
         default=None, description="per-channel mean subtracted from [C, H, W] images (after scale)")
     channel_std: list[Annotated[float, Field(gt=0.0, allow_inf_nan=False)]] | None = Field(

@@ -377,7 +377,7 @@ def run_recipe(recipe: str | Path | Recipe, out: str | Path | None = None, *,
                   f"{splits.info['train']} samples, validating on {splits.info['val']}; device "
                   f"{model.device}; run folder {out}")
         started = time.perf_counter()
-        history = trainer.fit(splits.train.as_tuple(), splits.val.as_tuple() if splits.val else None,
+        history = trainer.fit(splits.train.data(), splits.val.data() if splits.val else None,
                               resume=resume)
         if not main:
             return RunResult(out, model, history)
@@ -465,7 +465,7 @@ def _data_paths_absolute(recipe: Recipe, source: Path | None) -> Recipe:
     if data is None or source is None:
         return recipe
     base = Path(source).parent
-    for key in ("csv", "npz"):
+    for key in ("csv", "npz", "images"):
         src = getattr(data, key)
         if src is not None and not Path(src.path).is_absolute():
             data = data.model_copy(update={key: src.model_copy(
@@ -541,12 +541,12 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, *, split: 
     if chosen is None:
         raise SpecError(Problem("data.val_fraction", "the recipe's data has no validation split; "
                                 "use --split train or a recipe with val_fraction > 0", "empty_split"))
-    return Trainer(model, trainer_spec, quiet=True).evaluate(chosen.as_tuple(), split=name)
+    return Trainer(model, trainer_spec, quiet=True).evaluate(chosen.data(), split=name)
 
 
 def _refuse_outside_paths(recipe: Recipe, run_dir: Path) -> None:
     data = recipe.data
-    for key in ("csv", "npz"):
+    for key in ("csv", "npz", "images"):
         src = getattr(data, key, None) if data is not None else None
         if src is None:
             continue
@@ -695,8 +695,15 @@ def read_feature_file(path: Path, model: BlocksModel, *, delimiter: str | None =
     feature names; a CSV whose first row is all numbers has no header). Category names become
     their codes and missing cells NaN (when the model imputes), as in training. `delimiter`:
     default the most frequent of `,` `;` tab `|` in the first line."""
+    from blocks.data.images import IMAGE_SUFFIXES, read_images
     from blocks.data.sources import load_npz, read_csv_lines, sniff_delimiter, table_columns
 
+    pre = model.spec.preprocess
+    if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
+        if pre is None or pre.images is None:
+            raise SpecError(Problem("", "the model was not trained on image files; give a .csv "
+                                    "or .npz of raw inputs", "bad_input", str(path)))
+        return read_images(path, model)[0].numpy()
     if not path.is_file():
         raise SpecError(Problem("", "input file does not exist", "file_not_found", str(path)))
     if path.suffix.lower() == ".npz":
@@ -704,7 +711,6 @@ def read_feature_file(path: Path, model: BlocksModel, *, delimiter: str | None =
     rows, lines = read_csv_lines(path, "input", delimiter or sniff_delimiter(path))
     if not rows:
         raise SpecError(Problem("", "the file holds no rows", "empty_data", str(path)))
-    pre = model.spec.preprocess
     features = pre.features if pre is not None and pre.features else None
     return table_columns(rows, path, features=features, targets=[], optional_header=True,
                          lines=lines, **_decoding(model.spec)).x

@@ -37,9 +37,10 @@ class Split:
         return len(self.dataset) if self.dataset is not None else len(self.x)
 
     def as_tuple(self) -> tuple[torch.Tensor, TargetTensor]:
+        """`(x, y)` tensors; a Dataset's samples are gathered into memory (`data()` does not)."""
         if self.dataset is not None:
-            raise TypeError("this split is a Dataset (image files decoded on the fly); "
-                            "use Split.data()")
+            pairs = [self.dataset[i] for i in range(len(self.dataset))]
+            return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
         return self.x, self.y
 
     def data(self) -> Any:
@@ -96,16 +97,15 @@ def load_splits(recipe: Recipe, base_dir: str | Path | None = None, *,
     if len(train_idx) == 0:
         raise SpecError(Problem("data.val_fraction", f"leaves no training samples out of {n}",
                                 "empty_split"))
+    info = {"samples": n, "kind": raw.kind, "train": len(train_idx), "val": n_val}
+    if raw.dataset is not None:  # image folders: decoded on the fly by Datasets
+        from blocks.data.images import image_splits
+
+        return image_splits(raw, recipe, model_spec, train_idx, val_idx, info)
     if model_spec is None:
         preprocess = recipe.model.preprocess or derive_preprocess(
             raw, spec.standardize, recipe.model, impute=spec.impute, fill_value=spec.fill_value)
         model_spec = learned_spec(recipe.model, preprocess, raw.labels)
-    if raw.dataset is not None:  # image folders: decoded on the fly by a Dataset
-        from blocks.data.images import image_splits
-
-        train, val = image_splits(raw, train_idx, val_idx, spec.images)
-        return Splits(train, val, model_spec.preprocess, model_spec,
-                      {"samples": n, "kind": raw.kind, "train": len(train_idx), "val": n_val})
     _check_missing(raw, model_spec)
     x = raw_inputs(raw.x, model_spec)
     targets = prepare_targets(raw.y, model_spec)
@@ -117,7 +117,7 @@ def load_splits(recipe: Recipe, base_dir: str | Path | None = None, *,
         return Split(x[index], picked)
 
     return Splits(take(train_idx), take(val_idx) if n_val else None, model_spec.preprocess,
-                  model_spec, {"samples": n, "kind": raw.kind, "train": len(train_idx), "val": n_val})
+                  model_spec, info)
 
 
 def learned_spec(model: ModelSpec, preprocess: PreprocessSpec | None,

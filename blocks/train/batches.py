@@ -104,7 +104,8 @@ def make_batches(data: Any, batch_size: int, *, shuffle: bool, drop_last: bool,
         return DataLoader(data, batch_sampler=sampler, pin_memory=pin_memory)
     if isinstance(data, Dataset):
         return DataLoader(data, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
-                          generator=generator, pin_memory=pin_memory)
+                          generator=generator, pin_memory=pin_memory,
+                          num_workers=getattr(data, "num_workers", 0))  # image folders' `workers`
     raise TypeError("training data must be (X, y) tensors, (X, {head: y}), a Dataset or a "
                     f"DataLoader; got {type(data).__name__}")
 
