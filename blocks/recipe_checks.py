@@ -64,6 +64,8 @@ def _data_problems(recipe: Recipe, base_dir: Path | None) -> list[Problem]:
                                     f"{str(path)!r} does not exist", "file_not_found"))
         elif key == "csv" and path.is_file():
             problems += _csv_problems(recipe, path)
+        elif key == "images" and path.is_dir():
+            problems += _image_problems(recipe, path)
     if data.dataset is not None:
         problems += _bundled_problems(recipe)
     if data.npz is not None and isinstance(data.npz.y, dict) != model.multi_head:
@@ -115,6 +117,27 @@ def _bundled_problems(recipe: Recipe) -> list[Problem]:
                                     f"features per sample, which cannot be shaped into {shape}",
                                     "shape_mismatch"))
     return problems
+
+
+def _image_problems(recipe: Recipe, root: Path) -> list[Problem]:
+    """One softmax head over [C, H, W] input, with as many classes as class folders."""
+    from blocks.data.images import image_shape
+    from blocks.errors import SpecError
+
+    model = recipe.model
+    try:
+        image_shape(model)
+    except SpecError as err:
+        return list(err.problems)
+    if model.multi_head or model.head.type != "softmax":
+        return [Problem("data.images", "image folders give one class per image: use a single "
+                        "softmax `head`", "targets_shape")]
+    folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if len(folders) != model.head.classes:
+        return [Problem("model.head.classes", f"{root.name} has {len(folders)} class folders "
+                        f"({', '.join(folders[:8])}) but the head has {model.head.classes} classes",
+                        "class_count")]
+    return []
 
 
 def _csv_problems(recipe: Recipe, path: Path) -> list[Problem]:

@@ -59,3 +59,17 @@ def test_csv_targets_must_exist_and_fit_the_heads(tmp_path, capsys):
     code, out = validate(tmp_path, BASE + "data: {csv: {path: t.csv, target: label, "
                          "delimiter: ';'}}\n", capsys)
     assert code == 0 and out.startswith("ok: ")
+
+
+def test_image_folder_class_count_and_input(tmp_path, capsys):
+    for name in ("cat", "dog"):
+        (tmp_path / "pics" / name).mkdir(parents=True)
+    code, out = validate(tmp_path, BASE + "data: {images: {path: pics}}\n", capsys)
+    assert code == 2
+    assert out.strip() == ("r.yaml:2:18: model.input.shape: image folders feed a [C, H, W] float "
+                           "input with 1 (grey) or 3 (RGB) channels, got [4] (float32)")
+    text = ("model:\n  input: {shape: [3, 8, 8]}\n  backbone: [flatten]\n"
+            "  head: {type: softmax, classes: 3}\ndata: {images: {path: pics}}\n")
+    code, out = validate(tmp_path, text, capsys)
+    assert out.strip() == ("r.yaml:4:34: model.head.classes: pics has 2 class folders (cat, dog) "
+                           "but the head has 3 classes")
