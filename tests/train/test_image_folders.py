@@ -138,3 +138,13 @@ def test_augmentation_keeps_shape_and_range():
         y = augment_image(x, spec)
         assert y.shape == x.shape and float(y.min()) >= 0 and float(y.max()) <= 1
     assert torch.equal(augment_image(x, ImageAugment()), x)
+
+
+def test_workers_decode_in_other_processes_to_the_same_batches(tmp_path):
+    write_digits(tmp_path / "digits", count=24, size=8)
+    splits = load_splits(image_recipe(tmp_path, workers=2, cache_mb=0))
+    model = splits.build_model(seed=0)
+    trainer = blocks.Trainer(model, {"epochs": 1, "batch_size": 8}, quiet=True)
+    in_workers = trainer.evaluate(splits.train.data())
+    splits.train.dataset.num_workers = 0
+    assert trainer.evaluate(splits.train.data()) == in_workers

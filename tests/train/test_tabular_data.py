@@ -116,6 +116,10 @@ def test_wine_predict_equals_load_and_predict_proba(wine_run, capsys):
     labels = model.predict(raw)
     assert [r[0] for r in rows] == [CULTIVARS[i] for i in labels.tolist()]
     assert [r[1:] for r in rows] == [[f"{v:.6f}" for v in p] for p in probs.tolist()]
+    blocks.save(model, run)  # load then save into the same folder keeps everything
+    again = blocks.load(run)
+    assert again.spec == model.spec
+    assert torch.equal(again.predict_proba(raw), probs)
 
 
 @pytest.mark.slow
