@@ -74,7 +74,22 @@ def _data_problems(recipe: Recipe, base_dir: Path | None) -> list[Problem]:
                                 "target key", "targets_shape"))
     elif data.npz is not None and isinstance(data.npz.y, dict):
         problems += _head_names(set(data.npz.y), model, "data.npz.y")
+    if not problems and (data.csv is not None or data.npz is not None):
+        problems += _reading_problems(recipe, base_dir)
     return problems
+
+
+def _reading_problems(recipe: Recipe, base_dir: Path | None) -> list[Problem]:
+    """Read a CSV/npz source as training would (no model is built): every target fits its head
+    in type and range, cells parse, the encoded input fits `model.input.shape`."""
+    from blocks.data.splits import load_splits
+    from blocks.errors import SpecError
+
+    try:
+        load_splits(recipe, base_dir)
+    except SpecError as err:
+        return list(err.problems)
+    return []
 
 
 def _head_names(given: set[str], model: Any, where: str) -> list[Problem]:

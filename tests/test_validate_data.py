@@ -46,7 +46,7 @@ def test_static_problems_are_located(tmp_path, capsys, text, message):
 
 
 def test_csv_targets_must_exist_and_fit_the_heads(tmp_path, capsys):
-    (tmp_path / "t.csv").write_text("a;b;c;d;label\n1;2;3;4;x\n")
+    (tmp_path / "t.csv").write_text("a;b;c;d;label\n1;2;3;4;x\n5;6;7;8;y\n1;1;1;1;z\n")
     code, out = validate(tmp_path, BASE + "data: {csv: {path: t.csv, target: lable, "
                          "delimiter: ';'}}\n", capsys)
     assert code == 2
@@ -73,3 +73,11 @@ def test_image_folder_class_count_and_input(tmp_path, capsys):
     code, out = validate(tmp_path, text, capsys)
     assert out.strip() == ("r.yaml:4:34: model.head.classes: pics has 2 class folders (cat, dog) "
                            "but the head has 3 classes")
+
+
+def test_csv_target_types_are_checked_by_reading_the_rows(tmp_path, capsys):
+    (tmp_path / "t.csv").write_text("a,b,c,d,label\n1,2,3,4,0\n1,2,3,4,7\n")
+    code, out = validate(tmp_path, BASE + "data: {csv: {path: t.csv, target: label}}\n", capsys)
+    assert code == 2
+    assert out.strip() == ("r.yaml:4:35: data.csv.target: t.csv line 3, column 'label': 7 is not a "
+                           "class id of the softmax head: a whole number 0..2 (1 such row of 2)")
