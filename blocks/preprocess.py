@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from pydantic import Field, PositiveInt, model_validator
 from torch import nn
 
+from blocks.numbers import Size
 from blocks.registry import SpecModel
 
 FiniteScale = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
@@ -51,6 +52,10 @@ class PreprocessSpec(SpecModel):
     categories: dict[str, Annotated[list[str], Field(min_length=1)]] | None = Field(
         default=None, description="feature column -> its category names (code i = name i); "
         "the model one-hot encodes these columns, after the numeric ones, in `features` order")
+    embeddings: dict[str, Size] | None = Field(
+        default=None, description="category column -> size of a learned embedding that encodes "
+        "it instead of one-hot (parameters `preprocess.embeddings.<i>.weight`; an unseen or "
+        "missing code gets the all-zero vector)")
     unknown_category: Literal["error", "ignore"] = Field(
         default="error", description="reading a category name outside `categories`: an error, "
         "or code -1 (an all-zero one-hot row)")
@@ -87,6 +92,10 @@ class PreprocessSpec(SpecModel):
             for name, names in self.categories.items():
                 if len(set(names)) != len(names):
                     raise ValueError(f"categories of {name!r} repeat a name")
+        stray = [c for c in self.embeddings or {} if c not in (self.categories or {})]
+        if stray:
+            raise ValueError(f"embeddings names column(s) {', '.join(map(repr, stray))} that are "
+                             "not in `categories`")
         if (self.channel_mean is None) != (self.channel_std is None):
             raise ValueError("give both channel_mean and channel_std, or neither")
         if self.channel_mean is not None and (
@@ -108,7 +117,9 @@ class PreprocessSpec(SpecModel):
         """Values per sample after the one-hot expansion (the backbone input's size)."""
         if not self.categories:
             return self.raw_size
-        return self.raw_size - len(self.categories) + sum(map(len, self.categories.values()))
+        embed = self.embeddings or {}
+        return self.raw_size - len(self.categories) + sum(
+            embed.get(name, len(names)) for name, names in self.categories.items())
 
     @property
     def raw_size(self) -> int:
@@ -123,9 +134,13 @@ class PreprocessSpec(SpecModel):
             return None
         if self.categories and self.output_size != math.prod(input_shape):
             numeric = self.raw_size - len(self.categories)
-            onehot = ", ".join(f"{k} {len(v)}" for k, v in self.categories.items())
+            embed = self.embeddings or {}
+            onehot = ", ".join(f"{k} {len(v)}" for k, v in self.categories.items() if k not in embed)
+            vectors = ", ".join(f"{k} {d}" for k, d in embed.items())
+            parts = (f" + one-hot {onehot}" if onehot else "") + (f" + embedding {vectors}"
+                                                                  if vectors else "")
             return (f"the encoded input has {self.output_size} values ({numeric} numeric "
-                    f"feature(s) + one-hot {onehot}) but the model input {list(input_shape)} "
+                    f"feature(s){parts}) but the model input {list(input_shape)} "
                     f"holds {math.prod(input_shape)}; set `model.input.shape: [{self.output_size}]`")
         if not self.categories and self.raw_size != math.prod(input_shape):
             return (f"a raw input of shape {self.raw_shape} ({self.raw_size} values) cannot be "
@@ -148,6 +163,12 @@ class Preprocessing(nn.Module):
         self.fill_value = float(spec.fill_value)
         columns = spec.category_columns
         self.category_sizes = [len(spec.categories[spec.features[i]]) for i in columns]
+        embed = spec.embeddings or {}
+        if embed:  # a learned vector per category (+ row 0: unseen or missing, kept zero)
+            self.embeddings = nn.ModuleDict({
+                str(j): nn.Embedding(size + 1, embed[spec.features[i]], padding_idx=0)
+                for j, (i, size) in enumerate(zip(columns, self.category_sizes, strict=True))
+                if spec.features[i] in embed})
         self.normalizes = spec.channel_mean is not None
         if spec.standardize:
             self.register_buffer("mean", torch.zeros(spec.raw_shape))
@@ -180,9 +201,16 @@ class Preprocessing(nn.Module):
             x = (x - self.channel_mean) / self.channel_std
         if self.category_sizes:
             parts = [torch.index_select(x.reshape(x.shape[0], -1), 1, self.numeric_index)]
+            embeddings = self._modules.get("embeddings")
             for j, size in enumerate(self.category_sizes):
-                ids = torch.arange(size, device=x.device, dtype=x.dtype)
-                parts.append((codes[:, j:j + 1] == ids).to(x.dtype))  # code -1: all zero
+                code = codes[:, j]
+                if embeddings is not None and str(j) in embeddings:
+                    known = (code >= 0) & (code < size)  # NaN, -1, out of range: row 0 (zeros)
+                    index = torch.where(known, code + 1, torch.zeros_like(code)).long()
+                    parts.append(embeddings[str(j)](index).to(x.dtype))
+                else:
+                    ids = torch.arange(size, device=x.device, dtype=x.dtype)
+                    parts.append((code[:, None] == ids).to(x.dtype))  # code -1: all zero
             x = torch.cat(parts, dim=1)
         if self.resize_from is not None:
             x = x.reshape(x.shape[0], *self.resize_from)
@@ -241,6 +269,6 @@ class Preprocessing(nn.Module):
         parts += [f"scale={self.scale:g}"] if self.scale != 1.0 else []
         parts += ["standardize"] if self.standardize else []
         parts += ["normalize"] if self.normalizes else []
-        parts += [f"one_hot={self.category_sizes}"] if self.category_sizes else []
+        parts += [f"categories={self.category_sizes}"] if self.category_sizes else []
         parts += [f"resize_from={list(self.resize_from)}"] if self.resize_from else []
         return ", ".join(parts + [f"to={list(self.input_shape)}"])

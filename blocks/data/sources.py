@@ -34,6 +34,7 @@ class RawData:
     categories: dict[str, list[str]] | None = None  # category column -> names (code = index)
     labels: dict[str, list[str]] | None = None  # head name -> class names learned from the data
     unknown_category: str = "error"
+    encodings: dict[str, Any] | None = None  # category column -> "one_hot", "embedding" or a size
     dataset: Any = None  # a torch Dataset of samples (image folders) instead of `x`
     preprocess: Any = None  # a PreprocessSpec the source derived itself (image statistics)
 
@@ -167,7 +168,7 @@ def _csv(source: CsvSource, model: ModelSpec, base_dir: Path | None, *,
         raise SpecError(Problem("data.csv.path", f"{path} needs a header row and at least one data row",
                                 "empty_data"))
     targets = target_columns(source.target, model)
-    categorical = source.categorical if isinstance(source.categorical, list) else []
+    categorical = ([] if source.categorical in (None, "auto") else list(source.categorical))
     for field, names in (("target", targets), ("features", source.features or []),
                          ("categorical", categorical)):
         repeated = sorted({c for c in names if names.count(c) > 1})
@@ -200,7 +201,9 @@ def _csv(source: CsvSource, model: ModelSpec, base_dir: Path | None, *,
     _check_labels(decoded.y, targets, model, path, lines[1:])
     return RawData(decoded.x, split_target_columns(decoded.y, model), "tabular",
                    features=list(features), categories=decoded.categories or None,
-                   labels=labels or None, unknown_category=source.unknown_category)
+                   labels=labels or None, unknown_category=source.unknown_category,
+                   encodings=dict(source.categorical) if isinstance(source.categorical, dict)
+                   else None)
 
 
 def target_columns(target: str | list[str] | dict[str, Any], model: ModelSpec,

@@ -26,10 +26,12 @@ class CsvSource(SpecModel):
     features: list[str] | None = Field(default=None, description="feature columns; default: all others")
     delimiter: Annotated[str, Field(min_length=1, max_length=1)] = Field(
         default=",", description="the character between cells (`;` or a tab for some exports)")
-    categorical: list[str] | Literal["auto"] | None = Field(
-        default=None, description="feature columns holding category names, one-hot encoded by "
-        "the model (vocabulary stored in `model.preprocess.categories`); `auto`: every column "
-        "holding text only")
+    categorical: (list[str] | dict[str, Literal["one_hot", "embedding"] | Size]
+                  | Literal["auto"] | None) = Field(
+        default=None, description="feature columns holding category names, encoded by the "
+        "model (vocabulary stored in `model.preprocess.categories`): a list (one-hot), a mapping "
+        "column -> `one_hot`, `embedding` (a learned vector, size by the fastai rule) or an "
+        "embedding size; `auto`: one-hot every column holding text only")
     unknown_category: Literal["error", "ignore"] = Field(
         default="error", description="a category name not seen in training, when predicting: "
         "an error naming line and column, or `ignore` (an all-zero one-hot row)")

@@ -189,7 +189,8 @@ def derive_preprocess(raw: RawData, standardize: bool | None, model: ModelSpec, 
                                     "unsupported"))
         spec = PreprocessSpec(raw_shape=[features], scale=raw.scale, standardize=standardize,
                               features=raw.features, categories=raw.categories, impute=impute,
-                              fill_value=fill_value, unknown_category=raw.unknown_category)
+                              fill_value=fill_value, unknown_category=raw.unknown_category,
+                              embeddings=_embedding_sizes(raw))
         problem = spec.check_fits(tuple(shape))
         if problem:
             raise SpecError(Problem("model.input.shape", problem, "shape_mismatch"))
@@ -208,6 +209,19 @@ def derive_preprocess(raw: RawData, standardize: bool | None, model: ModelSpec, 
         return None  # the data already is what the model takes
     return PreprocessSpec(raw_shape=raw_shape, scale=raw.scale, standardize=standardize,
                           resize_from=resize_from, features=raw.features)
+
+
+def _embedding_sizes(raw: RawData) -> dict[str, int] | None:
+    """Columns declared `embedding` (size by fastai's rule of thumb, min(600, 1.6 k^0.56)) or
+    with an explicit size; None when every category column is one-hot."""
+    sizes = {}
+    for name, how in (raw.encodings or {}).items():
+        if how == "embedding":
+            count = len((raw.categories or {}).get(name, [])) or 1
+            sizes[name] = min(600, max(1, round(1.6 * count ** 0.56)))
+        elif isinstance(how, int):
+            sizes[name] = how
+    return sizes or None
 
 
 def prepare_targets(y: Targets | torch.Tensor, model: ModelSpec) -> TargetTensor:

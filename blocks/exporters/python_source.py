@@ -336,7 +336,8 @@ class Preprocessing(nn.Module):
                  numeric_index: list[int] | None = None, category_index: list[int] | None = None,
                  category_sizes: list[int] | None = None,
                  channel_mean: list[float] | None = None,
-                 channel_std: list[float] | None = None) -> None:
+                 channel_std: list[float] | None = None,
+                 embedding_sizes: list[int | None] | None = None) -> None:
         super().__init__()
         self.scale = scale
         self.standardize = standardize
@@ -361,6 +362,12 @@ class Preprocessing(nn.Module):
                                  persistent=False)
             self.register_buffer("channel_std", torch.tensor(channel_std).reshape(shape),
                                  persistent=False)
+        if embedding_sizes is not None:
+            self.embeddings = nn.ModuleDict({
+                str(j): nn.Embedding(size + 1, dim, padding_idx=0)
+                for j, (size, dim) in enumerate(zip(self.category_sizes, embedding_sizes))
+                if dim is not None
+            })
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.impute:
@@ -375,9 +382,16 @@ class Preprocessing(nn.Module):
             x = (x - self.channel_mean) / self.channel_std
         if self.category_sizes:
             parts = [torch.index_select(x.reshape(x.shape[0], -1), 1, self.numeric_index)]
+            embeddings = self._modules.get("embeddings")
             for j, size in enumerate(self.category_sizes):
-                ids = torch.arange(size, device=x.device, dtype=x.dtype)
-                parts.append((codes[:, j:j + 1] == ids).to(x.dtype))
+                code = codes[:, j]
+                if embeddings is not None and str(j) in embeddings:
+                    known = (code >= 0) & (code < size)
+                    index = torch.where(known, code + 1, torch.zeros_like(code)).long()
+                    parts.append(embeddings[str(j)](index).to(x.dtype))
+                else:
+                    ids = torch.arange(size, device=x.device, dtype=x.dtype)
+                    parts.append((code[:, None] == ids).to(x.dtype))
             x = torch.cat(parts, dim=1)
         if self.resize_from is not None:
             x = x.reshape(x.shape[0], *self.resize_from)
@@ -405,9 +419,15 @@ def _preprocessing(module: Preprocessing, writer: SourceWriter, path: str) -> Ex
         extra += [literal(module.numeric_index.tolist() if cats else None, path),
                   literal(module.category_index.tolist() if cats else None, path),
                   literal(list(module.category_sizes) if cats else None, path)]
-    if module.normalizes:
-        extra += [literal(module.channel_mean.reshape(-1).tolist(), path),
-                  literal(module.channel_std.reshape(-1).tolist(), path)]
+    embeddings = module._modules.get("embeddings")
+    if module.normalizes or embeddings is not None:
+        extra += [literal(module.channel_mean.reshape(-1).tolist() if module.normalizes else None,
+                          path),
+                  literal(module.channel_std.reshape(-1).tolist() if module.normalizes else None,
+                          path)]
+    if embeddings is not None:
+        extra.append(literal([embeddings[str(j)].embedding_dim if str(j) in embeddings else None
+                              for j in range(len(module.category_sizes))], path))
     return call(writer.helper("Preprocessing", PREPROCESSING), args + extra)
 
 

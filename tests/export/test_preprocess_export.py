@@ -26,6 +26,30 @@ IMAGES = {
 }
 
 
+EMBEDDED = {**TABULAR, "input": {"shape": [6]},
+            "preprocess": {**TABULAR["preprocess"], "embeddings": {"size": 2}}}
+
+
+def embedded_model() -> blocks.BlocksModel:
+    model = blocks.build(blocks.ModelSpec.model_validate(EMBEDDED), seed=0).eval()
+    model.preprocess.fit(torch.tensor([[1.0, 0, 2, 2], [3, 1, float("nan"), 0]]))
+    return model
+
+
+def test_embedded_category_is_a_learned_vector_and_unknown_codes_are_zero():
+    model = embedded_model()
+    table = model.preprocess.embeddings["1"].weight  # the second category column: size
+    assert table.shape == (4, 2) and table[0].tolist() == [0.0, 0.0]
+    out = model.preprocess(rows())
+    assert out.shape == (4, 6)
+    assert out[:, 4:].tolist() == [table[3].tolist(), table[1].tolist(), table[2].tolist(),
+                                   table[1].tolist()]  # NaN size: imputed to its mode, code 0
+    bad = torch.tensor([[1.0, 0, 2, 7], [1.0, 0, 2, -1]])
+    assert model.preprocess(bad)[:, 4:].abs().sum() == 0
+    names = [n for n, _ in model.named_parameters()]
+    assert names[0] == "preprocess.embeddings.1.weight"
+
+
 def tabular_model() -> blocks.BlocksModel:
     model = blocks.build(blocks.ModelSpec.model_validate(TABULAR), seed=0).eval()
     raw = torch.tensor([[1.0, 0, 2, 2], [3, 1, float("nan"), 0], [float("nan"), 1, 5, 1]])
@@ -51,8 +75,8 @@ def test_tabular_preprocess_one_hot_after_numeric_columns():
     assert not bool(torch.isnan(out).any())
 
 
-@pytest.mark.parametrize("make", [tabular_model, lambda: blocks.build(
-    blocks.ModelSpec.model_validate(IMAGES), seed=0).eval()], ids=["tabular", "images"])
+@pytest.mark.parametrize("make", [tabular_model, embedded_model, lambda: blocks.build(
+    blocks.ModelSpec.model_validate(IMAGES), seed=0).eval()], ids=["tabular", "embedded", "images"])
 def test_python_source_is_bit_exact(make):
     model = make()
     code, name = model_source(model)
@@ -60,7 +84,7 @@ def test_python_source_is_bit_exact(make):
     exec(compile(code, "generated.py", "exec"), namespace)
     rebuilt = namespace[name]()
     rebuilt.load_state_dict(model.state_dict())
-    x = rows() if model.spec.input.shape == [7] else torch.rand(3, 3, 8, 8)
+    x = rows() if model.spec.preprocess.categories else torch.rand(3, 3, 8, 8)
     with torch.no_grad():
         assert torch.equal(rebuilt.eval()(x), model(x))
 
@@ -70,6 +94,7 @@ def test_every_format_reloads_without_blocks(tmp_path):
     from export_support import assert_reloads_match, export_all, reload_without_blocks
 
     manifest = export_all(tabular_model(), tmp_path / "tabular")
+    manifest += export_all(embedded_model(), tmp_path / "embedded")
     manifest += export_all(blocks.build(blocks.ModelSpec.model_validate(IMAGES), seed=0).eval(),
                            tmp_path / "images")
     assert_reloads_match(manifest, reload_without_blocks(manifest, tmp_path))

@@ -248,3 +248,19 @@ def test_named_targets_per_head(tmp_path):
     with pytest.raises(blocks.SpecError, match=r"^data.csv.target.tags: the sigmoid head 'tags' "
                        r"takes 2 target column\(s\), got 1$"):
         load_splits(with_target({"kind": "kind", "tags": ["t1"]}))
+
+
+def test_categorical_columns_one_hot_or_embedded_as_declared(tmp_path):
+    text = "a,color,city,y\n" + "".join(f"{i},{'rgb'[i % 3]},c{i % 5},{i % 2}\n" for i in range(20))
+    r = recipe(tmp_path, text, inputs=[7], csv={"categorical": {"color": "one_hot", "city": 3}})
+    splits = load_splits(r)
+    pre = splits.model_spec.preprocess
+    assert pre.categories == {"color": ["b", "g", "r"], "city": ["c0", "c1", "c2", "c3", "c4"]}
+    assert pre.embeddings == {"city": 3}
+    model = splits.build_model(seed=0)
+    assert model.preprocess.embeddings["1"].weight.shape == (6, 3)
+    history = blocks.Trainer(model, {"epochs": 2, "batch_size": 8}, quiet=True).fit(splits.train)
+    assert len(history) == 2
+    auto = recipe(tmp_path, text, inputs=[8], csv={"categorical": {"city": "embedding", "color":
+                                                                   "embedding"}})
+    assert load_splits(auto).model_spec.preprocess.embeddings == {"city": 4, "color": 3}
