@@ -108,6 +108,12 @@ def decode_columns(cells: list[list[str]], features: Sequence[str], targets: Seq
                 out[:] = [index[c] for c in column]
                 continue
             if text and names is None and name in learn_labels:
+                if len(text) < n:  # a typo in a column of class ids must not become a class
+                    i = next(i for i in range(n) if numbers[i] is not None)
+                    k = text[0]
+                    raise fail(k, j, f"{_cell(column[k])} is a class name, but the column holds "
+                               f"class ids elsewhere (line {lines[i]}: {_cell(column[i])}); use "
+                               "names or ids throughout", "mixed_column")
                 learned = sorted(set(column))
                 learned_labels[name] = learned
                 index = {c: k for k, c in enumerate(learned)}

@@ -219,6 +219,15 @@ def test_class_names_map_through_the_heads_labels(tmp_path):
         load_splits(three)
 
 
+def test_a_name_among_class_ids_is_a_located_error(tmp_path):
+    r = recipe(tmp_path, "a,y\n1,0\n2,1\n3,l\n", inputs=[1])
+    with pytest.raises(blocks.SpecError) as info:
+        load_splits(r)
+    assert str(info.value) == ("data.csv.path: t.csv line 4, column 'y': 'l' is a class name, but "
+                               "the column holds class ids elsewhere (line 2: '0'); use names or "
+                               "ids throughout")
+
+
 def test_missing_target_is_never_imputed(tmp_path):
     r = recipe(tmp_path, "a,y\n1,0\n2,NA\n", impute="mean", inputs=[1])
     with pytest.raises(blocks.SpecError, match=r"t.csv line 3, column 'y': the target is missing "
