@@ -81,7 +81,7 @@ def make_batches(data: Any, batch_size: int, *, shuffle: bool, drop_last: bool,
     if isinstance(data, DataLoader):
         return data
     if isinstance(data, Split):
-        data = data.as_tuple()
+        data = data.data()  # tensors, or the Dataset of an image folder
     if isinstance(data, tuple | list) and len(data) == 2 and isinstance(data[0], torch.Tensor):
         x, y = data
         sizes = {len(x)} | ({len(v) for v in y.values()} if isinstance(y, dict) else {len(y)})
