@@ -11,20 +11,27 @@ predicts (`model(x)`, `predict`, `blocks predict`, `evaluate`, exports) runs the
 from __future__ import annotations
 
 import math
-from typing import Annotated
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
 from pydantic import Field, PositiveInt, model_validator
 from torch import nn
 
+from blocks.numbers import Size
 from blocks.registry import SpecModel
 
 FiniteScale = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
 
 
 class PreprocessSpec(SpecModel):
-    """Raw input -> backbone input, in this order: scale, standardize, resize, reshape.
+    """Raw input -> backbone input, in this order: impute, scale, standardize, normalize,
+    one-hot encode categories, resize, reshape.
+
+    Raw tabular input is one number per feature column: category columns hold the category's
+    code (its index in `categories`, -1 for an unseen one), missing cells NaN (when `impute`).
+    Raw image input (an `images` folder source) is `[C, H, W]` at the input size, values 0..1.
 
     Training fills it in from the `data:` section (and fits `standardize` statistics on the
     training split) when a recipe does not declare it; the run folder's `recipe.yaml` then
@@ -42,6 +49,28 @@ class PreprocessSpec(SpecModel):
         "(bilinear) to the model input's height and width")
     features: list[str] | None = Field(
         default=None, description="names of the raw feature columns, in order (CSV headers)")
+    categories: dict[str, Annotated[list[str], Field(min_length=1)]] | None = Field(
+        default=None, description="feature column -> its category names (code i = name i); "
+        "the model one-hot encodes these columns, after the numeric ones, in `features` order")
+    embeddings: dict[str, Size] | None = Field(
+        default=None, description="category column -> size of a learned embedding that encodes "
+        "it instead of one-hot (parameters `preprocess.embeddings.<i>.weight`; an unseen or "
+        "missing code gets the all-zero vector)")
+    unknown_category: Literal["error", "ignore"] = Field(
+        default="error", description="reading a category name outside `categories`: an error, "
+        "or code -1 (an all-zero one-hot row)")
+    impute: Literal["mean", "median", "most_frequent", "constant"] | None = Field(
+        default=None, description="NaN in a raw input is replaced by a per-feature value fitted on "
+        "the training split (buffer `preprocess.fill`); categorical columns: most frequent code")
+    fill_value: Finite = Field(default=0.0, description="the fill of `impute: constant`")
+    images: Literal["crop", "stretch"] | None = Field(
+        default=None, description="raw inputs are image files decoded to raw_shape [C, H, W] "
+        "(values 0..1) this way: `crop` (short side, then centre) or `stretch`; how `blocks "
+        "predict` reads image files")
+    channel_mean: list[Finite] | None = Field(
+        default=None, description="per-channel mean subtracted from [C, H, W] images (after scale)")
+    channel_std: list[Annotated[float, Field(gt=0.0, allow_inf_nan=False)]] | None = Field(
+        default=None, description="per-channel standard deviation images are divided by")
 
     @model_validator(mode="after")
     def _consistent(self) -> PreprocessSpec:
@@ -52,7 +81,45 @@ class PreprocessSpec(SpecModel):
         if self.features is not None and len(self.features) != raw:
             raise ValueError(f"features names {len(self.features)} columns but a raw input has "
                              f"{raw} values")
+        if self.categories:
+            unknown = [c for c in self.categories if c not in (self.features or [])]
+            if unknown:
+                raise ValueError(f"categories names column(s) {', '.join(map(repr, unknown))} that "
+                                 "are not in `features`")
+            if self.resize_from is not None or len(self.raw_shape) != 1:
+                raise ValueError("categories apply to flat tabular rows (raw_shape [features]), "
+                                 "not to images")
+            for name, names in self.categories.items():
+                if len(set(names)) != len(names):
+                    raise ValueError(f"categories of {name!r} repeat a name")
+        stray = [c for c in self.embeddings or {} if c not in (self.categories or {})]
+        if stray:
+            raise ValueError(f"embeddings names column(s) {', '.join(map(repr, stray))} that are "
+                             "not in `categories`")
+        if (self.channel_mean is None) != (self.channel_std is None):
+            raise ValueError("give both channel_mean and channel_std, or neither")
+        if self.channel_mean is not None and (
+                len(self.raw_shape) != 3
+                or not len(self.channel_mean) == len(self.channel_std) == self.raw_shape[0]):
+            raise ValueError(f"channel_mean/channel_std need a [C, H, W] raw_shape and one "
+                             f"value per channel, got raw_shape {self.raw_shape}")
         return self
+
+    @property
+    def category_columns(self) -> list[int]:
+        """Indices (in `features`) of the one-hot encoded columns, in `features` order."""
+        if not self.categories:
+            return []
+        return [i for i, name in enumerate(self.features or []) if name in self.categories]
+
+    @property
+    def output_size(self) -> int:
+        """Values per sample after the one-hot expansion (the backbone input's size)."""
+        if not self.categories:
+            return self.raw_size
+        embed = self.embeddings or {}
+        return self.raw_size - len(self.categories) + sum(
+            embed.get(name, len(names)) for name, names in self.categories.items())
 
     @property
     def raw_size(self) -> int:
@@ -65,7 +132,17 @@ class PreprocessSpec(SpecModel):
                 return (f"resize_from {self.resize_from} needs a [C, H, W] model input with the "
                         f"same {self.resize_from[0]} channel(s), got {list(input_shape)}")
             return None
-        if self.raw_size != math.prod(input_shape):
+        if self.categories and self.output_size != math.prod(input_shape):
+            numeric = self.raw_size - len(self.categories)
+            embed = self.embeddings or {}
+            onehot = ", ".join(f"{k} {len(v)}" for k, v in self.categories.items() if k not in embed)
+            vectors = ", ".join(f"{k} {d}" for k, d in embed.items())
+            parts = (f" + one-hot {onehot}" if onehot else "") + (f" + embedding {vectors}"
+                                                                  if vectors else "")
+            return (f"the encoded input has {self.output_size} values ({numeric} numeric "
+                    f"feature(s){parts}) but the model input {list(input_shape)} "
+                    f"holds {math.prod(input_shape)}; set `model.input.shape: [{self.output_size}]`")
+        if not self.categories and self.raw_size != math.prod(input_shape):
             return (f"a raw input of shape {self.raw_shape} ({self.raw_size} values) cannot be "
                     f"reshaped to the model input {list(input_shape)} ({math.prod(input_shape)} "
                     "values); set `resize_from` for images or fix `raw_shape`")
@@ -73,7 +150,8 @@ class PreprocessSpec(SpecModel):
 
 
 class Preprocessing(nn.Module):
-    """The module form of a `PreprocessSpec`; `mean`/`std` are buffers (saved with the weights)."""
+    """The module form of a `PreprocessSpec`. Fitted statistics (`mean`, `std`, `fill`) are
+    buffers saved with the weights; indices and channel statistics come from the spec."""
 
     def __init__(self, spec: PreprocessSpec, input_shape: tuple[int, ...]) -> None:
         super().__init__()
@@ -81,15 +159,59 @@ class Preprocessing(nn.Module):
         self.standardize = spec.standardize
         self.resize_from = tuple(spec.resize_from) if spec.resize_from is not None else None
         self.input_shape = tuple(input_shape)
+        self.impute = spec.impute
+        self.fill_value = float(spec.fill_value)
+        columns = spec.category_columns
+        self.category_sizes = [len(spec.categories[spec.features[i]]) for i in columns]
+        embed = spec.embeddings or {}
+        if embed:  # a learned vector per category (+ row 0: unseen or missing, kept zero)
+            self.embeddings = nn.ModuleDict({
+                str(j): nn.Embedding(size + 1, embed[spec.features[i]], padding_idx=0)
+                for j, (i, size) in enumerate(zip(columns, self.category_sizes, strict=True))
+                if spec.features[i] in embed})
+        self.normalizes = spec.channel_mean is not None
         if spec.standardize:
             self.register_buffer("mean", torch.zeros(spec.raw_shape))
             self.register_buffer("std", torch.ones(spec.raw_shape))
+        if spec.impute is not None:
+            self.register_buffer("fill", torch.zeros(spec.raw_shape))
+        if columns:  # derived from the spec: not saved with the weights
+            numeric = [i for i in range(spec.raw_size) if i not in columns]
+            self.register_buffer("numeric_index", torch.tensor(numeric, dtype=torch.long),
+                                 persistent=False)
+            self.register_buffer("category_index", torch.tensor(columns, dtype=torch.long),
+                                 persistent=False)
+        if self.normalizes:
+            shape = (len(spec.channel_mean), 1, 1)
+            self.register_buffer("channel_mean", torch.tensor(spec.channel_mean).reshape(shape),
+                                 persistent=False)
+            self.register_buffer("channel_std", torch.tensor(spec.channel_std).reshape(shape),
+                                 persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.impute is not None:
+            x = torch.where(torch.isnan(x), self.fill, x)
+        if self.category_sizes:
+            codes = torch.index_select(x.reshape(x.shape[0], -1), 1, self.category_index)
         if self.scale != 1.0:
             x = x * self.scale
         if self.standardize:
             x = (x - self.mean) / self.std
+        if self.normalizes:
+            x = (x - self.channel_mean) / self.channel_std
+        if self.category_sizes:
+            parts = [torch.index_select(x.reshape(x.shape[0], -1), 1, self.numeric_index)]
+            embeddings = self._modules.get("embeddings")
+            for j, size in enumerate(self.category_sizes):
+                code = codes[:, j]
+                if embeddings is not None and str(j) in embeddings:
+                    known = (code >= 0) & (code < size)  # NaN, -1, out of range: row 0 (zeros)
+                    index = torch.where(known, code + 1, torch.zeros_like(code)).long()
+                    parts.append(embeddings[str(j)](index).to(x.dtype))
+                else:
+                    ids = torch.arange(size, device=x.device, dtype=x.dtype)
+                    parts.append((code[:, None] == ids).to(x.dtype))  # code -1: all zero
+            x = torch.cat(parts, dim=1)
         if self.resize_from is not None:
             x = x.reshape(x.shape[0], *self.resize_from)
             if tuple(self.resize_from[1:]) != self.input_shape[1:]:
@@ -98,18 +220,55 @@ class Preprocessing(nn.Module):
 
     @torch.no_grad()
     def fit(self, raw: torch.Tensor) -> None:
-        """Set `mean`/`std` from raw training inputs (after `scale`); constant features get std 1."""
+        """Fit the statistics on raw training inputs: fill values (NaN ignored), then the
+        mean/std of the filled values after `scale`; constant features get std 1, category
+        columns mean 0 and std 1 (they are one-hot encoded, never standardised)."""
+        values = raw.to(torch.float64).reshape(len(raw), -1)
+        if self.impute is not None:
+            fill = self._fill_values(values)
+            self.fill.copy_(fill.reshape(self.fill.shape).to(self.fill.dtype))
+            values = torch.where(torch.isnan(values), fill, values)
         if not self.standardize:
             return
-        values = raw.to(torch.float64) * self.scale
+        values = values * self.scale
         mean = values.mean(dim=0)
         std = values.std(dim=0, unbiased=False)
         std = torch.where(std > 0, std, torch.ones_like(std))
-        self.mean.copy_(mean.to(self.mean.dtype))
-        self.std.copy_(std.to(self.std.dtype))
+        if self.category_sizes:
+            mean[self.category_index] = 0.0
+            std[self.category_index] = 1.0
+        self.mean.copy_(mean.reshape(self.mean.shape).to(self.mean.dtype))
+        self.std.copy_(std.reshape(self.std.shape).to(self.std.dtype))
+
+    def _fill_values(self, values: torch.Tensor) -> torch.Tensor:
+        """One fill per feature, from the non-missing training values."""
+        from blocks.errors import Problem, SpecError
+
+        categorical = set(self.category_index.tolist()) if self.category_sizes else set()
+        fill = torch.empty(values.shape[1], dtype=torch.float64)
+        for j in range(values.shape[1]):
+            column = values[:, j][~torch.isnan(values[:, j])]
+            if len(column) == 0:
+                raise SpecError(Problem("data.impute", f"raw feature {j} has no values in the "
+                                        "training split, so there is nothing to impute from",
+                                        "empty_column"))
+            policy = "most_frequent" if j in categorical else self.impute
+            if policy == "mean":
+                fill[j] = column.mean()
+            elif policy == "median":
+                fill[j] = torch.quantile(column, 0.5)  # numpy's / scikit-learn's median
+            elif policy == "most_frequent":
+                unique, counts = torch.unique(column, return_counts=True)
+                fill[j] = unique[counts.argmax()]  # ties: the smallest value
+            else:
+                fill[j] = self.fill_value
+        return fill
 
     def extra_repr(self) -> str:
-        parts = [f"scale={self.scale:g}"] if self.scale != 1.0 else []
+        parts = [f"impute={self.impute}"] if self.impute else []
+        parts += [f"scale={self.scale:g}"] if self.scale != 1.0 else []
         parts += ["standardize"] if self.standardize else []
+        parts += ["normalize"] if self.normalizes else []
+        parts += [f"categories={self.category_sizes}"] if self.category_sizes else []
         parts += [f"resize_from={list(self.resize_from)}"] if self.resize_from else []
         return ", ".join(parts + [f"to={list(self.input_shape)}"])

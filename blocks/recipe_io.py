@@ -205,7 +205,7 @@ def resolve_recipe_path(name: str | os.PathLike[str]) -> Path:
 
 
 def _validate(cls: type[BaseModel], data: Any, positions: Positions | None, source: str | None,
-              prefix: Loc = (), check_size: bool = False):
+              prefix: Loc = (), check_size: bool = False, check_data: Path | None = None):
     if not isinstance(data, dict):
         kind = type(data).__name__
         raise SpecError(Problem(_path(prefix), f"expected a mapping at the top of the "
@@ -230,30 +230,54 @@ def _validate(cls: type[BaseModel], data: Any, positions: Positions | None, sour
         problems = prefix_problems(spec.train, names) if names is not None else []
         if problems:
             raise _locate_shape_problems(SpecError(problems), positions, source)
+    if check_data is not None and isinstance(spec, Recipe):
+        from blocks.recipe_checks import recipe_problems
+
+        problems = recipe_problems(spec, check_data)
+        if problems:
+            raise _locate_shape_problems(SpecError(problems), positions, source)
     return spec
 
 
-def load_recipe(source: str | os.PathLike[str] | dict[str, Any], *, check_size: bool = False) -> Recipe:
+def load_recipe(source: str | os.PathLike[str] | dict[str, Any], *, check_size: bool = False,
+                check_data: bool = False) -> Recipe:
     """A validated `Recipe` from a file path, a bundled recipe name, YAML/JSON text, or a dict.
 
     Checks types, unknown keys and every block's shapes; raises `SpecError` listing each problem
     with file, line, column and spec path. `check_size` also counts the model's parameters on
-    the `meta` device and refuses one whose weights would not fit in memory (`blocks validate`).
+    the `meta` device and refuses one whose weights would not fit in memory; `check_data` runs
+    what `blocks.recipe_checks` can check without training (data files exist, targets fit the
+    heads, the early-stopping metric exists, ...); both are `blocks validate`'s.
     """
+    here = Path.cwd() if check_data else None
     if isinstance(source, dict):
-        return _validate(Recipe, source, None, None, check_size=check_size)
+        return _validate(Recipe, source, None, None, check_size=check_size, check_data=here)
     if isinstance(source, str) and ("\n" in source or ":" in source and not _is_file(source)):
         data, positions = parse_yaml(source, None)
-        return _validate(Recipe, data, positions, None, check_size=check_size)
+        return _validate(Recipe, data, positions, None, check_size=check_size, check_data=here)
     path = resolve_recipe_path(source)
     shown = str(source) if _is_file(source) else str(path)
     data, positions = parse_yaml(read_recipe_file(path, shown), shown)
-    recipe = _validate(Recipe, data, positions, shown, check_size=check_size)
+    recipe = _validate(Recipe, data, positions, shown, check_size=check_size,
+                       check_data=path.resolve().parent if check_data else None)
     recipe._source_path = path.resolve()  # relative data paths resolve against this
     weights = recipe.model.weights
     if weights is not None and not Path(weights.file).is_absolute():  # like data paths
         weights.file = str(path.resolve().parent / weights.file)
     return recipe
+
+
+def validate_section(cls: type[BaseModel], data: Any, prefix: Loc = ()) -> Any:
+    """A spec (`TrainSpec`, `DataSpec`, ...) from a Python dict, with the same located,
+    did-you-mean problems as a recipe file (`train.optimizer.lrr: unknown key 'lrr'; did you
+    mean 'lr'?`), never a raw pydantic `ValidationError`."""
+    if not isinstance(data, dict):
+        raise SpecError(Problem(_path(prefix), f"expected a mapping, got a {type(data).__name__}",
+                                "not_a_mapping"))
+    try:
+        return cls.model_validate(data)
+    except ValidationError as err:
+        raise SpecError(problems_from(err, data, None, None, cls, prefix)) from None
 
 
 def validate_model_dict(data: dict[str, Any]) -> ModelSpec:
@@ -292,6 +316,6 @@ def iter_recipe_errors(paths: Sequence[str]) -> Iterator[tuple[str, Recipe | Spe
     """Validate many recipes, yielding each result or its error (for `blocks validate`)."""
     for name in paths:
         try:
-            yield name, load_recipe(name, check_size=True)
+            yield name, load_recipe(name, check_size=True, check_data=True)
         except SpecError as err:
             yield name, err

@@ -377,7 +377,7 @@ def run_recipe(recipe: str | Path | Recipe, out: str | Path | None = None, *,
                   f"{splits.info['train']} samples, validating on {splits.info['val']}; device "
                   f"{model.device}; run folder {out}")
         started = time.perf_counter()
-        history = trainer.fit(splits.train.as_tuple(), splits.val.as_tuple() if splits.val else None,
+        history = trainer.fit(splits.train.data(), splits.val.data() if splits.val else None,
                               resume=resume)
         if not main:
             return RunResult(out, model, history)
@@ -465,7 +465,7 @@ def _data_paths_absolute(recipe: Recipe, source: Path | None) -> Recipe:
     if data is None or source is None:
         return recipe
     base = Path(source).parent
-    for key in ("csv", "npz"):
+    for key in ("csv", "npz", "images"):
         src = getattr(data, key)
         if src is not None and not Path(src.path).is_absolute():
             data = data.model_copy(update={key: src.model_copy(
@@ -541,12 +541,12 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, *, split: 
     if chosen is None:
         raise SpecError(Problem("data.val_fraction", "the recipe's data has no validation split; "
                                 "use --split train or a recipe with val_fraction > 0", "empty_split"))
-    return Trainer(model, trainer_spec, quiet=True).evaluate(chosen.as_tuple(), split=name)
+    return Trainer(model, trainer_spec, quiet=True).evaluate(chosen.data(), split=name)
 
 
 def _refuse_outside_paths(recipe: Recipe, run_dir: Path) -> None:
     data = recipe.data
-    for key in ("csv", "npz"):
+    for key in ("csv", "npz", "images"):
         src = getattr(data, key, None) if data is not None else None
         if src is None:
             continue
@@ -579,27 +579,40 @@ def read_labelled_file(path: Path, model: BlocksModel, recipe: Recipe, *,
         y = arrays[y_keys["y"]] if not spec.multi_head else {h: arrays[k] for h, k in y_keys.items()}
         x = arrays[x_key]
     else:
+        from blocks.data.sources import sniff_delimiter, split_target_columns, target_labels
+
         targets = _target_columns(recipe, target, spec)
-        rows, lines = read_csv_lines(path, "data")
+        rows, lines = read_csv_lines(path, "data", sniff_delimiter(path))
         if len(rows) < 2:
             raise SpecError(Problem("", "needs a header row and at least one data row",
                                     "empty_data", str(path)))
         features = spec.preprocess.features if spec.preprocess and spec.preprocess.features else None
-        x, y_table = table_columns(rows, path, features=features, targets=targets, lines=lines)
-        from blocks.data.sources import split_target_columns
-
-        y = split_target_columns(y_table, spec)
+        table = table_columns(rows, path, features=features, targets=targets, lines=lines,
+                              **_decoding(spec), target_labels=target_labels(targets, spec))
+        x, y = table.x, split_target_columns(table.y, spec)
     from blocks.data.splits import raw_inputs
 
     return raw_inputs(np.asarray(x), spec), prepare_targets(y, spec)
 
 
+def _decoding(spec: Any) -> dict[str, Any]:
+    """How the run reads CSV cells: its category vocabularies, and missing cells as NaN when
+    its preprocessing imputes them (else they are errors)."""
+    pre = spec.preprocess
+    if pre is None:
+        return {}
+    return {"categories": pre.categories, "missing_ok": pre.impute is not None,
+            "unknown_category": pre.unknown_category}
+
+
 def _target_columns(recipe: Recipe, target: str | list[str] | None, spec: Any) -> list[str]:
+    from blocks.data.sources import target_columns
+
     if target is not None:
         return [target] if isinstance(target, str) else list(target)
     csv = recipe.data.csv if recipe.data is not None else None
     if csv is not None:
-        return [csv.target] if isinstance(csv.target, str) else list(csv.target)
+        return target_columns(csv.target, spec)
     if not spec.multi_head:
         return ["target"]
     raise SpecError(Problem("", "name the target column(s) with --target: the run was not "
@@ -678,24 +691,37 @@ def predict_run(model: BlocksModel | str | Path, inputs: Any, *,
                        {k: h.type for k, h in heads.items()})
 
 
-def read_feature_file(path: Path, model: BlocksModel) -> np.ndarray:
-    """Feature rows from `.npz` (array `x`) or CSV (by header name when the run knows its
-    feature names; a CSV whose first row is all numbers has no header)."""
-    from blocks.data.sources import check_data_file, load_npz, read_csv_lines, table_columns
+def read_feature_file(path: Path, model: BlocksModel, *, delimiter: str | None = None) -> np.ndarray:
+    """Raw feature rows from `.npz` (array `x`) or CSV (by header name when the run knows its
+    feature names; a CSV whose first row is all numbers has no header). Category names become
+    their codes and missing cells NaN (when the model imputes), as in training. `delimiter`:
+    default the most frequent of `,` `;` tab `|` in the first line."""
+    from blocks.data.images import IMAGE_SUFFIXES, read_images
+    from blocks.data.sources import (
+        check_data_file,
+        load_npz,
+        read_csv_lines,
+        sniff_delimiter,
+        table_columns,
+    )
 
-    if not path.exists():
+    pre = model.spec.preprocess
+    if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
+        if pre is None or pre.images is None:
+            raise SpecError(Problem("", "the model was not trained on image files; give a .csv "
+                                    "or .npz of raw inputs", "bad_input", str(path)))
+        return read_images(path, model)[0].numpy()
+    if not path.is_file():
         raise SpecError(Problem("", "input file does not exist", "file_not_found", str(path)))
     check_data_file(path, "input")
     if path.suffix.lower() == ".npz":
         return load_npz(path, ["x"], "input")["x"]
-    rows, lines = read_csv_lines(path, "input")
+    rows, lines = read_csv_lines(path, "input", delimiter or sniff_delimiter(path))
     if not rows:
         raise SpecError(Problem("", "the file holds no rows", "empty_data", str(path)))
-    pre = model.spec.preprocess
     features = pre.features if pre is not None and pre.features else None
-    x, _ = table_columns(rows, path, features=features, targets=[], optional_header=True,
-                         lines=lines)
-    return x
+    return table_columns(rows, path, features=features, targets=[], optional_header=True,
+                         lines=lines, **_decoding(model.spec)).x
 
 
 # --- helpers -------------------------------------------------------------------------------------

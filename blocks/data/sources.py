@@ -9,11 +9,13 @@ import math
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from blocks.budget import check_data_bytes
 from blocks.data.spec import CsvSource, DataSpec, NpzSource, SyntheticSource
+from blocks.data.table import Columns, decode_columns
 from blocks.errors import Problem, SpecError
 from blocks.spec import ModelSpec
 
@@ -29,6 +31,12 @@ class RawData:
     kind: str  # "image", "tabular" or "array"
     scale: float = 1.0  # fixed scaling of the raw values (digits: pixels 0..16 -> 0..1)
     features: list[str] | None = None  # feature column names, for `blocks predict` on CSV
+    categories: dict[str, list[str]] | None = None  # category column -> names (code = index)
+    labels: dict[str, list[str]] | None = None  # head name -> class names learned from the data
+    unknown_category: str = "error"
+    encodings: dict[str, Any] | None = None  # category column -> "one_hot", "embedding" or a size
+    dataset: Any = None  # a torch Dataset of samples (image folders) instead of `x`
+    preprocess: Any = None  # a PreprocessSpec the source derived itself (image statistics)
 
 
 def load_arrays(spec: DataSpec, model: ModelSpec, base_dir: Path | None) -> RawData:
@@ -37,9 +45,14 @@ def load_arrays(spec: DataSpec, model: ModelSpec, base_dir: Path | None) -> RawD
     if spec.dataset is not None:
         raw = _bundled(spec.dataset)
     elif spec.csv is not None:
-        raw = _csv(spec.csv, model, base_dir)
+        missing_ok = spec.impute != "refuse" or bool(model.preprocess and model.preprocess.impute)
+        raw = _csv(spec.csv, model, base_dir, missing_ok=missing_ok)
     elif spec.npz is not None:
         raw = _npz(spec.npz, model, base_dir)
+    elif spec.images is not None:
+        from blocks.data.images import load_image_folder
+
+        return load_image_folder(spec.images, model, base_dir)
     else:
         x, y = _synthetic(spec.synthetic, model, spec.seed)
         raw = RawData(x, y, "array")
@@ -107,14 +120,14 @@ def check_data_file(path: Path, where: str) -> None:
     check_data_bytes(4 * path.stat().st_size, where, f"reading {path.name}")
 
 
-def read_csv_lines(path: Path, where: str) -> tuple[list[list[str]], list[int]]:
+def read_csv_lines(path: Path, where: str, delimiter: str = ",") -> tuple[list[list[str]], list[int]]:
     """Rows of a CSV file (blank lines skipped, a UTF-8 BOM dropped) and the file line of each,
     so errors name the line a person sees in an editor; a located error if it cannot be read."""
     rows: list[list[str]] = []
     lines: list[int] = []
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle)
+            reader = csv.reader(handle, delimiter=delimiter)
             for row in reader:
                 if any(cell.strip() for cell in row):
                     rows.append(row)
@@ -122,6 +135,19 @@ def read_csv_lines(path: Path, where: str) -> tuple[list[list[str]], list[int]]:
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise SpecError(Problem(where, f"cannot read {path}: {err}", "file_unreadable")) from None
     return rows, lines
+
+
+def sniff_delimiter(path: Path) -> str:
+    """The cell separator of a held-out CSV file, from its first line: the most frequent of
+    `,` `;` tab `|` (`,` when none or a tie), so a file need not match the training file's."""
+    try:
+        with open(path, encoding="utf-8-sig", errors="replace") as handle:
+            first = handle.readline(1 << 16)
+    except OSError:
+        return ","
+    counts = {d: first.count(d) for d in (",", ";", "\t", "|")}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] > counts[","] else ","
 
 
 def read_csv_rows(path: Path, where: str) -> list[list[str]]:
@@ -145,38 +171,17 @@ def _cell(text: str, limit: int = 40) -> str:
     return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
-def numeric_table(rows: list[list[str]], header: list[str], path: Path, where: str,
-                  lines: list[int] | None = None) -> np.ndarray:
-    """The data rows as float64, naming the line and column of the first cell that is not a
-    finite number (`lines`: each row's file line; default: rows follow a header on line 1)."""
-    table = np.empty((len(rows), len(header)), dtype=np.float64)
-    for i, row in enumerate(rows):
-        line = lines[i] if lines is not None else i + 2
-        if len(row) != len(header):
-            raise SpecError(Problem(where, f"{path.name} line {line} has {len(row)} cells, the "
-                                    f"header has {len(header)}", "bad_row"))
-        for j, cell in enumerate(row):
-            try:
-                value = float(cell)
-            except ValueError:
-                raise SpecError(Problem(where, f"{path.name} line {line}, column {_cell(header[j])}: "
-                                        f"{_cell(cell)} is not a number", "bad_value")) from None
-            if not math.isfinite(value):
-                raise SpecError(Problem(where, f"{path.name} line {line}, column {_cell(header[j])}: "
-                                        f"{_cell(cell)} is not a finite number; fill in or drop "
-                                        "missing values before training", "bad_value"))
-            table[i, j] = value
-    return table
-
-
-def _csv(source: CsvSource, model: ModelSpec, base_dir: Path | None) -> RawData:
+def _csv(source: CsvSource, model: ModelSpec, base_dir: Path | None, *,
+         missing_ok: bool = False) -> RawData:
     path = _resolve(source.path, base_dir, "data.csv.path")
-    rows, lines = read_csv_lines(path, "data.csv.path")
+    rows, lines = read_csv_lines(path, "data.csv.path", source.delimiter)
     if len(rows) < 2:
         raise SpecError(Problem("data.csv.path", f"{path} needs a header row and at least one data row",
                                 "empty_data"))
-    targets = source.target if isinstance(source.target, list) else [source.target]
-    for field, names in (("target", targets), ("features", source.features or [])):
+    targets = target_columns(source.target, model)
+    categorical = ([] if source.categorical in (None, "auto") else list(source.categorical))
+    for field, names in (("target", targets), ("features", source.features or []),
+                         ("categorical", categorical)):
         repeated = sorted({c for c in names if names.count(c) > 1})
         if repeated:
             raise SpecError(Problem(f"data.csv.{field}", f"lists column {_cell(repeated[0])} twice",
@@ -187,17 +192,98 @@ def _csv(source: CsvSource, model: ModelSpec, base_dir: Path | None) -> RawData:
                                 "feature too: the model would see its own answer; remove it from "
                                 "`features`", "target_in_features"))
     check_header(rows[0], path, "data.csv.path")
-    x, y = table_columns(rows, path, features=source.features, targets=targets,
-                         where="data.csv.path", lines=lines)
-    _check_labels(y, targets, model, path, lines[1:])
     features = source.features or [c for c in rows[0] if c not in targets]
-    return RawData(x, split_target_columns(y, model), "tabular", features=list(features))
+    stray = [c for c in categorical if c not in features]
+    if stray:
+        raise SpecError(Problem("data.csv.categorical", f"column {_cell(stray[0])} is not a "
+                                f"feature column (features: {short_names(features)})",
+                                "unknown_column"))
+    pre = model.preprocess
+    decoded = table_columns(
+        rows, path, features=source.features, targets=targets, where="data.csv.path",
+        lines=lines, missing_ok=missing_ok, categorical=categorical,
+        infer_categorical=source.categorical == "auto",
+        categories=pre.categories if pre is not None else None,
+        unknown_category=source.unknown_category,
+        target_labels=target_labels(targets, model), learn_labels=_learnable(targets, model))
+    heads = _column_heads(targets, model)
+    labels = {heads[c]: names for c, names in decoded.labels.items()}
+    _check_label_counts(labels, model, path)
+    _check_labels(decoded.y, targets, model, path, lines[1:])
+    return RawData(decoded.x, split_target_columns(decoded.y, model), "tabular",
+                   features=list(features), categories=decoded.categories or None,
+                   labels=labels or None, unknown_category=source.unknown_category,
+                   encodings=dict(source.categorical) if isinstance(source.categorical, dict)
+                   else None)
+
+
+def target_columns(target: str | list[str] | dict[str, Any], model: ModelSpec,
+                   where: str = "data.csv.target") -> list[str]:
+    """The target column names in head order (one per softmax head, `classes` per sigmoid
+    head); `target` may name them per head (`{kind: kind, tags: [a, b]}`)."""
+    if not isinstance(target, dict):
+        return [target] if isinstance(target, str) else list(target)
+    heads = model.head_specs
+    unknown = [name for name in target if name not in heads]
+    missing = [name for name in heads if name not in target]
+    if unknown or missing:
+        raise SpecError(Problem(where, (f"names no head {', '.join(map(repr, unknown))}; " if unknown
+                                        else "") + (f"no column(s) for head(s) "
+                                        f"{', '.join(map(repr, missing))}; " if missing else "")
+                                + f"the model's heads are {', '.join(heads)}", "unknown_head"))
+    columns: list[str] = []
+    for name, head in heads.items():
+        given = target[name]
+        names = [given] if isinstance(given, str) else list(given)
+        wanted = 1 if head.type == "softmax" else head.classes
+        if len(names) != wanted:
+            raise SpecError(Problem(f"{where}.{name}", f"the {head.type} head {name!r} takes "
+                                    f"{wanted} target column(s), got {len(names)}",
+                                    "targets_shape"))
+        columns += names
+    return columns
+
+
+def _column_heads(columns: list[str], model: ModelSpec) -> dict[str, str]:
+    """Target column -> the head it feeds, for softmax heads (one column each)."""
+    heads = list(model.head_specs.items())
+    if not model.multi_head:
+        return {c: heads[0][0] for c in columns} if heads[0][1].type == "softmax" else {}
+    out, start = {}, 0
+    for name, head in heads:
+        width = 1 if head.type == "softmax" else head.classes
+        if head.type == "softmax" and start < len(columns):
+            out[columns[start]] = name
+        start += width
+    return out
+
+
+def target_labels(columns: list[str], model: ModelSpec) -> dict[str, list[str] | None]:
+    heads = model.head_specs
+    return {c: heads[h].labels for c, h in _column_heads(columns, model).items()}
+
+
+def _learnable(columns: list[str], model: ModelSpec) -> list[str]:
+    """Softmax target columns whose class names may be learned from the data."""
+    return list(_column_heads(columns, model))
+
+
+def _check_label_counts(labels: dict[str, list[str]], model: ModelSpec, path: Path) -> None:
+    for head_name, names in labels.items():
+        head = model.head_specs[head_name]
+        if len(names) != head.classes:
+            shown = ", ".join(map(repr, names[:8])) + (" ..." if len(names) > 8 else "")
+            where = "model.head" if not model.multi_head else f"model.heads.{head_name}"
+            raise SpecError(Problem(where, f"{path.name} has {len(names)} class names in the "
+                                    f"target ({shown}) but the head has {head.classes} classes",
+                                    "class_count"))
 
 
 def table_columns(rows: list[list[str]], path: Path, *, features: list[str] | None,
                   targets: list[str], optional_header: bool = False, where: str = "",
-                  lines: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(features float32 [N, F], targets float64 [N, T]) from CSV rows, columns by header name.
+                  lines: list[int] | None = None, **decode: Any) -> Columns:
+    """Features (`.x`, float32 [N, F]) and targets (`.y`, float64 [N, T]) from CSV rows, columns
+    by header name, decoded by `blocks.data.table.decode_columns` (`decode`: its options).
 
     With `optional_header`, a first row of numbers only is data (a header-less file, columns in
     training order), never silently dropped as a header. `lines`: each row's file line.
@@ -213,30 +299,33 @@ def table_columns(rows: list[list[str]], path: Path, *, features: list[str] | No
                                     f"but the run was trained on {len(features)} features "
                                     f"({short_names(features)}); add a header row naming them",
                                     "shape_mismatch", str(path)))
-        return numeric_table(rows, [str(i + 1) for i in range(len(first))], path, where,
-                             lines).astype(np.float32), np.empty((len(rows), 0))
-    header, body = first, rows[1:]
-    if not body:
-        raise SpecError(Problem(where, "needs a header row and at least one data row",
-                                "empty_data", str(path)))
-    check_header(header, path, where)
-    wanted = list(targets) + list(features or [])
-    missing = [name for name in wanted if name not in header]
-    if missing:
-        # close matches only: a header line of an arbitrary file is not echoed back
-        close = sorted({m for name in missing for m in difflib.get_close_matches(name, header, 2, 0.7)})
-        hint = f"; did you mean {short_names(close)}?" if close else ""
-        raise SpecError(Problem(where, f"missing column(s) {short_names(missing)} (the file has "
-                                f"{len(header)} columns{hint})", "unknown_column", str(path)))
-    columns = features if features is not None else [c for c in header if c not in targets]
+        header, body, body_lines = [str(i + 1) for i in range(len(first))], rows, lines
+        if features is not None:  # names the columns by the training features
+            header = list(features)
+        columns = header
+    else:
+        header, body, body_lines = first, rows[1:], lines[1:]
+        if not body:
+            raise SpecError(Problem(where, "needs a header row and at least one data row",
+                                    "empty_data", str(path)))
+        check_header(header, path, where)
+        wanted = list(targets) + list(features or [])
+        missing = [name for name in wanted if name not in header]
+        if missing:
+            # close matches only: a header line of an arbitrary file is not echoed back
+            close = sorted({m for name in missing for m in difflib.get_close_matches(name, header, 2, 0.7)})
+            hint = f"; did you mean {short_names(close)}?" if close else ""
+            raise SpecError(Problem(where, f"missing column(s) {short_names(missing)} (the file has "
+                                    f"{len(header)} columns{hint})", "unknown_column", str(path)))
+        columns = features if features is not None else [c for c in header if c not in targets]
     picked = [header.index(name) for name in [*columns, *targets]]
-    cells = [[row[i] if i < len(row) else "" for i in picked] for row in body]
-    for row, line in zip(body, lines[1:], strict=True):
+    for row, line in zip(body, body_lines, strict=True):
         if len(row) != len(header):
             raise SpecError(Problem(where, f"{path.name} line {line} has {len(row)} cells, the "
                                     f"header has {len(header)}", "bad_row"))
-    table = numeric_table(cells, [*columns, *targets], path, where, lines[1:])
-    return table[:, :len(columns)].astype(np.float32), table[:, len(columns):]
+    cells = [[row[i] for i in picked] for row in body]
+    decoded = decode_columns(cells, list(columns), list(targets), path, where, body_lines, **decode)
+    return decoded
 
 
 def short_names(names: list[str], limit: int = 5, width: int = 24) -> str:

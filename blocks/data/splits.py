@@ -27,14 +27,25 @@ TargetTensor = torch.Tensor | dict[str, torch.Tensor]
 
 @dataclass
 class Split:
-    x: torch.Tensor
-    y: TargetTensor
+    """Raw samples: tensors `x`, `y`, or (image folders) a `dataset` decoding them on the fly."""
+
+    x: torch.Tensor | None
+    y: TargetTensor | None
+    dataset: Any = None  # a torch Dataset of (raw input, target) pairs
 
     def __len__(self) -> int:
-        return len(self.x)
+        return len(self.dataset) if self.dataset is not None else len(self.x)
 
     def as_tuple(self) -> tuple[torch.Tensor, TargetTensor]:
+        """`(x, y)` tensors; a Dataset's samples are gathered into memory (`data()` does not)."""
+        if self.dataset is not None:
+            pairs = [self.dataset[i] for i in range(len(self.dataset))]
+            return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
         return self.x, self.y
+
+    def data(self) -> Any:
+        """What `Trainer.fit`/`evaluate` take: the `(x, y)` tensors, or the Dataset."""
+        return self.dataset if self.dataset is not None else (self.x, self.y)
 
 
 @dataclass
@@ -58,7 +69,7 @@ class Splits:
         from blocks.builder import build
 
         model = build(self.model_spec, **build_kwargs)
-        if model.preprocess_module is not None:
+        if model.preprocess_module is not None and self.train.x is not None:
             model.preprocess_module.fit(self.train.x)
         return model
 
@@ -79,19 +90,23 @@ def load_splits(recipe: Recipe, base_dir: str | Path | None = None, *,
     spec = recipe.data
     target_spec = model_spec or recipe.model
     raw = load_arrays(spec, target_spec, Path(base_dir) if base_dir else None)
-    n = len(raw.x)
+    n = len(raw.dataset) if raw.dataset is not None else len(raw.x)
     order = np.random.default_rng(spec.seed).permutation(n)
     n_val = int(round(n * spec.val_fraction))
     val_idx, train_idx = order[:n_val], order[n_val:]
     if len(train_idx) == 0:
         raise SpecError(Problem("data.val_fraction", f"leaves no training samples out of {n}",
                                 "empty_split"))
+    info = {"samples": n, "kind": raw.kind, "train": len(train_idx), "val": n_val}
+    if raw.dataset is not None:  # image folders: decoded on the fly by Datasets
+        from blocks.data.images import image_splits
+
+        return image_splits(raw, recipe, model_spec, train_idx, val_idx, info)
     if model_spec is None:
-        preprocess = recipe.model.preprocess or derive_preprocess(raw, spec.standardize, recipe.model)
-        if preprocess is not recipe.model.preprocess:
-            model_spec = ModelSpec.model_validate({**dict(recipe.model), "preprocess": preprocess})
-        else:
-            model_spec = recipe.model
+        preprocess = recipe.model.preprocess or derive_preprocess(
+            raw, spec.standardize, recipe.model, impute=spec.impute, fill_value=spec.fill_value)
+        model_spec = learned_spec(recipe.model, preprocess, raw.labels)
+    _check_missing(raw, model_spec)
     x = raw_inputs(raw.x, model_spec)
     targets = prepare_targets(raw.y, model_spec)
 
@@ -102,7 +117,36 @@ def load_splits(recipe: Recipe, base_dir: str | Path | None = None, *,
         return Split(x[index], picked)
 
     return Splits(take(train_idx), take(val_idx) if n_val else None, model_spec.preprocess,
-                  model_spec, {"samples": n, "kind": raw.kind, "train": len(train_idx), "val": n_val})
+                  model_spec, info)
+
+
+def learned_spec(model: ModelSpec, preprocess: PreprocessSpec | None,
+                 labels: dict[str, list[str]] | None) -> ModelSpec:
+    """The recipe's model with what reading the data found: the preprocessing, and class names
+    learned from a target column of names (stored in the heads' `labels`)."""
+    update: dict[str, Any] = {}
+    if preprocess is not model.preprocess:
+        update["preprocess"] = preprocess
+    for name, names in (labels or {}).items():
+        if model.head_specs[name].labels is None:
+            head = model.head_specs[name].model_copy(update={"labels": list(names)})
+            if model.multi_head:
+                update["heads"] = {**(update.get("heads") or model.heads), name: head}
+            else:
+                update["head"] = head
+    if not update:
+        return model
+    return ModelSpec.model_validate({**dict(model), **update})
+
+
+def _check_missing(raw: RawData, model_spec: ModelSpec) -> None:
+    """Missing cells (NaN) reach the model only when its preprocessing imputes them."""
+    pre = model_spec.preprocess
+    if (pre is None or pre.impute is None) and np.issubdtype(raw.x.dtype, np.floating) \
+            and bool(np.isnan(raw.x).any()):
+        raise SpecError(Problem("data.impute", "the data has missing values but the model's "
+                                "preprocess does not impute them; set `data.impute`",
+                                "missing_value"))
 
 
 def raw_inputs(x: np.ndarray, model_spec: ModelSpec) -> torch.Tensor:
@@ -126,15 +170,31 @@ def raw_inputs(x: np.ndarray, model_spec: ModelSpec) -> torch.Tensor:
     return data.reshape(len(data), *shape).contiguous()
 
 
-def derive_preprocess(raw: RawData, standardize: bool | None,
-                      model: ModelSpec) -> PreprocessSpec | None:
-    """What turns this source's samples into the model's input: scale (digits pixels 0..16),
-    z-score (tabular data by default), bilinear resize of square single-channel images."""
+def derive_preprocess(raw: RawData, standardize: bool | None, model: ModelSpec, *,
+                      impute: str | None = None, fill_value: float = 0.0) -> PreprocessSpec | None:
+    """What turns this source's samples into the model's input: impute missing cells, scale
+    (digits pixels 0..16), z-score (tabular data by default), one-hot encode categories,
+    bilinear resize of square single-channel images."""
     if model.input.dtype == "int64":
         return None
+    if raw.preprocess is not None:  # the source knows (image folders: channel statistics)
+        return raw.preprocess
     shape = list(model.input.shape)
     features = int(np.prod(raw.x.shape[1:])) if raw.x.ndim > 1 else 1
     standardize = standardize if standardize is not None else raw.kind == "tabular"
+    impute = impute if impute not in (None, "refuse") else None
+    if raw.categories or impute is not None:
+        if raw.kind != "tabular":
+            raise SpecError(Problem("data.impute", "imputing missing values applies to CSV data",
+                                    "unsupported"))
+        spec = PreprocessSpec(raw_shape=[features], scale=raw.scale, standardize=standardize,
+                              features=raw.features, categories=raw.categories, impute=impute,
+                              fill_value=fill_value, unknown_category=raw.unknown_category,
+                              embeddings=_embedding_sizes(raw))
+        problem = spec.check_fits(tuple(shape))
+        if problem:
+            raise SpecError(Problem("model.input.shape", problem, "shape_mismatch"))
+        return spec
     resize_from = None
     if features != math.prod(shape):
         side = math.isqrt(features)
@@ -149,6 +209,19 @@ def derive_preprocess(raw: RawData, standardize: bool | None,
         return None  # the data already is what the model takes
     return PreprocessSpec(raw_shape=raw_shape, scale=raw.scale, standardize=standardize,
                           resize_from=resize_from, features=raw.features)
+
+
+def _embedding_sizes(raw: RawData) -> dict[str, int] | None:
+    """Columns declared `embedding` (size by fastai's rule of thumb, min(600, 1.6 k^0.56)) or
+    with an explicit size; None when every category column is one-hot."""
+    sizes = {}
+    for name, how in (raw.encodings or {}).items():
+        if how == "embedding":
+            count = len((raw.categories or {}).get(name, [])) or 1
+            sizes[name] = min(600, max(1, round(1.6 * count ** 0.56)))
+        elif isinstance(how, int):
+            sizes[name] = how
+    return sizes or None
 
 
 def prepare_targets(y: Targets | torch.Tensor, model: ModelSpec) -> TargetTensor:

@@ -81,7 +81,7 @@ def make_batches(data: Any, batch_size: int, *, shuffle: bool, drop_last: bool,
     if isinstance(data, DataLoader):
         return data
     if isinstance(data, Split):
-        data = data.as_tuple()
+        data = data.data()  # tensors, or the Dataset of an image folder
     if isinstance(data, tuple | list) and len(data) == 2 and isinstance(data[0], torch.Tensor):
         x, y = data
         sizes = {len(x)} | ({len(v) for v in y.values()} if isinstance(y, dict) else {len(y)})
@@ -104,7 +104,8 @@ def make_batches(data: Any, batch_size: int, *, shuffle: bool, drop_last: bool,
         return DataLoader(data, batch_sampler=sampler, pin_memory=pin_memory)
     if isinstance(data, Dataset):
         return DataLoader(data, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
-                          generator=generator, pin_memory=pin_memory)
+                          generator=generator, pin_memory=pin_memory,
+                          num_workers=getattr(data, "num_workers", 0))  # image folders' `workers`
     raise TypeError("training data must be (X, y) tensors, (X, {head: y}), a Dataset or a "
                     f"DataLoader; got {type(data).__name__}")
 

@@ -48,11 +48,13 @@ def lone_last_sample(model: BlocksModel, samples: int, batch_size: int) -> str |
             "shuffling); pick a batch_size that does not leave 1 over, or set drop_last: true")
 
 
-def non_finite_feature(x: torch.Tensor) -> str | None:
-    """'sample 3, feature 7 is nan' for the first non-finite value of `x`, or None."""
+def non_finite_feature(x: torch.Tensor, *, allow_nan: bool = False) -> str | None:
+    """'sample 3, feature 7 is nan' for the first non-finite value of `x`, or None.
+
+    `allow_nan`: NaN marks a missing value that the model's preprocessing imputes."""
     if not x.is_floating_point():
         return None
-    bad = ~torch.isfinite(x)
+    bad = x.isinf() if allow_nan else ~torch.isfinite(x)
     if not bool(bad.any()):
         return None
     first = bad.reshape(len(x), -1).nonzero()[0]

@@ -32,6 +32,7 @@ from blocks.train.checkpoint import load_checkpoint, save_checkpoint
 from blocks.train.finetune import Freezing, load_initial_weights
 from blocks.train.guards import lone_last_sample, non_finite_feature
 from blocks.train.history import History
+from blocks.train.inputs import as_tensor_pair
 from blocks.train.losses import HeadLoss
 from blocks.train.metrics import HeadMetrics
 from blocks.train.optim import make_optimizer, make_scheduler, rebuild_scheduler
@@ -66,7 +67,11 @@ class Trainer:
                  callbacks: Sequence[Callback] = (), distributed: bool | None = None) -> None:
         if not isinstance(model, BlocksModel):
             raise TypeError(f"Trainer trains models built by blocks.build, got {type(model).__name__}")
-        self.spec = TrainSpec.model_validate(spec or {}) if not isinstance(spec, TrainSpec) else spec
+        if not isinstance(spec, TrainSpec):  # a dict: located, did-you-mean errors as in YAML
+            from blocks.recipe_io import validate_section
+
+            spec = validate_section(TrainSpec, spec or {}, ("train",))
+        self.spec = spec
         self.model = model
         if self.spec.device != "auto":
             target = resolve_device(self.spec.device)
@@ -108,6 +113,8 @@ class Trainer:
         `run_dir` when `resume`). `epochs` counts the whole run, not each call: calling `fit`
         again on a finished trainer trains nothing; build a new `Trainer` to train again."""
         spec = self.spec
+        train = as_tensor_pair(train, self.model, "training data")
+        val = as_tensor_pair(val, self.model, "validation data")
         if _is_tensor_pair(train):
             self.check_targets(*train, where="training data")
             train = self._prepared(*train)  # targets as the losses want them: once, not per batch
@@ -176,6 +183,7 @@ class Trainer:
     def evaluate(self, data: Any, *, split: str = "test") -> dict[str, float]:
         """Loss and accuracy per head on `data`, keys like `test/loss`, `test/<head>/accuracy`."""
         model = self.model
+        data = as_tensor_pair(data, model, f"{split} data")
         if _is_tensor_pair(data):
             self.check_targets(*data, where=f"{split} data")
         was_training = model.training
@@ -388,7 +396,8 @@ class Trainer:
         if tuple(x.shape[1:]) != expected:
             raise TrainingError(f"{where}: features have per-sample shape {list(x.shape[1:])}, the "
                                 f"model expects {list(expected)}")
-        not_finite = non_finite_feature(x)
+        pre = self.model.spec.preprocess
+        not_finite = non_finite_feature(x, allow_nan=pre is not None and pre.impute is not None)
         if not_finite is not None:
             raise TrainingError(f"{where}: {not_finite}")
         targets = y if isinstance(y, dict) else {SINGLE_HEAD: y}
@@ -443,16 +452,9 @@ class Trainer:
 
     def _metric_names(self) -> set[str]:
         """The metric names an epoch record has after its `train/` or `val/` prefix."""
-        names = {"loss"}
-        for name, head in self.heads.items():
-            prefix = "" if name == SINGLE_HEAD else f"{name}/"
-            names |= {f"{prefix}loss", f"{prefix}accuracy"}
-            if isinstance(head, SigmoidHead):
-                names.add(f"{prefix}f1")
-                if head.classes > 1:
-                    for label in head.labels or [str(i) for i in range(head.classes)]:
-                        names |= {f"{prefix}{label}/accuracy", f"{prefix}{label}/f1"}
-        return names
+        from blocks.train.metrics import record_metric_names
+
+        return record_metric_names(self.heads)
 
     def _early_stopping(self, record: dict[str, Any]) -> None:
         rule = self.spec.early_stopping

@@ -66,13 +66,23 @@ def test_bad_labels_name_the_csv_line_and_count_every_row(tmp_path):
         load_splits(sig)
 
 
-@pytest.mark.parametrize("cell", ["nan", "inf", "-Infinity", "1e999"])
+@pytest.mark.parametrize("cell", ["inf", "-Infinity", "1e999"])
 def test_non_finite_cells_are_refused_with_line_and_column(tmp_path, cell):
     r = recipe(tmp_path, f"a,b,y\n1,2,0\n3,{cell},1\n")
     with pytest.raises(blocks.SpecError) as info:
         load_splits(r)
     assert str(info.value) == (f"data.csv.path: t.csv line 3, column 'b': {cell!r} is not a finite "
                                "number; fill in or drop missing values before training")
+
+
+@pytest.mark.parametrize("cell", ["nan", "NA", ""])
+def test_missing_cells_are_refused_without_an_impute_policy(tmp_path, cell):
+    r = recipe(tmp_path, f"a,b,y\n1,2,0\n3,{cell},1\n")
+    with pytest.raises(blocks.SpecError) as info:
+        load_splits(r)
+    assert str(info.value) == (f"data.csv.path: t.csv line 3, column 'b': {cell!r} is a missing "
+                               "value; set `data.impute` (mean, median, most_frequent or constant) "
+                               "to fill it in, or drop the row")
 
 
 def test_long_cells_are_shortened_in_messages(tmp_path):
