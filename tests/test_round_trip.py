@@ -49,28 +49,37 @@ def _safetensors_bytes(data: bytes, scratch: Path) -> tuple[dict, dict]:
     return _safetensors(scratch)
 
 
-def _cli_predict(run: Path, rows: Path, out: Path) -> list[list[str]]:
-    assert main(["predict", str(run), str(rows), "-o", str(out)]) == 0
+def _cli_subprocess(run: Path, rows: Path, out: Path) -> list[list[str]]:
+    """`blocks predict` as a user runs it: its own process."""
+    result = subprocess.run([sys.executable, "-m", "blocks", "predict", str(run), str(rows), "-o",
+                             str(out)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
     return list(csv.reader(out.read_text().splitlines()))
 
 
 FRESH = """
 import sys, numpy as np, torch, blocks
-run, rows, out, resave = sys.argv[1:5]
+run, rows, out, resave, source = sys.argv[1:6]
 model = blocks.load(run)
 assert not model.training, "load returns an eval-mode model"
 x = np.load(rows)["x"]
 probs = model.predict_proba(x)
 probs = probs if isinstance(probs, dict) else {"output": probs}
-np.savez(out, **{k: v.numpy() for k, v in probs.items()})
+cli = blocks.predict_run(run, source).probabilities  # what `blocks predict` computes
+np.savez(out, **{k: v.numpy() for k, v in probs.items()},
+         **{f"cli/{k}": v.numpy() for k, v in cli.items()})
 if resave == "1":
     blocks.save(model, run)
 """
 
 
-def _fresh_probs(run: Path, npz: Path, out: Path, *, resave: bool) -> dict[str, np.ndarray]:
+def _fresh_probs(run: Path, npz: Path, out: Path, source: Path, *,
+                 resave: bool) -> dict[str, np.ndarray]:
+    """Probabilities from `blocks.load` + `predict_proba` and from the CLI's `predict_run`, in a
+    fresh process (one thread setting for both: float sums depend on it in the last bits)."""
     result = subprocess.run([sys.executable, "-c", FRESH, str(run), str(npz), str(out),
-                             "1" if resave else "0"], capture_output=True, text=True, timeout=120)
+                             "1" if resave else "0", str(source)], capture_output=True, text=True,
+                            timeout=120)
     assert result.returncode == 0, result.stderr
     with np.load(out) as archive:
         return {k: archive[k] for k in archive.files}
@@ -94,18 +103,17 @@ def test_cli_and_python_predict_the_same(name, tmp_path):
         _write_rows(source, rows, features)
     np.savez(tmp_path / "x.npz", x=rows)
 
-    cli = _cli_predict(run, source, tmp_path / "cli.csv")
-    exact = blocks.predict_run(run, source)  # what the CLI computed, at full precision
-    fresh = _fresh_probs(run, tmp_path / "x.npz", tmp_path / "fresh.npz", resave=True)
-    for head, probs in exact.probabilities.items():
-        assert np.array_equal(fresh[head], probs.numpy()), f"{name}: head {head} differs"
+    cli = _cli_subprocess(run, source, tmp_path / "cli.csv")
+    exact = blocks.predict_run(run, source)  # label names and heads
+    fresh = _fresh_probs(run, tmp_path / "x.npz", tmp_path / "fresh.npz", source, resave=True)
+    for head in exact.probabilities:
+        assert np.array_equal(fresh[head], fresh[f"cli/{head}"]), f"{name}: head {head} differs"
     header = cli[0]
-    for head, probs in exact.probabilities.items():
+    for head in exact.probabilities:
         prefix = f"{head}/" if len(exact.probabilities) > 1 else ""
-        names = exact.names[head]
-        for j, label in enumerate(names):
+        for j, label in enumerate(exact.names[head]):
             column = [row[header.index(f"{prefix}p/{label}")] for row in cli[1:]]
-            assert column == [f"{v:.6f}" for v in probs[:, j].tolist()]
+            assert column == [f"{v:.6f}" for v in fresh[head][:, j].tolist()]
     # the fresh process saved the loaded model into the run folder: nothing lost, same answers
     after = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
     assert set(after) == set(before)
@@ -114,8 +122,8 @@ def test_cli_and_python_predict_the_same(name, tmp_path):
             assert _safetensors(run / file) == _safetensors_bytes(data, tmp_path / "old"), file
         else:
             assert after[file] == data, file
-    assert _cli_predict(run, source, tmp_path / "cli2.csv") == cli
-    again = _fresh_probs(run, tmp_path / "x.npz", tmp_path / "fresh2.npz", resave=False)
+    assert _cli_subprocess(run, source, tmp_path / "cli2.csv") == cli
+    again = _fresh_probs(run, tmp_path / "x.npz", tmp_path / "fresh2.npz", source, resave=False)
     assert all(np.array_equal(again[k], fresh[k]) for k in fresh)
 
 

@@ -57,6 +57,8 @@ def reload_without_blocks(manifest: list[dict], folder: Path) -> list:
     manifest_file, results_file = folder / "manifest.json", folder / "results.json"
     manifest_file.write_text(json.dumps(manifest))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    # the same intra-op thread count as this process: float sums depend on it in the last bits
+    env["BLOCKS_TEST_THREADS"] = str(torch.get_num_threads())
     done = subprocess.run([sys.executable, str(HERE / "reload_exports.py"), str(manifest_file),
                            str(results_file)], cwd=folder, env=env, capture_output=True,
                           text=True, timeout=300)

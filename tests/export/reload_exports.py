@@ -11,6 +11,7 @@ batch size (or the error text).
 import importlib.abc
 import importlib.util
 import json
+import os
 import sys
 
 
@@ -26,6 +27,9 @@ class _NoBlocks(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, _NoBlocks())
 
 import torch  # noqa: E402
+
+if os.environ.get("BLOCKS_TEST_THREADS"):
+    torch.set_num_threads(int(os.environ["BLOCKS_TEST_THREADS"]))
 from safetensors.torch import load_file  # noqa: E402
 
 
