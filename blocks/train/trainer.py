@@ -34,6 +34,7 @@ from blocks.train.guards import lone_last_sample, non_finite_feature
 from blocks.train.history import History
 from blocks.train.losses import HeadLoss
 from blocks.train.metrics import HeadMetrics
+from blocks.train.nonfinite import NonFiniteGuard
 from blocks.train.optim import make_optimizer, make_scheduler, rebuild_scheduler
 from blocks.train.spec import TrainSpec
 
@@ -101,6 +102,7 @@ class Trainer:
         self._seeded = False
         self._steps_per_epoch: int | None = None
         self.stopped_early = False
+        self._guard: NonFiniteGuard | None = None
 
     # --- public API ------------------------------------------------------------------------------
     def fit(self, train: Any, val: Any = None, *, resume: bool = False) -> History:
@@ -210,28 +212,62 @@ class Trainer:
         ready = (isinstance(batches, TensorBatches) and isinstance(batches.y, dict)
                  and batches.x.device == self.device
                  and all(t.device == self.device for t in batches.y.values()))
+        guard = self._device_guard()
+        step_in_epoch = 0
         try:
             for step_in_epoch, window in enumerate(_windows(iter(batches), spec.accumulate), start=1):
-                loss = self._step(window, metrics, params, ready=ready)
-                if not math.isfinite(loss):
-                    raise TrainingError(
-                        f"the training loss became {loss} at epoch {self.epoch + 1}, step "
-                        f"{step_in_epoch} (global step {self.global_step + 1}); the weights were not "
-                        "updated and the last checkpoint is untouched. Lower the learning rate, "
-                        "set clip_grad_norm, or check the data for NaN/inf")
+                loss = self._step(window, metrics, params, ready=ready, guard=guard)
+                if loss is not None and not math.isfinite(loss):  # a step that synced itself
+                    raise self._non_finite(loss, step_in_epoch, self.global_step + 1)
+                if guard is not None and guard.due:
+                    last = guard.last_loss
+                    self._check_guard(guard, step_in_epoch)
+                    if not bar.disable:  # a sync, but once per interval and only on a terminal
+                        bar.set_postfix(loss=f"{last.item():.4f}")
                 bar.update(len(window))
-                if not bar.disable and step_in_epoch % 10 == 0:
-                    bar.set_postfix(loss=f"{loss:.4f}")
+            if guard is not None:
+                self._check_guard(guard, step_in_epoch)
         finally:
             bar.close()
         return self._reduce(metrics, "train")
 
-    def _step(self, window: list[Batch], metrics: dict[str, HeadMetrics],
-              params: list[nn.Parameter], *, ready: bool = False) -> float:
-        """One optimizer step over `window` micro-batches; returns the window's mean loss.
+    def _device_guard(self) -> NonFiniteGuard | None:
+        """The on-device non-finite guard when the optimizer is fused (and training is not
+        distributed, where the step's all-reduced loss is read anyway); None: check per step."""
+        if self.dist is not None or not NonFiniteGuard.supports(self.optimizer):
+            return None
+        if self._guard is None or self._guard.optimizer is not self.optimizer:
+            self._guard = NonFiniteGuard(self.optimizer, self.device)
+        return self._guard
 
-        A non-finite loss returns before `optimizer.step()`, so the weights stay as they were.
-        `ready`: the batches already hold checked targets on the model's device.
+    def _check_guard(self, guard: NonFiniteGuard, step_in_epoch: int) -> None:
+        """The guard's one host sync per interval; raise naming the first non-finite step.
+        Its update and every later one were skipped on the device: undo their step count."""
+        bad = guard.first_bad()
+        if bad is None:
+            return
+        ago, value = bad
+        self.global_step -= ago + 1
+        if self.global_step == 0:  # no update ever happened: no optimizer state either (a skipped
+            self.optimizer.state.clear()  # first step leaves SGD momentum buffers uninitialised)
+        raise self._non_finite(value, step_in_epoch - ago, self.global_step + 1)
+
+    def _non_finite(self, loss: float, step_in_epoch: int, global_step: int) -> TrainingError:
+        return TrainingError(
+            f"the training loss became {loss} at epoch {self.epoch + 1}, step "
+            f"{step_in_epoch} (global step {global_step}); the weights were not "
+            "updated and the last checkpoint is untouched. Lower the learning rate, "
+            "set clip_grad_norm, or check the data for NaN/inf")
+
+    def _step(self, window: list[Batch], metrics: dict[str, HeadMetrics],
+              params: list[nn.Parameter], *, ready: bool = False,
+              guard: NonFiniteGuard | None = None) -> float | None:
+        """One optimizer step over `window` micro-batches.
+
+        With a `guard`, returns None without waiting for the device: a non-finite loss makes the
+        fused optimizer skip this update (and every later one) on the device. Without, returns
+        the window's loss, read on the host, and does not step on a non-finite one. Either way
+        the weights stay as they were. `ready`: the batches hold checked targets on the device.
         """
         if ready:
             moved = window
@@ -248,7 +284,11 @@ class Trainer:
             loss = self._micro_loss(self._logits(x), y, norms, metrics)
             loss.backward()
             window_loss = loss.detach() if window_loss is None else window_loss + loss.detach()
-        value = window_loss.item()  # the step's one host sync: never step on a NaN/inf loss
+        if guard is not None:
+            guard.watch(window_loss)
+            self._optimizer_step(params)
+            return None
+        value = window_loss.item()  # a host sync per step: never step on a NaN/inf loss
         if math.isfinite(value):
             self._optimizer_step(params)
         return value
