@@ -303,21 +303,21 @@ class Trainer:
         for name, head_loss in self.losses.items():
             norm = head_loss.norm(y[name])
             if isinstance(norm, int) and norm == norms[name]:
-                # this micro-batch is the whole step: the mean in one kernel, and the sum for the
-                # metrics scaled outside the autograd graph (one backward node fewer per step)
+                # this micro-batch is the whole step: the mean in one kernel (the metrics form the
+                # sum from it later, outside the autograd graph, in one op per epoch interval)
                 term = head_loss.total(outputs[name], y[name], reduction="mean")
-                total = term.detach() * norm
+                metrics[name].update(outputs[name], y[name], term, norm, mean=True)
             else:
                 total = head_loss.total(outputs[name], y[name])
                 # a window whose samples all have class weight 0 has norm 0 and sum 0: term 0
                 window_norm = norms[name]
                 term = total / (window_norm.clamp_min(1e-12) if isinstance(window_norm, torch.Tensor)
                                 else window_norm)
+                metrics[name].update(outputs[name], y[name], total, norm)
             weight = self.heads[name].loss_weight
             if weight != 1.0:
                 term = term * weight
             loss = term if loss is None else loss + term
-            metrics[name].update(outputs[name], y[name], total, norm)
         return loss
 
     def _optimizer_step(self, params: list[nn.Parameter]) -> None:
