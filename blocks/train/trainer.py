@@ -29,6 +29,7 @@ from blocks.spec import SINGLE_HEAD
 from blocks.train import distributed as _dist
 from blocks.train.batches import Batch, TensorBatches, batch_size_of, make_batches
 from blocks.train.checkpoint import load_checkpoint, save_checkpoint
+from blocks.train.compiled import CompiledForward
 from blocks.train.finetune import Freezing, load_initial_weights
 from blocks.train.guards import lone_last_sample, non_finite_feature
 from blocks.train.history import History
@@ -87,6 +88,8 @@ class Trainer:
         # fine-tuning: frozen parameters stay out of the optimizer until unfreeze_at_epoch
         self.freezing = Freezing(self.spec, model) if self.spec.freeze or self.spec.param_groups else None
         self.optimizer = make_optimizer(self.spec, model)
+        # train.compile: the training forward only (eager under DDP); state dicts stay the model's
+        self.compiled = CompiledForward(model) if self.spec.compile and self.dist is None else None
         self._ddp = _dist.wrap(model, self.device) if self.dist is not None else None
         self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
         self.per_step_schedule = False
@@ -281,7 +284,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         window_loss: torch.Tensor | None = None
         for x, y in moved:
-            loss = self._micro_loss(self._logits(x), y, norms, metrics)
+            loss = self._micro_loss(self._logits(x, self.compiled), y, norms, metrics)
             loss.backward()
             window_loss = loss.detach() if window_loss is None else window_loss + loss.detach()
         if guard is not None:
@@ -386,7 +389,8 @@ class Trainer:
         self._check_batch(x, y)
         return self._logits(x), y
 
-    def _logits(self, x: torch.Tensor, module: nn.Module | None = None) -> dict[str, torch.Tensor]:
+    def _logits(self, x: torch.Tensor, module: Callable[[torch.Tensor], Any] | None = None
+                ) -> dict[str, torch.Tensor]:
         if self.spec.precision == "bf16":
             with torch.autocast(self.device.type, dtype=torch.bfloat16):
                 out = (module or self.model)(x)
