@@ -61,6 +61,17 @@ def test_host_syncs_grow_only_with_check_intervals(count_syncs):
     assert three - one == 2  # one flag read per further interval
 
 
+def test_evaluating_tensors_syncs_a_constant_number_of_times(count_syncs):
+    trainer = blocks.Trainer(blocks.build(mlp_spec(), seed=0), {"batch_size": 8}, quiet=True)
+    counts = []
+    for samples in (16, 160):
+        x, y = learnable_data(samples)
+        before = count_syncs["n"]
+        trainer.evaluate((x, y))
+        counts.append(count_syncs["n"] - before)
+    assert counts[0] == counts[1]
+
+
 def _poison_forward_call(model, call: int, value: float, snapshots: dict):
     """At the model's `call`-th training forward, record the weights and optimizer state (those
     after the step before) and make the output non-finite."""
