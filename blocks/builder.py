@@ -75,7 +75,19 @@ class BlocksModel(nn.Module):
             wrong = True
         if wrong:
             x = self._fix_input(x)
-        return self._forward_impl(x)
+        # the body of _forward_impl, inlined: one Python call fewer on every forward
+        modules = self._modules
+        if self._preprocesses:
+            x = modules["preprocess"](x)
+        backbone = modules["backbone"]
+        if type(backbone) is nn.Sequential and not _hooked(backbone):
+            for layer in backbone._modules.values():
+                x = layer(x)
+        else:
+            x = backbone(x)
+        if self._single_head:
+            return modules["head"](x)
+        return {name: head(x) for name, head in modules["heads"].items()}
 
     def _forward_impl(self, x: torch.Tensor) -> Output:
         """The forward pass without the input checks.
