@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, TensorDataset
 import blocks
 from blocks.train.trainer import Trainer
 
-REPEATS = {"tiny-mlp": 7, "seed-cnn": 3}
+REPEATS = {"tiny-mlp": 7, "seed-cnn": 5}
 EPOCHS = 3  # per timed run: per-fit set-up (target checks, seeding) is paid once, as in real use
 LR, MOMENTUM = 0.01, 0.9
 
