@@ -255,6 +255,11 @@ class Trainer:
         self.global_step -= ago + 1
         if self.global_step == 0:  # no update ever happened: no optimizer state either (a skipped
             self.optimizer.state.clear()  # first step leaves SGD momentum buffers uninitialised)
+        if self.scheduler is not None and self.per_step_schedule:
+            # the schedule stepped on the skipped steps too: back to the last good step's lr
+            self.scheduler.last_epoch = self.global_step
+            self.scheduler = rebuild_scheduler(self.spec, self.optimizer, self.scheduler,
+                                               self._steps_per_epoch or 0)
         raise self._non_finite(value, step_in_epoch - ago, self.global_step + 1)
 
     def _non_finite(self, loss: float, step_in_epoch: int, global_step: int) -> TrainingError:

@@ -83,6 +83,7 @@ def _poison_forward_call(model, call: int, value: float, snapshots: dict):
         seen["n"] += 1
         if seen["n"] == call:
             snapshots["model"] = {k: v.clone() for k, v in module.state_dict().items()}
+            snapshots["lr"] = snapshots["trainer"].optimizer.param_groups[0]["lr"]
             snapshots["optimizer"] = {
                 id(p): {k: v.clone() for k, v in s.items()}
                 for p, s in snapshots["trainer"].optimizer.state.items()}
@@ -98,8 +99,8 @@ def _poison_forward_call(model, call: int, value: float, snapshots: dict):
 def test_non_finite_step_k_leaves_the_weights_of_step_k_minus_1(optimizer, value):
     x, y = learnable_data(40)  # 10 steps of 4 per epoch
     model = blocks.build(mlp_spec(), seed=0)
-    trainer = blocks.Trainer(model, {"epochs": 3, "batch_size": 4, "optimizer": optimizer},
-                             quiet=True)
+    trainer = blocks.Trainer(model, {"epochs": 3, "batch_size": 4, "optimizer": optimizer,
+                                     "scheduler": {"type": "cosine"}}, quiet=True)
     snapshots = {"trainer": trainer}
     _poison_forward_call(model, 13, value, snapshots)  # epoch 2, step 3
     with pytest.raises(blocks.TrainingError,
@@ -112,6 +113,8 @@ def test_non_finite_step_k_leaves_the_weights_of_step_k_minus_1(optimizer, value
             assert torch.equal(state[key], before), key
     assert trainer.global_step == 12
     assert trainer.epoch == 1
+    assert trainer.optimizer.param_groups[0]["lr"] == snapshots["lr"]  # the schedule too
+    assert trainer.scheduler.last_epoch == 12
 
 
 def test_non_finite_first_step_leaves_no_optimizer_state_and_training_can_go_on():
