@@ -41,7 +41,10 @@ def trace_sequence(blocks: Sequence[Block], shape: Shape, prefix: str = "",
     for index, block in enumerate(blocks):
         here = f"{prefix}[{index}]"
         try:
-            out = block.output_shape(shape)
+            if isinstance(block, Composite):  # shape and children in one pass: linear in nesting
+                out, children = block.trace(shape, here, depth + 1)
+            else:
+                out, children = block.output_shape(shape), []
             if min(out, default=1) <= 0:
                 raise ShapeError(f"output shape {fmt_shape(out)} would be empty")
             if max(out, default=1) > MAX_SIZE or math.prod(out) > MAX_SAMPLE_ELEMENTS:
@@ -53,8 +56,7 @@ def trace_sequence(blocks: Sequence[Block], shape: Shape, prefix: str = "",
             err.path = f"[{index}]{err.path}"
             raise
         traces.append(LayerTrace(here, block, shape, out, depth))
-        if isinstance(block, Composite):
-            traces.extend(block.children_traces(shape, here, depth + 1))
+        traces.extend(children)
         shape = out
     return traces, shape
 
@@ -73,10 +75,21 @@ def _nested(field: str, err: ShapeError) -> ShapeError:
 
 
 class Composite(Block):
-    """A block made of nested block lists; reports its children for summaries."""
+    """A block made of nested block lists; reports its children for summaries.
+
+    `trace` gives the output shape and the children's traces from ONE pass over the children;
+    composites that override it (all built-in ones do) make shape inference linear in the
+    nesting depth. The default, for plugins, asks `output_shape` and `children_traces` apart,
+    which traces the children twice (exponential when such composites nest deeply).
+    """
 
     def children_traces(self, shape: Shape, path: str, depth: int) -> list[LayerTrace]:
         return []
+
+    def trace(self, shape: Shape, path: str, depth: int) -> tuple[Shape, list[LayerTrace]]:
+        """(output shape, the children's traces under `path` at `depth`); `ShapeError` paths
+        relative to this block, as `output_shape` raises them."""
+        return self.output_shape(shape), self.children_traces(shape, path, depth)
 
 
 class ResidualModule(nn.Module):
@@ -100,31 +113,29 @@ class Residual(Composite):
     blocks: BlockList
     shortcut: list[AnyBlock] | None = None
 
-    def _body(self, shape: Shape) -> tuple[list[LayerTrace], Shape]:
+    def trace(self, shape: Shape, path: str, depth: int) -> tuple[Shape, list[LayerTrace]]:
         try:
-            return trace_sequence(self.blocks, shape)
+            traces, body_out = trace_sequence(self.blocks, shape, f"{path}.blocks", depth)
         except ShapeError as err:
             raise _nested("blocks", err) from None
-
-    def output_shape(self, shape: Shape) -> Shape:
-        _, body_out = self._body(shape)
         if self.shortcut:
             try:
-                _, short_out = trace_sequence(self.shortcut, shape)
+                short, short_out = trace_sequence(self.shortcut, shape, f"{path}.shortcut", depth)
             except ShapeError as err:
                 raise _nested("shortcut", err) from None
             if short_out != body_out:
                 raise ShapeError(f"shortcut output {fmt_shape(short_out)} does not match the "
                                  f"blocks' output {fmt_shape(body_out)}; they are added")
+            traces += short
         elif body_out != shape:
             _projection_strides(shape, body_out)  # raises when no projection fits
-        return body_out
+        return body_out, traces
+
+    def output_shape(self, shape: Shape) -> Shape:
+        return self.trace(shape, "", 0)[0]
 
     def children_traces(self, shape: Shape, path: str, depth: int) -> list[LayerTrace]:
-        traces, _ = trace_sequence(self.blocks, shape, f"{path}.blocks", depth)
-        if self.shortcut:
-            traces += trace_sequence(self.shortcut, shape, f"{path}.shortcut", depth)[0]
-        return traces
+        return self.trace(shape, path, depth)[1]
 
     def build(self, shape: Shape) -> nn.Module:
         body, body_out = build_sequence(self.blocks, shape)
@@ -164,21 +175,22 @@ class Repeat(Composite):
     times: size_type(1, MAX_REPEAT_TIMES)  # type: ignore[valid-type]
     blocks: BlockList
 
-    def output_shape(self, shape: Shape) -> Shape:
+    def trace(self, shape: Shape, path: str, depth: int) -> tuple[Shape, list[LayerTrace]]:
+        traces: list[LayerTrace] = []
         for rep in range(self.times):
             try:
-                shape = trace_sequence(self.blocks, shape)[1]
+                reps, shape = trace_sequence(self.blocks, shape, f"{path}.blocks#{rep}", depth)
             except ShapeError as err:
                 err.reason += f" (in repetition {rep + 1} of {self.times})"
                 raise _nested("blocks", err) from None
-        return shape
+            traces += reps
+        return shape, traces
+
+    def output_shape(self, shape: Shape) -> Shape:
+        return self.trace(shape, "", 0)[0]
 
     def children_traces(self, shape: Shape, path: str, depth: int) -> list[LayerTrace]:
-        traces = []
-        for rep in range(self.times):
-            reps, shape = trace_sequence(self.blocks, shape, f"{path}.blocks#{rep}", depth)
-            traces += reps
-        return traces
+        return self.trace(shape, path, depth)[1]
 
     def build(self, shape: Shape) -> nn.Module:
         stages = []

@@ -17,7 +17,7 @@ DEFAULT_MAX_BLOCKS = 10_000
 #: Most repetitions one `repeat` block may ask for.
 MAX_REPEAT_TIMES = 10_000
 #: Most composite blocks (`residual`, `repeat`, ...) nested inside one another.
-MAX_BLOCK_NESTING = 8
+MAX_BLOCK_NESTING = 64
 #: Most values in one sample's tensor anywhere in a model (keeps torch's int64 sizes safe).
 MAX_SAMPLE_ELEMENTS = 2**40
 #: Most nested YAML collections (mappings / lists inside one another).

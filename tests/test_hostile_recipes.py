@@ -131,9 +131,9 @@ CASES = [
                                         "times: 10000, blocks: [relu]}]}]"), "3:52",
          "model.backbone[0].blocks[0]: the model would have more than 10,000 blocks once `repeat` "
          "is expanded (here: a repeat of 1 block(s), 10,000 times)"),
-    case("nested_residuals_24", "model:\n  input: {shape: [4]}\n  backbone:\n    - "
-         + "{type: residual, blocks: [" * 24 + "relu" + "]}" * 24 + "\n  head: {type: softmax, classes: 2}\n",
-         "4:", "composite blocks are nested more than 8 deep here"),
+    case("nested_residuals_70", "model:\n  input: {shape: [4]}\n  backbone:\n    - "
+         + "{type: residual, blocks: [" * 70 + "relu" + "]}" * 70 + "\n  head: {type: softmax, classes: 2}\n",
+         "4:", "nests more than 100 levels"),  # YAML's depth limit comes first; 65 in Python: test_nesting
     case("linear_1e9_by_1e5", BASE.replace("[{type: linear, out_features: 8}]",
                                            "[{type: linear, out_features: 100000}, "
                                            "{type: linear, out_features: 1000000000}]"), "3:52",

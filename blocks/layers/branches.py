@@ -64,12 +64,15 @@ class Concat(Composite):
             raise ShapeError(f"dim {self.dim} is out of range for branch outputs of rank {rank}")
         return self.dim % rank
 
+    def trace(self, shape: Shape, path: str, depth: int) -> tuple[Shape, list[LayerTrace]]:
+        traces, outs = self._traces(shape, path, depth)
+        return _joined(outs, self._axis(len(outs[0])), "branch"), traces
+
     def output_shape(self, shape: Shape) -> Shape:
-        outs = self._traces(shape)[1]
-        return _joined(outs, self._axis(len(outs[0])), "branch")
+        return self.trace(shape, "", 0)[0]
 
     def children_traces(self, shape: Shape, path: str, depth: int) -> list[LayerTrace]:
-        return self._traces(shape, path, depth)[0]
+        return self.trace(shape, path, depth)[1]
 
     def child_module(self, kind: str, rep: int | None, index: int) -> tuple[str, object] | None:
         """Module name (relative) and block of child `kind[index]`, for summaries."""
@@ -110,16 +113,19 @@ class DenseConcat(Composite):
             err.path = f".blocks{err.path}"
             raise
 
-    def output_shape(self, shape: Shape) -> Shape:
-        out = self._body(shape)[1]
+    def trace(self, shape: Shape, path: str, depth: int) -> tuple[Shape, list[LayerTrace]]:
+        traces, out = self._body(shape, path, depth)
         if len(out) != len(shape) or out[1:] != shape[1:]:
             raise ShapeError(f"blocks turn {fmt_shape(shape)} into {fmt_shape(out)}; their output is "
                              "concatenated to the input on the channel axis, so the other axes "
                              f"must stay {fmt_shape(shape[1:])}")
-        return (shape[0] + out[0], *shape[1:])
+        return (shape[0] + out[0], *shape[1:]), traces
+
+    def output_shape(self, shape: Shape) -> Shape:
+        return self.trace(shape, "", 0)[0]
 
     def children_traces(self, shape: Shape, path: str, depth: int) -> list[LayerTrace]:
-        return self._body(shape, path, depth)[0]
+        return self.trace(shape, path, depth)[1]
 
     def child_module(self, kind: str, rep: int | None, index: int) -> tuple[str, object] | None:
         if kind == "blocks" and rep is None and index < len(self.blocks):

@@ -113,6 +113,9 @@ class TrainSpec(SpecModel):
     scheduler: SchedulerSpec | None = None
     clip_grad_norm: PositiveFloat | None = None
     precision: Literal["fp32", "bf16"] = "fp32"
+    compile: bool = Field(
+        default=False, description="run the training forward through torch.compile (checkpoints "
+        "and saved runs are the same as without; pays off on accelerators and larger models)")
     early_stopping: EarlyStopping | None = None
     seed: Seed = 0
     device: str = "auto"

@@ -29,12 +29,14 @@ from blocks.spec import SINGLE_HEAD
 from blocks.train import distributed as _dist
 from blocks.train.batches import Batch, TensorBatches, batch_size_of, make_batches
 from blocks.train.checkpoint import load_checkpoint, save_checkpoint
+from blocks.train.compiled import CompiledForward
 from blocks.train.finetune import Freezing, load_initial_weights
 from blocks.train.guards import lone_last_sample, non_finite_feature
 from blocks.train.history import History
 from blocks.train.inputs import as_tensor_pair
 from blocks.train.losses import HeadLoss
 from blocks.train.metrics import HeadMetrics
+from blocks.train.nonfinite import NonFiniteGuard
 from blocks.train.optim import make_optimizer, make_scheduler, rebuild_scheduler
 from blocks.train.spec import TrainSpec
 
@@ -91,6 +93,8 @@ class Trainer:
         # fine-tuning: frozen parameters stay out of the optimizer until unfreeze_at_epoch
         self.freezing = Freezing(self.spec, model) if self.spec.freeze or self.spec.param_groups else None
         self.optimizer = make_optimizer(self.spec, model)
+        # train.compile: the training forward only (eager under DDP); state dicts stay the model's
+        self.compiled = CompiledForward(model) if self.spec.compile and self.dist is None else None
         self._ddp = _dist.wrap(model, self.device) if self.dist is not None else None
         self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
         self.per_step_schedule = False
@@ -106,6 +110,7 @@ class Trainer:
         self._seeded = False
         self._steps_per_epoch: int | None = None
         self.stopped_early = False
+        self._guard: NonFiniteGuard | None = None
 
     # --- public API ------------------------------------------------------------------------------
     def fit(self, train: Any, val: Any = None, *, resume: bool = False) -> History:
@@ -184,8 +189,10 @@ class Trainer:
         """Loss and accuracy per head on `data`, keys like `test/loss`, `test/<head>/accuracy`."""
         model = self.model
         data = as_tensor_pair(data, model, f"{split} data")
-        if _is_tensor_pair(data):
+        checked = _is_tensor_pair(data)
+        if checked:  # checked once here: no per-batch check (a host sync each) below
             self.check_targets(*data, where=f"{split} data")
+            data = self._prepared(*data)
         was_training = model.training
         model.eval()
         metrics = {name: HeadMetrics(name, head, self.device) for name, head in self.heads.items()}
@@ -197,7 +204,7 @@ class Trainer:
             for x, y in batches:
                 if self.dist is not None and batch_size_of((x, y)) == 0:
                     continue  # this rank's share of a small last batch
-                outputs, targets = self._forward(x, y)
+                outputs, targets = self._forward(x, y, checked=checked)
                 for name, loss in self.losses.items():
                     metrics[name].update(outputs[name], targets[name],
                                          loss.total(outputs[name], targets[name]), loss.norm(targets[name]))
@@ -218,28 +225,67 @@ class Trainer:
         ready = (isinstance(batches, TensorBatches) and isinstance(batches.y, dict)
                  and batches.x.device == self.device
                  and all(t.device == self.device for t in batches.y.values()))
+        guard = self._device_guard()
+        step_in_epoch = 0
         try:
             for step_in_epoch, window in enumerate(_windows(iter(batches), spec.accumulate), start=1):
-                loss = self._step(window, metrics, params, ready=ready)
-                if not math.isfinite(loss):
-                    raise TrainingError(
-                        f"the training loss became {loss} at epoch {self.epoch + 1}, step "
-                        f"{step_in_epoch} (global step {self.global_step + 1}); the weights were not "
-                        "updated and the last checkpoint is untouched. Lower the learning rate, "
-                        "set clip_grad_norm, or check the data for NaN/inf")
+                loss = self._step(window, metrics, params, ready=ready, guard=guard)
+                if loss is not None and not math.isfinite(loss):  # a step that synced itself
+                    raise self._non_finite(loss, step_in_epoch, self.global_step + 1)
+                if guard is not None and guard.due:
+                    last = guard.last_loss
+                    self._check_guard(guard, step_in_epoch)
+                    if not bar.disable:  # a sync, but once per interval and only on a terminal
+                        bar.set_postfix(loss=f"{last.item():.4f}")
                 bar.update(len(window))
-                if not bar.disable and step_in_epoch % 10 == 0:
-                    bar.set_postfix(loss=f"{loss:.4f}")
+            if guard is not None:
+                self._check_guard(guard, step_in_epoch)
         finally:
             bar.close()
         return self._reduce(metrics, "train")
 
-    def _step(self, window: list[Batch], metrics: dict[str, HeadMetrics],
-              params: list[nn.Parameter], *, ready: bool = False) -> float:
-        """One optimizer step over `window` micro-batches; returns the window's mean loss.
+    def _device_guard(self) -> NonFiniteGuard | None:
+        """The on-device non-finite guard when the optimizer is fused (and training is not
+        distributed, where the step's all-reduced loss is read anyway); None: check per step."""
+        if self.dist is not None or not NonFiniteGuard.supports(self.optimizer):
+            return None
+        if self._guard is None or self._guard.optimizer is not self.optimizer:
+            self._guard = NonFiniteGuard(self.optimizer, self.device)
+        return self._guard
 
-        A non-finite loss returns before `optimizer.step()`, so the weights stay as they were.
-        `ready`: the batches already hold checked targets on the model's device.
+    def _check_guard(self, guard: NonFiniteGuard, step_in_epoch: int) -> None:
+        """The guard's one host sync per interval; raise naming the first non-finite step.
+        Its update and every later one were skipped on the device: undo their step count."""
+        bad = guard.first_bad()
+        if bad is None:
+            return
+        ago, value = bad
+        self.global_step -= ago + 1
+        if self.global_step == 0:  # no update ever happened: no optimizer state either (a skipped
+            self.optimizer.state.clear()  # first step leaves SGD momentum buffers uninitialised)
+        if self.scheduler is not None and self.per_step_schedule:
+            # the schedule stepped on the skipped steps too: back to the last good step's lr
+            self.scheduler.last_epoch = self.global_step
+            self.scheduler = rebuild_scheduler(self.spec, self.optimizer, self.scheduler,
+                                               self._steps_per_epoch or 0)
+        raise self._non_finite(value, step_in_epoch - ago, self.global_step + 1)
+
+    def _non_finite(self, loss: float, step_in_epoch: int, global_step: int) -> TrainingError:
+        return TrainingError(
+            f"the training loss became {loss} at epoch {self.epoch + 1}, step "
+            f"{step_in_epoch} (global step {global_step}); the weights were not "
+            "updated and the last checkpoint is untouched. Lower the learning rate, "
+            "set clip_grad_norm, or check the data for NaN/inf")
+
+    def _step(self, window: list[Batch], metrics: dict[str, HeadMetrics],
+              params: list[nn.Parameter], *, ready: bool = False,
+              guard: NonFiniteGuard | None = None) -> float | None:
+        """One optimizer step over `window` micro-batches.
+
+        With a `guard`, returns None without waiting for the device: a non-finite loss makes the
+        fused optimizer skip this update (and every later one) on the device. Without, returns
+        the window's loss, read on the host, and does not step on a non-finite one. Either way
+        the weights stay as they were. `ready`: the batches hold checked targets on the device.
         """
         if ready:
             moved = window
@@ -253,10 +299,14 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         window_loss: torch.Tensor | None = None
         for x, y in moved:
-            loss = self._micro_loss(self._logits(x), y, norms, metrics)
+            loss = self._micro_loss(self._logits(x, self.compiled), y, norms, metrics)
             loss.backward()
             window_loss = loss.detach() if window_loss is None else window_loss + loss.detach()
-        value = window_loss.item()  # the step's one host sync: never step on a NaN/inf loss
+        if guard is not None:
+            guard.watch(window_loss)
+            self._optimizer_step(params)
+            return None
+        value = window_loss.item()  # a host sync per step: never step on a NaN/inf loss
         if math.isfinite(value):
             self._optimizer_step(params)
         return value
@@ -271,21 +321,21 @@ class Trainer:
         for name, head_loss in self.losses.items():
             norm = head_loss.norm(y[name])
             if isinstance(norm, int) and norm == norms[name]:
-                # this micro-batch is the whole step: the mean in one kernel, and the sum for the
-                # metrics scaled outside the autograd graph (one backward node fewer per step)
+                # this micro-batch is the whole step: the mean in one kernel (the metrics form the
+                # sum from it later, outside the autograd graph, in one op per epoch interval)
                 term = head_loss.total(outputs[name], y[name], reduction="mean")
-                total = term.detach() * norm
+                metrics[name].update(outputs[name], y[name], term, norm, mean=True)
             else:
                 total = head_loss.total(outputs[name], y[name])
                 # a window whose samples all have class weight 0 has norm 0 and sum 0: term 0
                 window_norm = norms[name]
                 term = total / (window_norm.clamp_min(1e-12) if isinstance(window_norm, torch.Tensor)
                                 else window_norm)
+                metrics[name].update(outputs[name], y[name], total, norm)
             weight = self.heads[name].loss_weight
             if weight != 1.0:
                 term = term * weight
             loss = term if loss is None else loss + term
-            metrics[name].update(outputs[name], y[name], total, norm)
         return loss
 
     def _optimizer_step(self, params: list[nn.Parameter]) -> None:
@@ -349,12 +399,15 @@ class Trainer:
             return contextlib.nullcontext()
         return _dist.collective_errors(self.dist, where)
 
-    def _forward(self, x: torch.Tensor, y: Any) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    def _forward(self, x: torch.Tensor, y: Any, *, checked: bool = False
+                 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         x, y = self._to_device(x, y)
-        self._check_batch(x, y)
+        if not checked:
+            self._check_batch(x, y)
         return self._logits(x), y
 
-    def _logits(self, x: torch.Tensor, module: nn.Module | None = None) -> dict[str, torch.Tensor]:
+    def _logits(self, x: torch.Tensor, module: Callable[[torch.Tensor], Any] | None = None
+                ) -> dict[str, torch.Tensor]:
         if self.spec.precision == "bf16":
             with torch.autocast(self.device.type, dtype=torch.bfloat16):
                 out = (module or self.model)(x)
