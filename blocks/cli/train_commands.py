@@ -9,13 +9,21 @@ import json
 import os
 import sys
 
+TRAIN_EPILOG = """examples:
+  blocks train seed_cnn --out runs/demo               a bundled recipe on its bundled data
+  blocks train my.yaml --epochs 3 --device cpu        a quick try of your own recipe
+  blocks train my.yaml --resume --out runs/my         continue from the last checkpoint
+  torchrun --nproc_per_node=2 -m blocks train my.yaml  data-parallel on 2 processes
+"""
 EXIT_RUN_FAILED = 1  # training started and could not finish (e.g. a rank of a distributed run died)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train", help="train a recipe on its data (the main job)",
                               description="Train RECIPE on its `data:` section; writes a run folder "
-                                          "(recipe, weights, metrics, checkpoint).")
+                                          "(recipe, weights, metrics, checkpoint).",
+                              epilog=TRAIN_EPILOG,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("recipe", metavar="RECIPE", help="recipe file or bundled recipe name")
     p.add_argument("--out", metavar="DIR", help="run folder (default runs/<recipe name>)")
     p.add_argument("--epochs", type=int, help="override train.epochs")
@@ -49,7 +57,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=run_evaluate)
 
-    p = subparsers.add_parser("predict", help="labels and probabilities for a CSV or NPZ of inputs")
+    p = subparsers.add_parser(
+        "predict", help="labels and probabilities for a CSV or NPZ of inputs",
+        description="Predict with RUN_DIR's model on raw inputs: the run's own preprocessing is "
+                    "applied; prints one CSV row per input (labels, then probabilities).",
+        epilog="examples:\n  blocks predict runs/wine new_rows.csv\n"
+               "  blocks predict runs/demo images.npz -o predictions.csv",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("input", metavar="INPUT",
                    help=".csv (feature columns by header name, or header-less rows) or .npz (array x)")
