@@ -282,7 +282,9 @@ def _keep_tags(lean: Any, full: Any) -> Any:
 
 def recipe_schema() -> dict[str, Any]:
     """JSON Schema of the recipe format, including plugin block types registered so far."""
-    schema = Recipe.model_json_schema()
+    from blocks.schema_tags import tag_unions
+
+    schema = tag_unions(Recipe.model_json_schema())
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "blocks recipe"
     return schema
