@@ -339,6 +339,7 @@ def run_recipe(recipe: str | Path | Recipe, out: str | Path | None = None, *,
     checkpoint) or `force` (replace a blocks run folder; nothing else is ever deleted).
     """
     from blocks.data.splits import load_splits
+    from blocks.train import loggers
     from blocks.train.trainer import Trainer
 
     loaded = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
@@ -387,6 +388,7 @@ def run_recipe(recipe: str | Path | Recipe, out: str | Path | None = None, *,
         _write_info(out, info)
         if plots:
             _draw_plots(out, model, splits, quiet=quiet)
+        loggers.finish(trainer, out)  # the finished run folder to MLflow, trackers closed
     if not quiet:
         final = ", ".join(f"{k} {v:.4f}" for k, v in history.last.items() if k.startswith("val/")
                           and k.count("/") <= 2)

@@ -148,7 +148,7 @@ class TrainSpec(SpecModel):
         default_factory=list, description="per-prefix lr / weight_decay; the rest use the optimizer's")
     loggers: list[Literal["csv", "tensorboard", "mlflow"]] = Field(
         default_factory=lambda: ["csv"], description="where epoch metrics go besides the run "
-        "folder's history.csv/jsonl (always written): tensorboard (`blocks[tensorboard]`), "
+        "folder's metrics.csv/jsonl (always written): tensorboard (`blocks[tensorboard]`), "
         "mlflow (`blocks[mlflow]`)")
 
     @field_validator("optimizer", "scheduler", mode="before")
