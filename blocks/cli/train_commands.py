@@ -12,6 +12,7 @@ import sys
 TRAIN_EPILOG = """examples:
   blocks train seed_cnn --out runs/demo               a bundled recipe on its bundled data
   blocks train my.yaml --epochs 3 --device cpu        a quick try of your own recipe
+  blocks train my.yaml --set train.optimizer.lr=3e-4  any recipe key, checked like the file's
   blocks train my.yaml --resume --out runs/my         continue from the last checkpoint
   torchrun --nproc_per_node=2 -m blocks train my.yaml  data-parallel on 2 processes
 """
@@ -29,6 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, help="override train.epochs")
     p.add_argument("--device", help="override train.device (auto, cpu, cuda, cuda:1, mps)")
     p.add_argument("--seed", type=int, help="override train.seed")
+    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="sets",
+                   help="override any recipe key, e.g. --set train.optimizer.lr=3e-4 --set "
+                        "model.head.classes=5 (repeatable; recorded in the run's recipe.yaml)")
     p.add_argument("--resume", action="store_true", help="continue from DIR's last checkpoint")
     p.add_argument("--force", action="store_true", help="replace an existing run folder")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or epoch lines")
@@ -98,9 +102,10 @@ def _distributed_device(args: argparse.Namespace) -> str:
     """'cuda' or 'cpu': where a distributed run trains (picks NCCL or gloo)."""
     import torch
 
+    from blocks.overrides import apply_sets
     from blocks.recipe_io import load_recipe
 
-    device = args.device or load_recipe(args.recipe).train.device
+    device = args.device or apply_sets(load_recipe(args.recipe), args.sets).train.device
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return "cuda" if device.startswith("cuda") else "cpu"
@@ -111,7 +116,7 @@ def _run_train(args: argparse.Namespace, dist_info) -> int:
 
     run_recipe(args.recipe, args.out, epochs=args.epochs, device=args.device, seed=args.seed,
                resume=args.resume, force=args.force, quiet=args.quiet, plots=not args.no_plots,
-               dist_info=dist_info)
+               dist_info=dist_info, sets=args.sets)
     return 0
 
 
