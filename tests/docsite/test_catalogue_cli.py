@@ -80,7 +80,8 @@ def test_every_example_validates_and_gives_the_shape_shown():
 
 def test_unknown_type_is_exit_2_with_a_suggestion(capsys):
     assert main(["blocks", "conv3d"]) == EXIT_BAD_INPUT
-    assert capsys.readouterr().err.startswith("error: unknown block type 'conv3d'; did you mean 'conv2d'?")
+    assert capsys.readouterr().err == ("error: unknown block type 'conv3d'; did you mean 'conv2d' or "
+                                       f"'conv1d'? (`blocks blocks` lists all {len(blocks.block_types())})\n")
 
 
 @pytest.mark.parametrize("name", sorted(subcommands()))

@@ -146,4 +146,5 @@ def test_only_rank_zero_logs(tmp_path, monkeypatch):
 def test_bad_logger_name_is_a_located_error():
     with pytest.raises(blocks.SpecError) as err:
         blocks.load_recipe({"model": mlp_spec().model_dump(), "train": {"loggers": ["wandb"]}})
-    assert str(err.value) == ("train.loggers[0]: Input should be 'csv', 'tensorboard' or 'mlflow'")
+    assert str(err.value) == ("train.loggers[0]: Input should be 'csv', 'tensorboard' or 'mlflow', "
+                              "got 'wandb'")
