@@ -110,6 +110,15 @@ def summary_of(cls: type) -> str:
 
 def type_text(prop: dict[str, Any], defs: dict[str, Any]) -> str:
     """A JSON Schema property as a short type: `integer | list[integer]`, `'zeros' | 'reflect'`."""
+    refs = _dispatched(prop)
+    if refs:
+        names = [r.rsplit("/", 1)[-1] for r in refs]
+        text = "block" if all(n.startswith("block.") for n in names) else " | ".join(names)
+        kinds = prop.get("type") if isinstance(prop.get("type"), list) else []
+        return text + (" | name" if "string" in kinds and text != "block" else "") + (
+            " | null" if "null" in kinds else "")
+    if isinstance(prop.get("type"), list):
+        return " | ".join(prop["type"])
     if "$ref" in prop:
         name = prop["$ref"].rsplit("/", 1)[-1]
         return "block" if name.startswith("block.") else name
@@ -132,6 +141,17 @@ def type_text(prop: dict[str, Any], defs: dict[str, Any]) -> str:
 
 
 _PLACEHOLDER = "x-blocks-block-type"
+
+
+def _dispatched(prop: dict[str, Any]) -> list[str]:
+    """The member schemas of a union dispatched on `type` (see blocks.schema_tags)."""
+    for key in ("else", "then"):
+        if isinstance(prop.get(key), dict) and "if" in prop:
+            found = _dispatched(prop[key])
+            if found:
+                return found
+    return [part["then"]["$ref"] for part in prop.get("allOf", [])
+            if isinstance(part, dict) and "$ref" in part.get("then", {})]
 
 
 def describe(name: str) -> BlockDoc:
