@@ -119,6 +119,8 @@ def type_text(prop: dict[str, Any], defs: dict[str, Any]) -> str:
             " | null" if "null" in kinds else "")
     if isinstance(prop.get("type"), list):
         return " | ".join(prop["type"])
+    if prop.get("if") == {"type": "null"} and isinstance(prop.get("else"), dict):
+        return f"{type_text(prop['else'], defs)} | null"  # an optional section
     if "$ref" in prop:
         name = prop["$ref"].rsplit("/", 1)[-1]
         return "block" if name.startswith("block.") else name

@@ -24,7 +24,19 @@ def tag_unions(schema: dict[str, Any]) -> dict[str, Any]:
         tag = definition.get("properties", {}).get("type", {})
         if "const" in tag and "type" not in definition.get("required", []):
             definition.setdefault("required", []).insert(0, "type")
+    data = defs.get("DataSpec")
+    if data is not None:
+        one_source(data)
     return _walk(schema, defs)
+
+
+def one_source(data: dict[str, Any]) -> None:
+    """`data:` takes exactly one source (`dataset`, or a `*Source` section such as `csv`)."""
+    sources = [key for key, prop in data.get("properties", {}).items()
+               if key == "dataset" or any(o.get("$ref", "").endswith("Source")
+                                          for o in prop.get("anyOf", [prop]))]
+    data["oneOf"] = [{"required": [key], "properties": {key: {"not": {"type": "null"}}}}
+                     for key in sources]
 
 
 def _walk(node: Any, defs: dict[str, Any]) -> Any:
@@ -40,6 +52,12 @@ def _walk(node: Any, defs: dict[str, Any]) -> Any:
             node = {**{k: v for k, v in node.items() if k != "anyOf"}, **inner}
             nullable = True
     node = {key: _walk(value, defs) for key, value in node.items()}
+    options = node.get("anyOf")
+    if isinstance(options, list) and len(options) == 2 and {"type": "null"} in options:
+        inner = next(o for o in options if o != {"type": "null"})
+        if set(inner) == {"$ref"}:  # `Section | None`: errors inside the section, not "any of"
+            rest = {k: v for k, v in node.items() if k != "anyOf"}
+            return {**rest, "if": {"type": "null"}, "then": {"type": "null"}, "else": inner}
     if "discriminator" in node and "oneOf" in node:
         mapping = node["discriminator"]["mapping"]
         bare = node.get("title") in BARE_NAME_UNIONS

@@ -88,3 +88,24 @@ def test_an_unknown_scheduler_is_one_error():
         d["train"]["scheduler"] = {"type": "cos"}
     assert schema_errors(change) == [(["train", "scheduler", "type"],
                                       "'cos' is not one of ['cosine', 'one_cycle', 'step']")]
+
+
+def test_data_takes_exactly_one_source_in_the_schema_too():
+    def two(d):
+        d["data"] = {"dataset": "iris", "synthetic": {"samples": 10}}
+
+    def one(d):
+        d["data"] = {"csv": {"path": "x.csv", "target": "y"}, "npz": None}
+    [(where, message)] = schema_errors(two)
+    assert where == ["data"] and " is valid under each of " in message
+    assert "'required': ['dataset']" in message and "'required': ['synthetic']" in message
+    assert schema_errors(one) == []
+    sources = [option["required"][0] for option in blocks.recipe_schema()["$defs"]["DataSpec"]["oneOf"]]
+    assert sources[:4] == ["dataset", "csv", "npz", "synthetic"]
+
+
+def test_an_optional_section_reports_inside_itself():
+    def change(d):
+        d["train"]["early_stopping"] = {"patience": "x"}
+    assert schema_errors(change) == [(["train", "early_stopping", "patience"],
+                                      "'x' is not of type 'integer'")]
