@@ -3,7 +3,8 @@
 - `reference/recipe.md` and `reference/cli.md` from `blocks.docgen` (JSON Schema, registry,
   argparse), plugins installed in the building environment included;
 - `images/iris-curves.png` and `images/iris-confusion.png`: the getting-started page's recipe
-  trained by `blocks train`, as the page tells the reader to do.
+  trained by `blocks train`, as the page tells the reader to do;
+- `<!-- blocks graph RECIPE -->` in a page becomes the Mermaid graph that command prints.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from mkdocs.structure.files import File, Files
 
+GRAPH = re.compile(r"<!-- blocks graph (\S+) -->")
 PICTURES = {"images/iris-curves.png": "curves.png", "images/iris-confusion.png": "confusion.png"}
 _WORK = Path(tempfile.mkdtemp(prefix="blocks-docs-"))
 
@@ -43,3 +45,23 @@ def _pictures(docs: Path) -> dict[str, Path]:
     if code != 0:
         raise RuntimeError(f"`blocks train` of the getting-started recipe failed (exit {code})")
     return {uri: run / name for uri, name in PICTURES.items()}
+
+
+def on_page_markdown(markdown: str, page, config, files) -> str:
+    """Swap each `<!-- blocks graph NAME -->` for the output of `blocks graph NAME`."""
+    return GRAPH.sub(lambda match: _graph(match.group(1)), markdown)
+
+
+def _graph(name: str) -> str:
+    import contextlib
+    import io
+
+    from blocks.cli import main
+
+    recipe = _WORK / name if (_WORK / name).exists() else name
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["graph", str(recipe)])
+    if code != 0:
+        raise RuntimeError(f"`blocks graph {name}` failed (exit {code})")
+    return f"```mermaid\n{out.getvalue().rstrip()}\n```"

@@ -104,6 +104,8 @@ def test_site_builds_strict(tmp_path):
     site = tmp_path / "site"
     recipe_page = (site / "reference" / "recipe" / "index.html").read_text(encoding="utf-8")
     assert all(f'id="{name}"' in recipe_page for name in blocks.block_types())
+    started = (site / "getting-started" / "index.html").read_text(encoding="utf-8")
+    assert '<pre class="mermaid"><code>flowchart TD' in started  # `blocks graph iris.yaml`
     assert (site / "images" / "iris-curves.png").stat().st_size > 1000
     assert (site / "images" / "iris-confusion.png").stat().st_size > 1000
     api = (site / "reference" / "api" / "index.html").read_text(encoding="utf-8")
