@@ -109,3 +109,14 @@ def test_an_optional_section_reports_inside_itself():
         d["train"]["early_stopping"] = {"patience": "x"}
     assert schema_errors(change) == [(["train", "early_stopping", "patience"],
                                       "'x' is not of type 'integer'")]
+
+
+def test_schema_is_valid_and_accepts_every_bundled_recipe():
+    import yaml
+
+    schema = blocks.recipe_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    for name, path in blocks.bundled_recipes().items():
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        assert [e.message for e in validator.iter_errors(data)] == [], name
