@@ -11,6 +11,7 @@ reported once and training goes on without it. Under DDP, rank 0 alone logs.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import time
@@ -170,6 +171,13 @@ class MlflowTracker:
         for start in range(0, len(params), 100):  # MLflow takes 100 params per batch
             self.client.log_batch(self.run_id, params=params[start:start + 100])
         self.finished = False
+        self.closed = False
+        atexit.register(self._abandoned)  # training raised: the run is not left "RUNNING"
+
+    def _abandoned(self) -> None:
+        if not self.finished and not self.closed:
+            with contextlib.suppress(Exception):
+                self.client.set_terminated(self.run_id, "FAILED")
 
     def log_epoch(self, trainer: Any, record: dict[str, Any]) -> None:
         from mlflow.entities import Metric
@@ -187,6 +195,8 @@ class MlflowTracker:
             self.client.log_artifacts(self.run_id, str(run_dir))
         if not self.finished:
             self.client.set_terminated(self.run_id, "KILLED")
+        self.closed = True
+        atexit.unregister(self._abandoned)
 
 
 TRACKERS = {"tensorboard": TensorBoardTracker, "mlflow": MlflowTracker}
