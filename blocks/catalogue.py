@@ -32,8 +32,8 @@ _SPATIAL = {1: "channels, length", 2: "channels, height, width"}
 class Linear(Block):
     """`nn.Linear` on the last axis; `in_features` is the input's last dimension."""
 
-    out_features: Size
-    bias: bool = True
+    out_features: Size = Field(description="output features (torch's out_features)")
+    bias: bool = Field(True, description="learn an additive bias")
 
     def output_shape(self, shape: Shape) -> Shape:
         if not shape:
@@ -48,10 +48,11 @@ class Linear(Block):
 class Embedding(Block):
     """`nn.Embedding`: integer token ids `[L]` -> vectors `[L, embedding_dim]`."""
 
-    num_embeddings: Size
-    embedding_dim: Size
-    padding_idx: Index | None = None
-    max_norm: float | None = None
+    num_embeddings: Size = Field(description="vocabulary size: token ids are 0..num_embeddings-1")
+    embedding_dim: Size = Field(description="length of each token's vector")
+    padding_idx: Index | None = Field(None, description="token id whose vector stays zero and "
+                                      "gets no gradient")
+    max_norm: float | None = Field(None, description="renormalise vectors longer than this")
 
     def output_shape(self, shape: Shape) -> Shape:
         if self.padding_idx is not None and not (
@@ -67,14 +68,16 @@ class Embedding(Block):
 
 # --- convolution ---------------------------------------------------------------------------------
 class _ConvNd(Block):
-    out_channels: Size
-    kernel_size: IntOrList
-    stride: IntOrList = 1
-    padding: PadOrList | Literal["same", "valid"] = 0
-    dilation: IntOrList = 1
-    groups: Size = 1
-    bias: bool = True
-    padding_mode: Literal["zeros", "reflect", "replicate", "circular"] = "zeros"
+    out_channels: Size = Field(description="output channels; in_channels is inferred")
+    kernel_size: IntOrList = Field(description="window size, one number or one per spatial axis")
+    stride: IntOrList = Field(1, description="step of the window, one number or one per axis")
+    padding: PadOrList | Literal["same", "valid"] = Field(
+        0, description="zeros added per side, or 'same' (output as long as input, stride 1) or 'valid'")
+    dilation: IntOrList = Field(1, description="spacing between kernel elements")
+    groups: Size = Field(1, description="split channels into groups (groups = channels: depthwise)")
+    bias: bool = Field(True, description="learn an additive bias")
+    padding_mode: Literal["zeros", "reflect", "replicate", "circular"] = Field(
+        "zeros", description="what the padding holds")
 
     def _n(self) -> int:
         return 1 if self.type == "conv1d" else 2
@@ -138,10 +141,11 @@ class Conv2d(_ConvNd):
 
 # --- normalisation -------------------------------------------------------------------------------
 class _BatchNorm(Block):
-    eps: Annotated[float, Field(gt=0)] = 1e-5
-    momentum: Annotated[float, Field(ge=0, le=1)] | None = 0.1
-    affine: bool = True
-    track_running_stats: bool = True
+    eps: Annotated[float, Field(gt=0)] = Field(1e-5, description="added to the variance")
+    momentum: Annotated[float, Field(ge=0, le=1)] | None = Field(
+        0.1, description="running statistics' update rate (null: a cumulative average)")
+    affine: bool = Field(True, description="learn a per-channel scale and shift")
+    track_running_stats: bool = Field(True, description="keep running mean/variance for eval mode")
 
     def _ranks(self) -> tuple[int, ...]:
         return (1, 2) if self.type == "batchnorm1d" else (3,)
@@ -172,10 +176,10 @@ class BatchNorm2d(_BatchNorm):
 class LayerNorm(Block):
     """`nn.LayerNorm` over the last `dims` axes (default the last one), sizes inferred."""
 
-    dims: Size = 1
-    eps: Annotated[float, Field(gt=0)] = 1e-5
-    elementwise_affine: bool = True
-    bias: bool = True
+    dims: Size = Field(1, description="how many trailing axes to normalise over")
+    eps: Annotated[float, Field(gt=0)] = Field(1e-5, description="added to the variance")
+    elementwise_affine: bool = Field(True, description="learn a per-element scale (and shift)")
+    bias: bool = Field(True, description="learn the shift too")
 
     def output_shape(self, shape: Shape) -> Shape:
         if len(shape) < self.dims:
@@ -191,7 +195,9 @@ class LayerNorm(Block):
 # --- regularisation and activations --------------------------------------------------------------
 @register_block("dropout")
 class Dropout(Block):
-    p: Probability = 0.5
+    """`nn.Dropout`: zero each element with probability `p` in training; identity in eval."""
+
+    p: Probability = Field(0.5, description="probability of zeroing an element")
 
     def output_shape(self, shape: Shape) -> Shape:
         return shape
@@ -209,13 +215,18 @@ class _Elementwise(Block):
 
 @register_block("relu")
 class ReLU(_Elementwise):
+    """`nn.ReLU`: max(0, x), shape unchanged."""
+
     def build(self, shape: Shape) -> nn.Module:
         return nn.ReLU()
 
 
 @register_block("gelu")
 class GELU(_Elementwise):
-    approximate: Literal["none", "tanh"] = "none"
+    """`nn.GELU` (transformers, ConvNeXt), shape unchanged."""
+
+    approximate: Literal["none", "tanh"] = Field("none", description="'tanh': the faster "
+                                                  "approximation")
 
     def build(self, shape: Shape) -> nn.Module:
         return nn.GELU(approximate=self.approximate)
@@ -223,12 +234,16 @@ class GELU(_Elementwise):
 
 @register_block("silu")
 class SiLU(_Elementwise):
+    """`nn.SiLU` (swish, EfficientNet), shape unchanged."""
+
     def build(self, shape: Shape) -> nn.Module:
         return nn.SiLU()
 
 
 @register_block("tanh")
 class Tanh(_Elementwise):
+    """`nn.Tanh`, shape unchanged."""
+
     def build(self, shape: Shape) -> nn.Module:
         return nn.Tanh()
 
@@ -243,7 +258,9 @@ class SigmoidActivation(_Elementwise):
 
 @register_block("leaky_relu")
 class LeakyReLU(_Elementwise):
-    negative_slope: float = 0.01
+    """`nn.LeakyReLU`: x, or `negative_slope * x` below zero; shape unchanged."""
+
+    negative_slope: float = Field(0.01, description="slope for negative inputs")
 
     def build(self, shape: Shape) -> nn.Module:
         return nn.LeakyReLU(self.negative_slope)
@@ -251,16 +268,18 @@ class LeakyReLU(_Elementwise):
 
 @register_block("identity")
 class Identity(_Elementwise):
+    """`nn.Identity`: passes its input through (a placeholder, e.g. an empty shortcut)."""
+
     def build(self, shape: Shape) -> nn.Module:
         return nn.Identity()
 
 
 # --- pooling -------------------------------------------------------------------------------------
 class _Pool(Block):
-    kernel_size: IntOrList
-    stride: IntOrList | None = None  # torch's default: the kernel size
-    padding: PadOrList = 0
-    ceil_mode: bool = False
+    kernel_size: IntOrList = Field(description="window size, one number or one per spatial axis")
+    stride: IntOrList | None = Field(None, description="step of the window (default: the kernel size)")
+    padding: PadOrList = Field(0, description="padding per side, at most half the kernel")
+    ceil_mode: bool = Field(False, description="round output lengths up instead of down")
 
     def _n(self) -> int:
         return int(self.type[-2])
@@ -286,7 +305,7 @@ class _Pool(Block):
 
 
 class _MaxPool(_Pool):
-    dilation: IntOrList = 1
+    dilation: IntOrList = Field(1, description="spacing between window elements")
 
     def output_shape(self, shape: Shape) -> Shape:
         return self._window(shape, self.dilation)
@@ -297,7 +316,7 @@ class _MaxPool(_Pool):
 
 
 class _AvgPool(_Pool):
-    count_include_pad: bool = True
+    count_include_pad: bool = Field(True, description="count padded zeros in the average")
 
     def output_shape(self, shape: Shape) -> Shape:
         return self._window(shape)
@@ -309,27 +328,29 @@ class _AvgPool(_Pool):
 
 @register_block("maxpool1d")
 class MaxPool1d(_MaxPool):
-    pass
+    """`nn.MaxPool1d` on `[channels, length]`: the largest value of each window."""
 
 
 @register_block("maxpool2d")
 class MaxPool2d(_MaxPool):
-    pass
+    """`nn.MaxPool2d` on `[channels, height, width]`: the largest value of each window."""
 
 
 @register_block("avgpool1d")
 class AvgPool1d(_AvgPool):
-    pass
+    """`nn.AvgPool1d` on `[channels, length]`: the mean of each window."""
 
 
 @register_block("avgpool2d")
 class AvgPool2d(_AvgPool):
-    pass
+    """`nn.AvgPool2d` on `[channels, height, width]`: the mean of each window."""
 
 
 @register_block("adaptive_avgpool2d")
 class AdaptiveAvgPool2d(Block):
-    output_size: IntOrList = 1
+    """`nn.AdaptiveAvgPool2d`: `[C, H, W]` -> `[C, *output_size]` whatever H and W are."""
+
+    output_size: IntOrList = Field(1, description="output height and width (one number: both)")
 
     def output_shape(self, shape: Shape) -> Shape:
         require_rank(shape, 3, _SPATIAL[2])
@@ -370,7 +391,7 @@ class GlobalAvgPoolBlock(Block):
 class Flatten(Block):
     """Flatten every per-sample axis from `start_dim` on (0 = all of them), like `x.flatten(1)`."""
 
-    start_dim: NonNegativeSize = 0
+    start_dim: NonNegativeSize = Field(0, description="first per-sample axis to flatten")
 
     def output_shape(self, shape: Shape) -> Shape:
         if not shape:

@@ -110,8 +110,10 @@ class Residual(Composite):
     the body's output shape; without it, a shape change gets an automatic projection
     (a strided 1x1 conv for `[C, *spatial]`, a linear layer for `[features]`)."""
 
-    blocks: BlockList
-    shortcut: list[AnyBlock] | None = None
+    blocks: BlockList = Field(
+        description="the branch; its output is added to the input (or to the shortcut's output)")
+    shortcut: list[AnyBlock] | None = Field(
+        None, description="blocks mapping the input to the branch's shape (default: identity)")
 
     def trace(self, shape: Shape, path: str, depth: int) -> tuple[Shape, list[LayerTrace]]:
         try:
@@ -172,8 +174,9 @@ def _projection_strides(shape: Shape, target: Shape) -> tuple[int, ...]:
 class Repeat(Composite):
     """`blocks` repeated `times` times in sequence, each repetition with its own weights."""
 
-    times: size_type(1, MAX_REPEAT_TIMES)  # type: ignore[valid-type]
-    blocks: BlockList
+    times: size_type(1, MAX_REPEAT_TIMES) = Field(
+        description="how many copies, each with its own weights")  # type: ignore[valid-type]
+    blocks: BlockList = Field(description="the blocks repeated")
 
     def trace(self, shape: Shape, path: str, depth: int) -> tuple[Shape, list[LayerTrace]]:
         traces: list[LayerTrace] = []
@@ -219,8 +222,9 @@ class TorchLayer(Block):
     """Any `torch.nn` layer by class name, for what the catalogue lacks. Sizes are *not*
     inferred here (pass them in `kwargs`); the output shape comes from a meta-device forward."""
 
-    layer: str
-    kwargs: dict[str, Any] = Field(default_factory=dict)
+    layer: str = Field(description="a torch.nn class name, e.g. Upsample")
+    kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="its constructor arguments, sizes included")
 
     @field_validator("layer")
     @classmethod

@@ -130,7 +130,7 @@ def load_backbone_state(module: nn.Module, state: dict[str, torch.Tensor], *,
 class _External(Block):
     """Shared by the library backbones: build, meta-device shape, located name checks."""
 
-    model: str
+    model: str = Field(description="the library's model name, e.g. resnet18")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="more arguments for the "
                                    "library's model constructor (timm: in_chans, drop_path_rate)")
 
@@ -179,7 +179,8 @@ class TorchvisionBackbone(_External):
     """A torchvision classification model (`resnet18`, `convnext_tiny`, ...) with its final
     `nn.Linear` replaced by `nn.Identity`; `weights`: a local file of the model's state dict."""
 
-    weights: str | None = None
+    weights: str | None = Field(
+        None, description="torchvision weights name (e.g. IMAGENET1K_V1) or a local file")
 
     @field_validator("model")
     @classmethod
@@ -214,8 +215,10 @@ class TimmBackbone(_External):
     `checkpoint`: a local file of the model's state dict; `pretrained: true` downloads timm's
     weights from the Hugging Face hub (the only block that may reach the network)."""
 
-    checkpoint: str | None = None
-    pretrained: bool = False
+    checkpoint: str | None = Field(
+        None, description="local checkpoint file with the model's weights")
+    pretrained: bool = Field(
+        False, description="let timm load its pretrained weights (needs them cached: no network)")
 
     @field_validator("model")
     @classmethod

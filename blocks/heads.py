@@ -27,8 +27,10 @@ from blocks.shapes import Shape, fmt_shape
 class _Head(SpecModel):
     hidden: list[Size] = Field(default_factory=list,
                                       description="sizes of hidden linear+ReLU layers before the classifier")
-    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
-    loss_weight: Annotated[float, Field(gt=0.0)] = 1.0
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = Field(
+        0.0, description="dropout before the classifier layer")
+    loss_weight: Annotated[float, Field(gt=0.0)] = Field(
+        1.0, description="this head's weight in the summed loss (several heads)")
     labels: list[str] | None = Field(default=None, description="class names, one per class")
 
     @model_serializer(mode="wrap")
@@ -68,9 +70,12 @@ class SoftmaxHead(_Head):
     """Multi-class: one of `classes` (>= 2); integer targets, cross-entropy on logits."""
 
     type: Literal["softmax"] = "softmax"
-    classes: size_type(2)  # type: ignore[valid-type]
-    label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
-    class_weights: list[Annotated[float, Field(ge=0.0)]] | None = None
+    classes: size_type(2) = Field(
+        description="number of classes (at least 2; use a sigmoid head for a binary problem)")  # type: ignore[valid-type]
+    label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = Field(
+        0.0, description="cross-entropy label smoothing, in [0, 1)")
+    class_weights: list[Annotated[float, Field(ge=0.0)]] | None = Field(
+        None, description="per-class loss weights (one per class) for imbalanced data")
 
     @model_validator(mode="after")
     def _weights_fit(self) -> SoftmaxHead:
@@ -96,9 +101,12 @@ class SigmoidHead(_Head):
     """Binary (`classes: 1`) or multi-label (`classes: N`); 0/1 targets, BCE-with-logits."""
 
     type: Literal["sigmoid"] = "sigmoid"
-    classes: Size = 1
-    pos_weight: Annotated[float, Field(gt=0)] | list[Annotated[float, Field(gt=0)]] | None = None
-    threshold: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.5
+    classes: Size = Field(
+        1, description="1 for a binary problem, N for N independent labels (multi-label)")
+    pos_weight: Annotated[float, Field(gt=0)] | list[Annotated[float, Field(gt=0)]] | None = Field(
+        None, description="weight of positive examples (one number, or one per class) for rare positives")
+    threshold: Annotated[float, Field(gt=0.0, lt=1.0)] = Field(
+        0.5, description="probability above which a label is predicted 1")
 
     @model_validator(mode="after")
     def _pos_weight_fits(self) -> SigmoidHead:

@@ -23,9 +23,11 @@ class _WithBlockSchemas(SpecModel):
 class Recipe(_WithBlockSchemas):
     """A whole job: the model, the data it trains on, and how to train it."""
 
-    model: ModelSpec
-    data: DataSpec | None = None
-    train: TrainSpec = Field(default_factory=TrainSpec)
+    model: ModelSpec = Field(description="the model: input, backbone blocks, head(s)")
+    data: DataSpec | None = Field(
+        None, description="what to train on: a bundled dataset, csv, npz or synthetic data, and the split")
+    train: TrainSpec = Field(
+        default_factory=TrainSpec, description="how to train: epochs, batch size, optimizer, scheduler, device, ...")
     _source_path: Path | None = PrivateAttr(default=None)
 
     def __eq__(self, other: object) -> bool:

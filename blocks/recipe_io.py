@@ -122,15 +122,63 @@ def _message(error: dict[str, Any], valid_fields: list[str]) -> str:
         hint = closest(str(ctx.get("tag", "")), tags)
         suggestion = f"; did you mean {hint!r}?" if hint else ""
         return f"unknown type {ctx.get('tag')!r}{suggestion} (valid: {', '.join(tags)})"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        # pydantic names the class (`instance of CsvSource`): users wrote YAML, not classes
+        return f"expected a mapping of keys (`key: value`), got {_shown(error.get('input'))}"
+    if kind == "literal_error" and isinstance(error.get("input"), str):
+        expected = [t.strip(" '") for t in str(error.get("ctx", {}).get("expected", ""))
+                    .replace(" or ", ", ").split(",")]
+        hint = closest(error["input"], expected)
+        suggestion = f"; did you mean {hint!r}?" if hint else ""
+        return f"{error['msg']}, got {error['input']!r}{suggestion}"
     message = error["msg"]
     if isinstance(error.get("input"), Boolean) and "boolean" not in message:
         message += f", got the boolean {error['input'].value} (yes/no/true/false)"
     return message[len("Value error, "):] if message.startswith("Value error, ") else message
 
 
+def _shown(value: Any) -> str:
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, Boolean):
+        return f"the boolean {value.value}"
+    return f"the number {value!r}" if isinstance(value, int | float) else "a value of another kind"
+
+
+def _special_case(error: dict[str, Any]) -> str | None:
+    """Messages for mistakes a newcomer makes, where pydantic's words do not help."""
+    loc = error["loc"]
+    if (loc and loc[-1] == "classes" and "softmax" in loc and error["input"] == 1
+            and error["type"] == "greater_than_equal"):
+        return ("a softmax head needs at least 2 classes; for a binary (yes/no) problem use "
+                "`{type: sigmoid}` (classes: 1, 0/1 targets)")
+    at_head = loc and loc[-1] in ("head", "heads") or len(loc) > 1 and loc[-2] == "heads"
+    if at_head and error["input"] in ("softmax", "sigmoid") and error["type"] == "model_attributes_type":
+        return (f"a head needs its settings as a mapping, e.g. `{{type: {error['input']}, "
+                f"classes: {3 if error['input'] == 'softmax' else 1}}}`")
+    return None
+
+
+def _one_typo_one_error(problems: list[Problem], valid: dict[int, list[str]]) -> list[Problem]:
+    """A misspelt required key is one error: `unknown key 'out_chanels'; did you mean
+    'out_channels'?`, not that plus `missing required key 'out_channels'`."""
+    misspelt = set()
+    for i, problem in enumerate(problems):
+        if problem.type != "extra_forbidden":
+            continue
+        parent, _, key = problem.path.rpartition(".")
+        hint = closest(key, valid.get(i, []))
+        if hint:
+            misspelt.add(f"{parent}.{hint}" if parent else hint)
+    return [p for p in problems if not (p.type == "missing" and p.path in misspelt)]
+
+
 def problems_from(err: ValidationError, data: Any, positions: Positions | None, source: str | None,
                   root: type[BaseModel], prefix: Loc = ()) -> list[Problem]:
-    problems = []
+    problems: list[Problem] = []
+    valid_by_index: dict[int, list[str]] = {}
     seen_union_paths = set()
     for error in err.errors(include_url=False):
         loc = _data_loc(tuple(error["loc"]), data)
@@ -144,10 +192,11 @@ def problems_from(err: ValidationError, data: Any, positions: Positions | None, 
         else:
             where = positions.find(loc, key=error["type"] == "extra_forbidden") if positions else None
         valid = _fields_at(root, loc, data) if error["type"] == "extra_forbidden" else []
+        valid_by_index[len(problems)] = valid
         line, column = where if where else (None, None)
-        problems.append(Problem(_path((*prefix, *loc)), _message(error, valid), error["type"],
-                                source, line, column))
-    return problems
+        problems.append(Problem(_path((*prefix, *loc)), _special_case(error) or _message(error, valid),
+                                error["type"], source, line, column))
+    return _one_typo_one_error(problems, valid_by_index)
 
 
 def _locate_shape_problems(err: SpecError, positions: Positions | None, source: str | None) -> SpecError:
@@ -306,7 +355,9 @@ def _keep_tags(lean: Any, full: Any) -> Any:
 
 def recipe_schema() -> dict[str, Any]:
     """JSON Schema of the recipe format, including plugin block types registered so far."""
-    schema = Recipe.model_json_schema()
+    from blocks.schema_tags import tag_unions
+
+    schema = tag_unions(Recipe.model_json_schema())
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "blocks recipe"
     return schema

@@ -165,6 +165,12 @@ def parse_yaml(text: str, source: str | None) -> tuple[Any, Positions]:
         mark = err.problem_mark or err.context_mark
         message = " ".join(filter(None, [err.context, err.problem]))
         kind = "yaml_too_big" if isinstance(err, _TooBig) else "yaml_syntax"
+        if kind == "yaml_syntax" and "'\\t'" in message:
+            message = ("a tab character: YAML indents with spaces only; replace the tab with "
+                       "spaces (set your editor to insert spaces for .yaml files)")
+        elif kind == "yaml_syntax" and "mapping values are not allowed here" in message:
+            message += ("; check the indentation of this line and the one above (a nested key "
+                        "needs more spaces than its parent)")
         raise SpecError(Problem("", f"invalid YAML: {message}" if kind == "yaml_syntax" else message,
                                 kind, source, mark.line + 1 if mark else None,
                                 mark.column + 1 if mark else None)) from None

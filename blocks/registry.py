@@ -177,10 +177,18 @@ def closest(name: str, candidates: Iterator[str] | list[str] | dict[str, Any]) -
 
 
 def unknown_name_message(kind: str, name: object, candidates: Any) -> str:
+    """`unknown block type 'conv3d'; did you mean 'conv2d' or 'conv1d'? (...)`: the closest few
+    names, and the whole list only when it is short."""
     names = sorted(candidates)
-    hint = closest(str(name), names)
-    suggestion = f"; did you mean {hint!r}?" if hint else ""
-    listing = f"valid: {', '.join(names)}" if len(names) <= 40 else f"{len(names)} valid names"
+    hints = difflib.get_close_matches(str(name), names, n=3 if kind == "block type" else 1,
+                                      cutoff=0.6)
+    quoted = [repr(h) for h in hints]
+    suggestion = (f"; did you mean {', '.join(quoted[:-1])} or {quoted[-1]}?" if len(hints) > 1 else
+                  f"; did you mean {quoted[0]}?" if hints else "")
+    if kind == "block type":
+        listing = f"`blocks blocks` lists all {len(names)}"
+    else:
+        listing = f"valid: {', '.join(names)}" if len(names) <= 12 else f"{len(names)} valid names"
     return f"unknown {kind} {name!r}{suggestion} ({listing})"
 
 
@@ -197,8 +205,13 @@ def _validate_block(value: Any, handler: ValidatorFunctionWrapHandler, info: Val
         )
     tag = value.get("type")
     if tag is None:
-        raise PydanticCustomError("block_type_missing", "block has no `type` (valid: {valid})",
-                                  {"valid": ", ".join(sorted(_BLOCK_TYPES))})
+        typo = next((key for key in value if isinstance(key, str) and closest(key, ["type"])), None)
+        if typo is not None:
+            raise PydanticCustomError("block_type_missing", "block has no `type`; did you mean "
+                                      "`type` instead of `{typo}`?", {"typo": typo})
+        raise PydanticCustomError("block_type_missing", "block has no `type`; write "
+                                  "`{type: conv2d, ...}` or a bare name like `relu` (`blocks "
+                                  "blocks` lists the {count} types)", {"count": len(_BLOCK_TYPES)})
     if not isinstance(tag, str) or tag not in _BLOCK_TYPES:
         raise PydanticCustomError("block_type_unknown", unknown_name_message("block type", tag, _BLOCK_TYPES),
                                   {"tag": str(tag), "expected": sorted(_BLOCK_TYPES)})

@@ -23,7 +23,7 @@ import math
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -332,16 +332,20 @@ class RunResult:
 def run_recipe(recipe: str | Path | Recipe, out: str | Path | None = None, *,
                epochs: int | None = None, device: str | None = None, seed: int | None = None,
                resume: bool = False, force: bool = False, quiet: bool = True, plots: bool = True,
-               dist_info: Any = None) -> RunResult:
+               dist_info: Any = None, sets: Sequence[str] = ()) -> RunResult:
     """Train a recipe on its data end to end and write its run folder (what `blocks train` does).
 
     `out` defaults to `runs/<recipe name>`. An existing folder needs `resume` (continue from its
     checkpoint) or `force` (replace a blocks run folder; nothing else is ever deleted).
+    `sets` are `KEY=VALUE` overrides of any recipe key (`blocks train --set`), validated like
+    the recipe's own keys and recorded in the run's recipe.yaml.
     """
     from blocks.data.splits import load_splits
+    from blocks.overrides import apply_sets
+    from blocks.train import loggers
     from blocks.train.trainer import Trainer
 
-    loaded = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    loaded = apply_sets(recipe if isinstance(recipe, Recipe) else load_recipe(recipe), sets)
     source = loaded.source_path
     run = with_overrides(loaded, epochs=epochs, device=device, seed=seed)
     run._source_path = source
@@ -387,6 +391,7 @@ def run_recipe(recipe: str | Path | Recipe, out: str | Path | None = None, *,
         _write_info(out, info)
         if plots:
             _draw_plots(out, model, splits, quiet=quiet)
+        loggers.finish(trainer, out)  # the finished run folder to MLflow, trackers closed
     if not quiet:
         final = ", ".join(f"{k} {v:.4f}" for k, v in history.last.items() if k.startswith("val/")
                           and k.count("/") <= 2)

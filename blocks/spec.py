@@ -34,8 +34,10 @@ SINGLE_HEAD = "output"  # the name a lone `head:` gets in metrics and prediction
 class InputSpec(SpecModel):
     """Per-sample input: `shape` excludes the batch axis (`[1, 28, 28]` for MNIST-like images)."""
 
-    shape: Annotated[list[Size], Field(min_length=1)]
-    dtype: Literal["float32", "float64", "float16", "bfloat16", "int64"] = "float32"
+    shape: Annotated[list[Size], Field(min_length=1)] = Field(
+        description="per-sample input shape, without the batch axis, e.g. [1, 28, 28] or [30]")
+    dtype: Literal["float32", "float64", "float16", "bfloat16", "int64"] = Field(
+        "float32", description="input element type; int64 for token ids (an embedding first)")
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -55,16 +57,21 @@ class ShapeReport:
 class ModelSpec(SpecModel):
     """A classifier: input -> backbone blocks -> one `head` (tensor out) or named `heads` (dict)."""
 
-    name: str | None = None
-    description: str | None = None
-    input: InputSpec
+    name: str | None = Field(None, description="a name for summaries, run folders and exports")
+    description: str | None = Field(
+        None, description="one line about the model (shown by `blocks recipes`)")
+    input: InputSpec = Field(description="the per-sample input the backbone receives")
     preprocess: PreprocessSpec | None = Field(
         default=None, description="what the model does to raw inputs before the backbone; "
         "filled in by training from the `data:` section (docs/training.md)")
-    backbone: list[AnyBlock] = Field(default_factory=list)
-    head: HeadSpec | None = None
-    heads: dict[str, HeadSpec] | None = None
-    weights: WeightsSpec | None = None  # imported by `build` (torchvision's, another run's)
+    backbone: list[AnyBlock] = Field(
+        default_factory=list, description="the blocks applied in order; a bare name (`- relu`) for a block with all defaults")
+    head: HeadSpec | None = Field(
+        None, description="one classifier head (the model returns a tensor of logits)")
+    heads: dict[str, HeadSpec] | None = Field(
+        None, description="named classifier heads (the model returns a dict of logits by name)")
+    weights: WeightsSpec | None = Field(
+        None, description="weights imported when the model is built (torchvision's, timm's, another run's)")
 
     @field_validator("heads")
     @classmethod

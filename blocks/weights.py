@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Literal
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from blocks.errors import BlocksError
@@ -45,10 +46,14 @@ class WeightsSpec(SpecModel):
     """`model.weights`: what `build` imports once the model exists (`blocks train` starts there).
     A relative `file` is relative to the recipe's folder."""
 
-    file: str
-    format: Format = "auto"
-    strict: bool = True
-    only: Literal["backbone"] | None = None
+    file: str = Field(
+        description="weights file (.safetensors, .pt/.pth state dict) or a run folder")
+    format: Format = Field(
+        "auto", description="how to read the names: auto, blocks, torchvision or timm")
+    strict: bool = Field(
+        True, description="every model tensor must be filled (false: fill what pairs, report the rest)")
+    only: Literal["backbone"] | None = Field(
+        None, description="backbone: import the backbone alone (a new head stays initialised)")
 
 
 class WeightsError(BlocksError, ValueError):

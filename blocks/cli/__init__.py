@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "blocks.cli.train_commands",
     "blocks.cli.lint_commands",
     "blocks.cli.export_commands",
+    "blocks.cli.catalogue_commands",
 )
 
 EPILOG = """examples:

@@ -12,15 +12,30 @@ from blocks.errors import SpecError, escape
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("validate", help="check recipes (types, keys, shapes) without building",
                               description="Check recipes without building them; every problem is "
-                                          "reported with file:line:column and spec path.")
+                                          "reported with file:line:column and spec path.",
+                              epilog="examples:\n  blocks validate recipes/*.yaml\n"
+                                     "  blocks validate seed_cnn my_model.yaml",
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("recipes", nargs="+", metavar="RECIPE", help="recipe file or bundled recipe name")
     p.set_defaults(run=run_validate)
 
-    p = subparsers.add_parser("schema", help="JSON Schema of the recipe format (for editors)")
+    p = subparsers.add_parser(
+        "schema", help="JSON Schema of the recipe format (for editors)",
+        description="Print the JSON Schema of recipes, every field described, including plugin "
+                    "block types. Point your editor at it for completion and hovers: a first line "
+                    "`# yaml-language-server: $schema=blocks.schema.json` in a recipe.",
+        epilog="examples:\n  blocks schema -o blocks.schema.json\n"
+               "  blocks schema | python -m json.tool | less",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of stdout")
     p.set_defaults(run=run_schema)
 
-    p = subparsers.add_parser("recipes", help="list the bundled recipes")
+    p = subparsers.add_parser(
+        "recipes", help="list the bundled recipes",
+        description="List the recipes shipped with blocks: name, data source, description. Any "
+                    "command taking RECIPE accepts these names as well as file paths.",
+        epilog="examples:\n  blocks recipes\n  blocks summary tabular_mlp",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.set_defaults(run=run_recipes)
 
 

@@ -56,7 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "report", help="text report and training plots of a run folder",
         description="Print a short report of a training run (best epoch, final metrics, "
                     "parameters, wall time) and (re)draw its plots into the run folder: "
-                    "curves.png and, for softmax heads, validation confusion matrices.")
+                    "curves.png and, for softmax heads, validation confusion matrices.",
+        epilog="examples:\n  blocks report runs/demo\n  blocks report runs/demo --no-plots",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--no-plots", action="store_true", help="print the text only")
     p.set_defaults(run=run_report)

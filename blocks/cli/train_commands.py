@@ -9,18 +9,30 @@ import json
 import os
 import sys
 
+TRAIN_EPILOG = """examples:
+  blocks train seed_cnn --out runs/demo               a bundled recipe on its bundled data
+  blocks train my.yaml --epochs 3 --device cpu        a quick try of your own recipe
+  blocks train my.yaml --set train.optimizer.lr=3e-4  any recipe key, checked like the file's
+  blocks train my.yaml --resume --out runs/my         continue from the last checkpoint
+  torchrun --nproc_per_node=2 -m blocks train my.yaml  data-parallel on 2 processes
+"""
 EXIT_RUN_FAILED = 1  # training started and could not finish (e.g. a rank of a distributed run died)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train", help="train a recipe on its data (the main job)",
                               description="Train RECIPE on its `data:` section; writes a run folder "
-                                          "(recipe, weights, metrics, checkpoint).")
+                                          "(recipe, weights, metrics, checkpoint).",
+                              epilog=TRAIN_EPILOG,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("recipe", metavar="RECIPE", help="recipe file or bundled recipe name")
     p.add_argument("--out", metavar="DIR", help="run folder (default runs/<recipe name>)")
     p.add_argument("--epochs", type=int, help="override train.epochs")
     p.add_argument("--device", help="override train.device (auto, cpu, cuda, cuda:1, mps)")
     p.add_argument("--seed", type=int, help="override train.seed")
+    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="sets",
+                   help="override any recipe key, e.g. --set train.optimizer.lr=3e-4 --set "
+                        "model.head.classes=5 (repeatable; recorded in the run's recipe.yaml)")
     p.add_argument("--resume", action="store_true", help="continue from DIR's last checkpoint")
     p.add_argument("--force", action="store_true", help="replace an existing run folder")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or epoch lines")
@@ -49,7 +61,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=run_evaluate)
 
-    p = subparsers.add_parser("predict", help="labels and probabilities for a CSV or NPZ of inputs")
+    p = subparsers.add_parser(
+        "predict", help="labels and probabilities for a CSV or NPZ of inputs",
+        description="Predict with RUN_DIR's model on raw inputs: the run's own preprocessing is "
+                    "applied; prints one CSV row per input (labels, then probabilities).",
+        epilog="examples:\n  blocks predict runs/wine new_rows.csv\n"
+               "  blocks predict runs/demo images.npz -o predictions.csv",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("input", metavar="INPUT",
                    help=".csv (feature columns by header name, or header-less rows) or .npz (array x)")
@@ -84,9 +102,10 @@ def _distributed_device(args: argparse.Namespace) -> str:
     """'cuda' or 'cpu': where a distributed run trains (picks NCCL or gloo)."""
     import torch
 
+    from blocks.overrides import apply_sets
     from blocks.recipe_io import load_recipe
 
-    device = args.device or load_recipe(args.recipe).train.device
+    device = args.device or apply_sets(load_recipe(args.recipe), args.sets).train.device
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return "cuda" if device.startswith("cuda") else "cpu"
@@ -97,7 +116,7 @@ def _run_train(args: argparse.Namespace, dist_info) -> int:
 
     run_recipe(args.recipe, args.out, epochs=args.epochs, device=args.device, seed=args.seed,
                resume=args.resume, force=args.force, quiet=args.quiet, plots=not args.no_plots,
-               dist_info=dist_info)
+               dist_info=dist_info, sets=args.sets)
     return 0
 
 

@@ -40,16 +40,17 @@ class CsvSource(SpecModel):
 class NpzSource(SpecModel):
     """A NumPy `.npz` archive holding the features and the target(s) under these keys."""
 
-    path: str
-    x: str = "x"
+    path: str = Field(description=".npz file, relative to the recipe's folder")
+    x: str = Field("x", description="key of the feature array")
     y: str | dict[str, str] = Field(default="y", description="target key, or head name -> key")
 
 
 class SyntheticSource(SpecModel):
     """Random separable data of the model's input shape, for smoke tests and benchmarks."""
 
-    samples: Size = 512
-    noise: Annotated[float, Field(ge=0)] = 0.1
+    samples: Size = Field(512, description="number of samples generated")
+    noise: Annotated[float, Field(ge=0)] = Field(
+        0.1, description="standard deviation of the noise added")
 
 
 class ImageAugment(SpecModel):
@@ -95,13 +96,17 @@ class ImageFolderSource(SpecModel):
 class DataSpec(SpecModel):
     """Exactly one source (`dataset`, `csv`, `npz`, `images` or `synthetic`), then a seeded split."""
 
-    dataset: Literal["digits", "breast_cancer", "iris", "wine"] | None = None
-    csv: CsvSource | None = None
-    npz: NpzSource | None = None
-    synthetic: SyntheticSource | None = None
-    images: ImageFolderSource | None = None
-    val_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.2
-    seed: Seed = 0
+    dataset: Literal["digits", "breast_cancer", "iris", "wine"] | None = Field(
+        None, description="a bundled dataset (scikit-learn's, offline)")
+    csv: CsvSource | None = Field(None, description="a CSV file with a header row")
+    npz: NpzSource | None = Field(None, description="a NumPy .npz archive")
+    synthetic: SyntheticSource | None = Field(
+        None, description="random separable data of the model's input shape")
+    images: ImageFolderSource | None = Field(
+        None, description="a folder of images, one sub-folder per class")
+    val_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = Field(
+        0.2, description="fraction held out for validation (0: no validation split)")
+    seed: Seed = Field(0, description="seed of the train/validation split")
     standardize: bool | None = Field(
         default=None, description="z-score features with train statistics; default: on for tabular data"
     )

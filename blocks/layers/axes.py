@@ -41,7 +41,8 @@ class Permute(nn.Module):
 class PermuteBlock(Block):
     """Reorder the per-sample axes: `dims: [1, 2, 0]` takes `[C, H, W]` to `[H, W, C]`."""
 
-    dims: Annotated[list[int], Field(min_length=1)]
+    dims: Annotated[list[int], Field(min_length=1)] = Field(
+        description="the new order of the per-sample axes (a permutation of 0..rank-1)")
 
     @field_validator("dims")
     @classmethod
@@ -96,7 +97,8 @@ def _check_sizes(sizes: list[int]) -> list[int]:
 class ReshapeBlock(Block):
     """Reshape each sample to `shape` (one entry may be -1, inferred), e.g. `[768]` -> `[12, 64]`."""
 
-    shape: Annotated[list[int], Field(min_length=1)]
+    shape: Annotated[list[int], Field(min_length=1)] = Field(
+        description="new per-sample shape; one entry may be -1 (inferred)")
 
     @field_validator("shape")
     @classmethod
@@ -114,8 +116,9 @@ class ReshapeBlock(Block):
 class UnflattenBlock(Block):
     """`nn.Unflatten` on per-sample axis `dim`: `[768, 196]` with `dim: 1, sizes: [14, 14]`."""
 
-    dim: int
-    sizes: Annotated[list[int], Field(min_length=1)]
+    dim: int = Field(description="per-sample axis to split")
+    sizes: Annotated[list[int], Field(min_length=1)] = Field(
+        description="sizes it splits into (their product is its length)")
 
     @field_validator("sizes")
     @classmethod
@@ -145,9 +148,9 @@ class LayerNorm2dBlock(Block):
     """Layer norm over the channel axis of `[C, H, W]` (or `[C, L]`), each position on its own:
     ConvNeXt's `LayerNorm2d`, the same as `permute` -> `layernorm` -> `permute` back."""
 
-    eps: Annotated[float, Field(gt=0)] = 1e-5
-    elementwise_affine: bool = True
-    bias: bool = True
+    eps: Annotated[float, Field(gt=0)] = Field(1e-5, description="added to the variance")
+    elementwise_affine: bool = Field(True, description="learn a per-channel scale (and shift)")
+    bias: bool = Field(True, description="learn the shift too")
 
     def output_shape(self, shape: Shape) -> Shape:
         if len(shape) < 2:

@@ -44,8 +44,9 @@ class Concat(Composite):
     """Several block lists on the same input, outputs concatenated on per-sample axis `dim`
     (0: channels of `[C, H, W]`, features of `[F]`): Inception modules, SqueezeNet's fire."""
 
-    branches: Annotated[list[BlockList], Field(min_length=2)]
-    dim: int = 0
+    branches: Annotated[list[BlockList], Field(min_length=2)] = Field(
+        description="two or more block lists, each applied to the same input")
+    dim: int = Field(0, description="per-sample axis the outputs are joined on (0: channels)")
 
     def _traces(self, shape: Shape, path: str = "", depth: int = 0) -> tuple[list[LayerTrace], list[Shape]]:
         traces, outs = [], []
@@ -104,7 +105,7 @@ class DenseConcat(Composite):
     """`blocks` whose output is concatenated to their input on the channel axis (DenseNet):
     `[C, H, W]` -> `[C + growth, H, W]`. Inside `repeat`, each layer sees every earlier output."""
 
-    blocks: BlockList
+    blocks: BlockList = Field(description="blocks whose output is appended to their input")
 
     def _body(self, shape: Shape, path: str = "", depth: int = 0) -> tuple[list[LayerTrace], Shape]:
         try:

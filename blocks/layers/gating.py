@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import PositiveInt, model_validator
+from pydantic import Field, PositiveInt, model_validator
 from torch import nn
 
 from blocks.catalogue import _Elementwise
@@ -40,7 +40,7 @@ class SoftmaxActivation(Block):
     """`nn.Softmax` *inside* the backbone (attention-style weights) over per-sample axis `dim`.
     Never before a head: heads emit logits and their loss applies the softmax."""
 
-    dim: int = -1
+    dim: int = Field(-1, description="per-sample axis the softmax normalises over")
 
     def _axis(self, shape: Shape) -> int:
         if not -len(shape) <= self.dim < len(shape):
@@ -86,11 +86,15 @@ class SqueezeExcite(Block):
     `squeeze_channels`, or `C // ratio` rounded to a multiple of `divisor` (torchvision's
     `_make_divisible`; MobileNetV3 uses `ratio: 4, divisor: 8`)."""
 
-    squeeze_channels: PositiveInt | None = None
-    ratio: PositiveInt | None = None
-    divisor: PositiveInt = 1
-    activation: Literal["relu", "silu", "gelu", "hardswish"] = "relu"
-    gate: Literal["sigmoid", "hardsigmoid"] = "sigmoid"
+    squeeze_channels: PositiveInt | None = Field(
+        None, description="width of the squeeze (or give ratio)")
+    ratio: PositiveInt | None = Field(
+        None, description="squeeze width = channels / ratio, rounded to a multiple of divisor")
+    divisor: PositiveInt = Field(1, description="round the squeeze width to a multiple of this")
+    activation: Literal["relu", "silu", "gelu", "hardswish"] = Field(
+        "relu", description="activation after the squeeze")
+    gate: Literal["sigmoid", "hardsigmoid"] = Field(
+        "sigmoid", description="gate applied to the excitation")
 
     @model_validator(mode="after")
     def _one_width(self) -> SqueezeExcite:

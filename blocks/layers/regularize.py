@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from blocks.catalogue import Probability
@@ -39,8 +40,9 @@ class DropPath(nn.Module):
 class DropPathBlock(Block):
     """Stochastic depth on a residual branch (put it last in the branch): identity in eval."""
 
-    p: Probability = 0.0
-    mode: Literal["row", "batch"] = "row"
+    p: Probability = Field(0.0, description="probability of dropping the branch in training")
+    mode: Literal["row", "batch"] = Field(
+        "row", description="row: per sample; batch: the whole batch at once")
 
     def output_shape(self, shape: Shape) -> Shape:
         return shape
@@ -65,8 +67,8 @@ class LayerScaleBlock(Block):
     """Multiply each channel of per-sample `axis` by a learned scale, initialised to
     `init_value` (ConvNeXt: `1e-6` on the channels of `[C, H, W]`; `axis: -1` for tokens `[L, D]`)."""
 
-    init_value: float = 1e-6
-    axis: int = 0
+    init_value: float = Field(1e-6, description="initial value of every scale")
+    axis: int = Field(0, description="per-sample axis of the channels scaled")
 
     def _axis(self, shape: Shape) -> int:
         if not -len(shape) <= self.axis < len(shape):

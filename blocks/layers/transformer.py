@@ -37,9 +37,9 @@ class PatchEmbedBlock(Block):
     """Cut `[C, H, W]` into `patch_size` patches and project each to `dim`: tokens `[L, dim]`,
     `L = (H / p) * (W / p)`. The image must tile exactly (a remainder would be dropped silently)."""
 
-    dim: PositiveInt
-    patch_size: IntOrList
-    bias: bool = True
+    dim: PositiveInt = Field(description="width of each token")
+    patch_size: IntOrList = Field(description="patch height and width (one number: square)")
+    bias: bool = Field(True, description="learn an additive bias")
 
     def output_shape(self, shape: Shape) -> Shape:
         require_rank(shape, 3, "channels, height, width")
@@ -92,7 +92,8 @@ class PositionEmbedding(nn.Module):
 class PositionEmbeddingBlock(Block):
     """Add a learned `[L, D]` position embedding (initialised from N(0, std²), ViT's 0.02)."""
 
-    std: Annotated[float, Field(ge=0)] = 0.02
+    std: Annotated[float, Field(ge=0)] = Field(
+        0.02, description="standard deviation of the initial values")
 
     def output_shape(self, shape: Shape) -> Shape:
         _tokens(shape)
@@ -137,13 +138,15 @@ class TransformerEncoder(Block):
     `heads` heads, then an MLP of width `mlp_dim` (or `mlp_ratio * D`), each a residual with
     `drop_path`. Use `repeat` for depth."""
 
-    heads: PositiveInt
-    mlp_dim: PositiveInt | None = None
-    mlp_ratio: Annotated[float, Field(gt=0)] | None = None
-    dropout: Probability = 0.0
-    attention_dropout: Probability = 0.0
-    drop_path: Probability = 0.0
-    eps: Annotated[float, Field(gt=0)] = 1e-6
+    heads: PositiveInt = Field(description="attention heads (the token width must divide by it)")
+    mlp_dim: PositiveInt | None = Field(
+        None, description="hidden width of the MLP (or give mlp_ratio)")
+    mlp_ratio: Annotated[float, Field(gt=0)] | None = Field(
+        None, description="MLP hidden width as a multiple of the token width (default 4)")
+    dropout: Probability = Field(0.0, description="dropout in the MLP and after attention")
+    attention_dropout: Probability = Field(0.0, description="dropout on the attention weights")
+    drop_path: Probability = Field(0.0, description="stochastic depth of both residual branches")
+    eps: Annotated[float, Field(gt=0)] = Field(1e-6, description="layer norms' epsilon")
 
     @model_validator(mode="after")
     def _one_width(self) -> TransformerEncoder:
@@ -187,7 +190,7 @@ class SelectToken(nn.Module):
 class SelectTokenBlock(Block):
     """Keep one token: `[L, D]` -> `[D]` (ViT reads the class token, `index: 0`)."""
 
-    index: int = 0
+    index: int = Field(0, description="which token to keep (0: the class token)")
 
     def output_shape(self, shape: Shape) -> Shape:
         _tokens(shape)

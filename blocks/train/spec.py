@@ -17,26 +17,28 @@ from blocks.registry import SpecModel
 
 
 class _Optimizer(SpecModel):
-    lr: PositiveFloat = 1e-3
-    weight_decay: NonNegativeFloat = 0.0
+    lr: PositiveFloat = Field(1e-3, description="learning rate")
+    weight_decay: NonNegativeFloat = Field(0.0, description="L2 penalty (decoupled for adamw)")
 
 
 class SGD(_Optimizer):
     type: Literal["sgd"] = "sgd"
-    lr: PositiveFloat = 0.01
-    momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
-    nesterov: bool = False
+    lr: PositiveFloat = Field(0.01, description="learning rate")
+    momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = Field(
+        0.0, description="momentum factor, in [0, 1)")
+    nesterov: bool = Field(False, description="Nesterov momentum")
 
 
 class Adam(_Optimizer):
     type: Literal["adam"] = "adam"
-    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (0.9, 0.999)
-    eps: PositiveFloat = 1e-8
+    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = Field(
+        (0.9, 0.999), description="running-average coefficients of the gradient and its square")
+    eps: PositiveFloat = Field(1e-8, description="added to the denominator for stability")
 
 
 class AdamW(Adam):
     type: Literal["adamw"] = "adamw"
-    weight_decay: NonNegativeFloat = 0.01
+    weight_decay: NonNegativeFloat = Field(0.01, description="decoupled weight decay")
 
 
 OptimizerSpec = Annotated[SGD | Adam | AdamW, Field(discriminator="type")]
@@ -46,33 +48,38 @@ class StepLR(SpecModel):
     """Multiply the learning rate by `gamma` every `step_size` epochs."""
 
     type: Literal["step"] = "step"
-    step_size: Size = 10
-    gamma: PositiveFloat = 0.1
+    step_size: Size = Field(10, description="epochs between learning-rate drops")
+    gamma: PositiveFloat = Field(
+        0.1, description="factor the learning rate is multiplied by at each drop")
 
 
 class CosineLR(SpecModel):
     """Cosine decay from `lr` to `eta_min` over the run (per step)."""
 
     type: Literal["cosine"] = "cosine"
-    eta_min: NonNegativeFloat = 0.0
+    eta_min: NonNegativeFloat = Field(0.0, description="learning rate at the end of the cosine")
 
 
 class OneCycleLR(SpecModel):
     """Warm up to `max_lr` then anneal (per step); `max_lr` defaults to the optimizer's `lr`."""
 
     type: Literal["one_cycle"] = "one_cycle"
-    max_lr: PositiveFloat | None = None
-    pct_start: Annotated[float, Field(gt=0, lt=1)] = 0.3
+    max_lr: PositiveFloat | None = Field(
+        None, description="peak learning rate (default: the optimizer's lr)")
+    pct_start: Annotated[float, Field(gt=0, lt=1)] = Field(
+        0.3, description="fraction of the steps spent warming up")
 
 
 SchedulerSpec = Annotated[StepLR | CosineLR | OneCycleLR, Field(discriminator="type")]
 
 
 class EarlyStopping(SpecModel):
-    metric: str = "val/loss"
-    patience: Size = 5
-    mode: Literal["min", "max", "auto"] = "auto"
-    min_delta: NonNegativeFloat = 0.0
+    metric: str = Field("val/loss", description="metric watched, e.g. val/loss or val/accuracy")
+    patience: Size = Field(5, description="epochs without improvement before stopping")
+    mode: Literal["min", "max", "auto"] = Field(
+        "auto", description="min or max is better; auto: max for accuracy-like metrics, min otherwise")
+    min_delta: NonNegativeFloat = Field(
+        0.0, description="smallest change that counts as an improvement")
     restore_best: bool = Field(default=False, description="end with the best epoch's weights")
 
     @property
@@ -86,9 +93,12 @@ class ParamGroup(SpecModel):
     """Optimizer settings for the parameters under one module-name prefix (`backbone`,
     `backbone.0.layer4`); unset values are the optimizer's."""
 
-    prefix: Annotated[str, Field(min_length=1)]
-    lr: PositiveFloat | None = None
-    weight_decay: NonNegativeFloat | None = None
+    prefix: Annotated[str, Field(min_length=1)] = Field(
+        description="parameter names starting with this (e.g. backbone.0) form the group")
+    lr: PositiveFloat | None = Field(
+        None, description="learning rate of the group (default: the optimizer's)")
+    weight_decay: NonNegativeFloat | None = Field(
+        None, description="weight decay of the group (default: the optimizer's)")
 
 
 class InitFrom(SpecModel):
@@ -96,8 +106,10 @@ class InitFrom(SpecModel):
     (module-name prefixes): a blocks run folder or a `.safetensors` / `.pth` file. Relative
     paths are read from the working folder, like `blocks train`'s default `runs/NAME`."""
 
-    path: Annotated[str, Field(min_length=1)]
-    only: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=lambda: ["backbone"])
+    path: Annotated[str, Field(min_length=1)] = Field(
+        description="run folder (or model.safetensors) whose weights start this training")
+    only: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=lambda: ["backbone"], description="parameter name prefixes to copy (default: the backbone)")
 
 
 def prefix_covers(prefix: str, name: str) -> bool:
@@ -106,21 +118,27 @@ def prefix_covers(prefix: str, name: str) -> bool:
 
 
 class TrainSpec(SpecModel):
-    epochs: Size = 10
-    batch_size: Size = 32
+    epochs: Size = Field(10, description="passes over the training data")
+    batch_size: Size = Field(
+        32, description="samples per optimizer step (split into `accumulate` micro-batches)")
     accumulate: Size = Field(default=1, description="micro-batches per optimizer step")
-    optimizer: OptimizerSpec = Field(default_factory=Adam)
-    scheduler: SchedulerSpec | None = None
-    clip_grad_norm: PositiveFloat | None = None
-    precision: Literal["fp32", "bf16"] = "fp32"
+    optimizer: OptimizerSpec = Field(
+        default_factory=Adam, description="sgd, adam or adamw with its settings")
+    scheduler: SchedulerSpec | None = Field(
+        None, description="learning-rate schedule: step, cosine or one_cycle (a bare name works)")
+    clip_grad_norm: PositiveFloat | None = Field(
+        None, description="clip the global gradient norm to this")
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="fp32, or bf16 autocast")
     compile: bool = Field(
         default=False, description="run the training forward through torch.compile (checkpoints "
         "and saved runs are the same as without; pays off on accelerators and larger models)")
-    early_stopping: EarlyStopping | None = None
-    seed: Seed = 0
-    device: str = "auto"
-    shuffle: bool = True
-    drop_last: bool = False
+    early_stopping: EarlyStopping | None = Field(
+        None, description="stop when a validation metric stops improving")
+    seed: Seed = Field(0, description="seed of weights, shuffling and dropout")
+    device: str = Field(
+        "auto", description="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
+    shuffle: bool = Field(True, description="reshuffle the training data every epoch")
+    drop_last: bool = Field(False, description="drop the last, smaller batch of an epoch")
     checkpoint_every: Size = Field(default=1, description="epochs between checkpoints")
     init_from: InitFrom | None = Field(
         default=None, description="weights to start from (read when training starts, not on resume)")
@@ -131,6 +149,16 @@ class TrainSpec(SpecModel):
         default=None, description="from this epoch on (1-based) the frozen parameters train too")
     param_groups: list[ParamGroup] = Field(
         default_factory=list, description="per-prefix lr / weight_decay; the rest use the optimizer's")
+    loggers: list[Literal["csv", "tensorboard", "mlflow"]] = Field(
+        default_factory=lambda: ["csv"], description="where epoch metrics go besides the run "
+        "folder's metrics.csv/jsonl (always written): tensorboard (`blocks[tensorboard]`), "
+        "mlflow (`blocks[mlflow]`)")
+
+    @field_validator("optimizer", "scheduler", mode="before")
+    @classmethod
+    def _bare_name(cls, value: object) -> object:
+        """`scheduler: cosine` is `scheduler: {type: cosine}`, as `- relu` is a whole block."""
+        return {"type": value} if isinstance(value, str) else value
 
     @field_validator("unfreeze_at_epoch")
     @classmethod

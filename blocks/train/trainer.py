@@ -27,6 +27,7 @@ from blocks.errors import BlocksError, DeviceMismatchError
 from blocks.heads import SigmoidHead, SoftmaxHead
 from blocks.spec import SINGLE_HEAD
 from blocks.train import distributed as _dist
+from blocks.train import loggers
 from blocks.train.batches import Batch, TensorBatches, batch_size_of, make_batches
 from blocks.train.checkpoint import load_checkpoint, save_checkpoint
 from blocks.train.compiled import CompiledForward
@@ -173,6 +174,7 @@ class Trainer:
             self._log(record)
             for callback in self.callbacks:
                 callback(self, record)
+            loggers.epoch_end(self, record)  # tensorboard / mlflow, when `train.loggers` names them
             if self.run_dir is not None:
                 if self.is_main:
                     self.history.write(self.run_dir)
