@@ -218,9 +218,11 @@ def _write_info(run_dir: Path, info: dict[str, Any]) -> None:
 def is_run_folder(path: Path) -> bool:
     """True for a folder blocks wrote (its `run.json` carries blocks' format marker)."""
     try:
-        return path.is_dir() and read_info(path).get("format") == RUN_FORMAT
+        info = read_info(path) if path.is_dir() else {}
     except RunFolderError:
         return False
+    # runs written before the marker existed: their run.json has these summary keys
+    return info.get("format") == RUN_FORMAT or {"wall_time_s", "epochs", "params"} <= set(info)
 
 
 def _is_run_file(name: str) -> bool:

@@ -406,3 +406,13 @@ def test_data_paths_to_devices_or_huge_files_are_refused_before_reading(tmp_path
     path.write_text(path.read_text().replace("/dev/zero", "big.csv"))
     assert train(path, tmp_path / "run") == 2
     assert "reading big.csv would need" in capsys.readouterr().err
+
+
+def test_a_run_folder_from_before_the_marker_is_still_replaceable(tmp_path):
+    out = tmp_path / "run"
+    assert train(recipe(tmp_path), out) == 0
+    info = json.loads((out / "run.json").read_text())
+    info.pop("format"), info.pop("status")
+    (out / "run.json").write_text(json.dumps(info))  # as older blocks wrote it
+    assert train(recipe(tmp_path), out, "--force") == 0
+    assert json.loads((out / "run.json").read_text())["format"] == "blocks-run/1"
