@@ -75,28 +75,9 @@ class BlocksModel(nn.Module):
             wrong = True
         if wrong:
             x = self._fix_input(x)
-        # the body of _forward_impl, inlined: one Python call fewer on every forward
-        modules = self._modules
-        if self._preprocesses:
-            x = modules["preprocess"](x)
-        backbone = modules["backbone"]
-        if type(backbone) is nn.Sequential and not _hooked(backbone):
-            for layer in backbone._modules.values():
-                x = layer(x)
-        else:
-            x = backbone(x)
-        if self._single_head:
-            return modules["head"](x)
-        return {name: head(x) for name, head in modules["heads"].items()}
-
-    def _forward_impl(self, x: torch.Tensor) -> Output:
-        """The forward pass without the input checks.
-
-        Submodules are read from `_modules` (attribute access on an `nn.Module` goes through its
-        slow `__getattr__`), and the backbone's layers are called directly, as `nn.Sequential`
-        would, unless something hooks the backbone itself: the same calls a flat
-        `nn.Sequential` of the same layers makes, so a built model costs no more per forward.
-        """
+        # submodules read from `_modules` (nn.Module.__getattr__ is slow) and the backbone's
+        # layers called directly, as nn.Sequential would, unless something hooks the backbone:
+        # the same calls a flat nn.Sequential makes, so a built model costs no more per forward
         modules = self._modules
         if self._preprocesses:
             x = modules["preprocess"](x)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+from abc import abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -143,13 +144,14 @@ class _External(Block):
                              "classifier itself and reads weights only from `checkpoint`/`weights`")
         return kwargs
 
+    @abstractmethod
     def _create(self, *, download: bool = False) -> tuple[nn.Module, tuple[str, ...]]:
         """The library model without its classifier, and the classifier's key prefixes.
         `download`: the library may fetch weights the recipe asked for (`pretrained: true`)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _weights_path(self) -> str | None:
-        raise NotImplementedError
+        """The local weights file the recipe names, if any."""
 
     def output_shape(self, shape: Shape) -> Shape:
         if len(shape) != 3:

@@ -9,7 +9,7 @@ import importlib.util
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -153,6 +153,25 @@ def compare(expected: Outputs, got: Outputs, tolerance: float, what: str) -> flo
                               f"(tolerance {tolerance:g} x max(1, max |output|) = "
                               f"{tolerance * scale:.3g})")
         worst = max(worst, diff)
+    return worst
+
+
+def check_at_batches(graph: ExportGraph, run: Callable[[torch.Tensor], object],
+                     names: tuple[str, ...], tolerance: float, what: str,
+                     failure: Callable[[int, Exception], str]) -> float:
+    """Max |diff| of a reloaded export (`run`) against the model at `CHECK_BATCHES`, batch sizes
+    other than the export's (a size baked into a graph fails here); `failure(batch, err)` words
+    an error the reloaded file raised."""
+    worst = 0.0
+    for batch in CHECK_BATCHES:
+        x = sample_input(graph.model, batch, seed=batch)
+        try:
+            with torch.no_grad():
+                got = as_outputs(run(x), names)
+        except Exception as err:  # noqa: BLE001 - the runtime's own reason goes into the message
+            raise ExportError(failure(batch, err)) from None
+        worst = max(worst, compare(reference(graph, x), got, tolerance,
+                                   f"{what} at batch size {batch}"))
     return worst
 
 

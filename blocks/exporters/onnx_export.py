@@ -13,11 +13,9 @@ from blocks.exporters.common import (
     ExportError,
     ExportGraph,
     ExportResult,
-    as_outputs,
-    compare,
+    check_at_batches,
     output_names,
     quiet_export_warnings,
-    reference,
     sample_input,
     staged,
 )
@@ -93,17 +91,10 @@ def check_onnx(graph: ExportGraph, path: Path, names: tuple[str, ...]) -> float:
     got_names = tuple(o.name for o in session.get_outputs())
     if got_names != names:
         raise ExportError(f"the ONNX graph's outputs are {got_names}, expected {names}")
-    worst = 0.0
-    for batch in CHECK_BATCHES:
-        x = sample_input(graph.model, batch, seed=batch)
-        try:
-            raw = session.run(None, {input_name(names): x.numpy()})
-        except Exception as err:  # noqa: BLE001 - as above
-            raise ExportError(_runtime_failure(graph, err)) from None
-        got = as_outputs(raw, names)
-        worst = max(worst, compare(reference(graph, x), got, TOLERANCE,
-                                   f"onnxruntime at batch size {batch}"))
-    return worst
+    key = input_name(names)
+    return check_at_batches(graph, lambda x: session.run(None, {key: x.numpy()}), names,
+                            TOLERANCE, "onnxruntime",
+                            lambda batch, err: _runtime_failure(graph, err))
 
 
 def _runtime_failure(graph: ExportGraph, err: Exception) -> str:

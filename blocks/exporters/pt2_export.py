@@ -13,11 +13,9 @@ from blocks.exporters.common import (
     ExportError,
     ExportGraph,
     ExportResult,
-    as_outputs,
-    compare,
+    check_at_batches,
     output_names,
     quiet_export_warnings,
-    reference,
     sample_input,
     staged,
 )
@@ -45,15 +43,7 @@ def export_pt2(graph: ExportGraph, path: Path) -> ExportResult:
 
 def check_pt2(graph: ExportGraph, path: Path, names: tuple[str, ...]) -> float:
     loaded = torch.export.load(str(path)).module()
-    worst = 0.0
-    for batch in CHECK_BATCHES:
-        x = sample_input(graph.model, batch, seed=batch)
-        try:
-            with torch.no_grad():
-                got = as_outputs(loaded(x), names)
-        except Exception as err:  # noqa: BLE001 - e.g. a batch size the program specialised to
-            raise ExportError(f"the reloaded torch.export program fails at batch size {batch}: "
-                              f"{type(err).__name__}: {err}") from None
-        worst = max(worst, compare(reference(graph, x), got, TOLERANCE,
-                                   f"the reloaded torch.export program at batch size {batch}"))
-    return worst
+    return check_at_batches(  # e.g. a batch size the program specialised to fails here
+        graph, loaded, names, TOLERANCE, "the reloaded torch.export program",
+        lambda batch, err: f"the reloaded torch.export program fails at batch size {batch}: "
+                           f"{type(err).__name__}: {err}")

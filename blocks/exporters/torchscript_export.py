@@ -14,11 +14,9 @@ from blocks.exporters.common import (
     ExportError,
     ExportGraph,
     ExportResult,
-    as_outputs,
-    compare,
+    check_at_batches,
     output_names,
     quiet_export_warnings,
-    reference,
     sample_input,
     short_error,
     staged,
@@ -48,15 +46,7 @@ def export_torchscript(graph: ExportGraph, path: Path) -> ExportResult:
 
 def check_torchscript(graph: ExportGraph, path: Path, names: tuple[str, ...]) -> float:
     loaded = torch.jit.load(str(path), map_location="cpu")
-    worst = 0.0
-    for batch in CHECK_BATCHES:
-        x = sample_input(graph.model, batch, seed=batch)
-        try:
-            with torch.no_grad():
-                got = as_outputs(loaded(x), names)
-        except Exception as err:  # noqa: BLE001 - e.g. a batch size baked into the trace
-            raise ExportError(f"the reloaded TorchScript module fails at batch size {batch}: "
-                              f"{short_error(err)}") from None
-        worst = max(worst, compare(reference(graph, x), got, TOLERANCE,
-                                   f"the reloaded TorchScript module at batch size {batch}"))
-    return worst
+    return check_at_batches(  # e.g. a batch size baked into the trace fails here
+        graph, loaded, names, TOLERANCE, "the reloaded TorchScript module",
+        lambda batch, err: f"the reloaded TorchScript module fails at batch size {batch}: "
+                           f"{short_error(err)}")
