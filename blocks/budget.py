@@ -15,10 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from blocks.composites import Repeat
 from blocks.errors import Problem, SpecError
+from blocks.lazy import torch
 from blocks.limits import MAX_BLOCK_NESTING, human_bytes, max_blocks, max_model_bytes
 from blocks.registry import Block
 

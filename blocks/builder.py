@@ -13,7 +13,7 @@ from torch.nn.modules import module as _torch_module
 from blocks.budget import check_footprint
 from blocks.device import DevicePolicy, mismatch_message, resolve_device, single_device
 from blocks.errors import DeviceMismatchError, InputShapeError, SpecError
-from blocks.preprocess import Preprocessing
+from blocks.modules.preprocessing import Preprocessing
 from blocks.recipe import Recipe
 from blocks.shapes import fmt_shape
 from blocks.spec import ModelSpec, ShapeReport

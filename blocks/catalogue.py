@@ -6,9 +6,9 @@ import math
 from typing import Annotated, Literal
 
 from pydantic import Field
-from torch import nn
 
 from blocks.errors import ShapeError
+from blocks.lazy import nn
 from blocks.numbers import Index, NonNegativeSize, Size
 from blocks.registry import Block, register_block
 from blocks.shapes import (
@@ -360,20 +360,6 @@ class AdaptiveAvgPool2d(Block):
         return nn.AdaptiveAvgPool2d(_tuple(self.output_size))
 
 
-class GlobalAvgPool(nn.Module):
-    """Mean over every axis after the channels: `[C, *spatial]` -> `[C]`."""
-
-    def __init__(self, spatial_dims: int) -> None:
-        super().__init__()
-        self.dims = tuple(range(2, 2 + spatial_dims))
-
-    def forward(self, x):
-        return x.mean(dim=self.dims)
-
-    def extra_repr(self) -> str:
-        return f"dims={self.dims}"
-
-
 @register_block("global_avgpool")
 class GlobalAvgPoolBlock(Block):
     """Average over all spatial axes, `[C, H, W]` or `[C, L]` -> `[C]` (ResNet's final pool)."""
@@ -384,6 +370,8 @@ class GlobalAvgPoolBlock(Block):
         return (shape[0],)
 
     def build(self, shape: Shape) -> nn.Module:
+        from blocks.modules.pooling import GlobalAvgPool
+
         return GlobalAvgPool(len(shape) - 1)
 
 

@@ -8,11 +8,10 @@ import math
 from collections.abc import Sequence
 from typing import Annotated, Any, NamedTuple
 
-import torch
 from pydantic import Field, field_validator, model_validator
-from torch import nn
 
 from blocks.errors import ShapeError
+from blocks.lazy import nn, torch
 from blocks.limits import MAX_REPEAT_TIMES, MAX_SAMPLE_ELEMENTS
 from blocks.numbers import MAX_SIZE, size_type
 from blocks.registry import AnyBlock, Block, register_block, unknown_name_message
@@ -92,18 +91,6 @@ class Composite(Block):
         return self.output_shape(shape), self.children_traces(shape, path, depth)
 
 
-class ResidualModule(nn.Module):
-    """`body(x) + shortcut(x)`; the shortcut is `nn.Identity` when shapes already match."""
-
-    def __init__(self, body: nn.Module, shortcut: nn.Module) -> None:
-        super().__init__()
-        self.body = body
-        self.shortcut = shortcut
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x) + self.shortcut(x)
-
-
 @register_block("residual")
 class Residual(Composite):
     """`blocks` added to their input. `shortcut:` (e.g. 1x1 conv + batchnorm) maps the input to
@@ -152,6 +139,8 @@ class Residual(Composite):
             else:
                 conv = nn.Conv1d if len(shape) == 2 else nn.Conv2d
                 shortcut = conv(shape[0], body_out[0], 1, stride=strides)
+        from blocks.modules.residual import ResidualModule
+
         return ResidualModule(body, shortcut)
 
 

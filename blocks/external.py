@@ -17,11 +17,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import torch
 from pydantic import Field, field_validator, model_validator
-from torch import nn
 
 from blocks.errors import BlocksError, ShapeError
+from blocks.lazy import nn, torch
 from blocks.registry import Block, register_block, unknown_name_message
 from blocks.shapes import Shape, fmt_shape
 

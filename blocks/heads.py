@@ -9,16 +9,15 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-import torch
 from pydantic import (
     Field,
     SerializerFunctionWrapHandler,
     model_serializer,
     model_validator,
 )
-from torch import nn
 
 from blocks.errors import ShapeError
+from blocks.lazy import nn, torch
 from blocks.numbers import Size, size_type
 from blocks.registry import SpecModel
 from blocks.shapes import Shape, fmt_shape

@@ -424,10 +424,9 @@ def _record_shapes(module: nn.Module, graph: fx.Graph, input_shape, dtype: str) 
     """Per-node shapes from one forward on a batch of two (ShapeProp), used by `mean`."""
     from torch.fx.passes.shape_prop import ShapeProp
 
-    from blocks.spec import DTYPES
 
     gm = fx.GraphModule(module, graph)
-    x = torch.zeros((2, *input_shape), dtype=DTYPES[dtype])
+    x = torch.zeros((2, *input_shape), dtype=getattr(torch, dtype))
     was_training = module.training
     try:
         ShapeProp(gm.eval()).propagate(x)

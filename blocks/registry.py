@@ -11,7 +11,7 @@ import difflib
 import warnings
 from collections.abc import Callable, Iterator
 from importlib import metadata
-from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -28,11 +28,13 @@ from pydantic import (
 )
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError, core_schema
-from torch import nn
 
 from blocks.errors import RegistryError
 from blocks.numbers import mark_booleans
 from blocks.shapes import Shape
+
+if TYPE_CHECKING:
+    from torch import nn
 
 ENTRY_POINT_GROUP = "blocks.blocks"
 

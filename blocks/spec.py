@@ -7,7 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-import torch
 from pydantic import Field, field_validator, model_validator
 
 import blocks.catalogue  # noqa: F401 - registers the built-in block types
@@ -18,16 +17,17 @@ from blocks.budget import check_blocks
 from blocks.composites import LayerTrace, trace_sequence
 from blocks.errors import Problem, ShapeError, SpecError
 from blocks.heads import HeadSpec, SigmoidHead, SoftmaxHead
+from blocks.lazy import torch
 from blocks.numbers import Size
 from blocks.preprocess import PreprocessSpec
 from blocks.registry import AnyBlock, SpecModel
 from blocks.shapes import Shape
 from blocks.weights import WeightsSpec
 
-DTYPES: dict[str, torch.dtype] = {
-    "float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
-    "bfloat16": torch.bfloat16, "int64": torch.int64,
-}
+#: input dtypes a recipe may name; each is `torch.<name>`
+DTYPE_NAMES = ("float32", "float64", "float16", "bfloat16", "int64")
+#: bytes per element of each, without asking torch
+ELEMENT_SIZES: dict[str, int] = {"float32": 4, "float64": 8, "float16": 2, "bfloat16": 2, "int64": 8}
 SINGLE_HEAD = "output"  # the name a lone `head:` gets in metrics and predictions
 
 
@@ -41,7 +41,7 @@ class InputSpec(SpecModel):
 
     @property
     def torch_dtype(self) -> torch.dtype:
-        return DTYPES[self.dtype]
+        return getattr(torch, self.dtype)
 
 
 @dataclass(frozen=True)

@@ -28,11 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import torch
 from pydantic import Field
-from torch import nn
 
 from blocks.errors import BlocksError
+from blocks.lazy import nn, torch
 from blocks.registry import SpecModel
 from blocks.shapes import fmt_shape
 

@@ -33,8 +33,6 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-from blocks.catalogue import GlobalAvgPool
-from blocks.composites import ResidualModule
 from blocks.exporters.common import (
     CHECK_BATCHES,
     EXPORT_BATCH,
@@ -47,7 +45,9 @@ from blocks.exporters.common import (
     sample_input,
     staged,
 )
-from blocks.preprocess import Preprocessing
+from blocks.modules.pooling import GlobalAvgPool
+from blocks.modules.preprocessing import Preprocessing
+from blocks.modules.residual import ResidualModule
 
 SUFFIXES = (".py",)
 Emitter = Callable[[Any, "SourceWriter", str], "Expr"]

@@ -5,14 +5,14 @@ from __future__ import annotations
 import math
 from typing import Annotated
 
-import torch
-import torch.nn.functional as F
 from pydantic import Field, field_validator
-from torch import nn
 
 from blocks.errors import ShapeError
+from blocks.lazy import LazyModule, nn
 from blocks.registry import Block, register_block
 from blocks.shapes import Shape, fmt_shape
+
+impl = LazyModule("blocks.modules.axes")  # the nn.Module classes, imported at the first build
 
 
 def _axis(axis: int, shape: Shape, field: str) -> int:
@@ -21,20 +21,6 @@ def _axis(axis: int, shape: Shape, field: str) -> int:
         raise ShapeError(f"{field} {axis} is out of range for input {fmt_shape(shape)} "
                          f"(valid: {-len(shape)} to {len(shape) - 1})")
     return axis % len(shape)
-
-
-class Permute(nn.Module):
-    """`x.permute(0, *dims)`: reorders the per-sample axes, batch first and untouched."""
-
-    def __init__(self, dims: list[int]) -> None:
-        super().__init__()
-        self.dims = [0, *(d + 1 for d in dims)]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.permute(self.dims)
-
-    def extra_repr(self) -> str:
-        return f"dims={self.dims[1:]}"
 
 
 @register_block("permute")
@@ -58,21 +44,7 @@ class PermuteBlock(Block):
         return tuple(shape[d] for d in self.dims)
 
     def build(self, shape: Shape) -> nn.Module:
-        return Permute(self.dims)
-
-
-class Reshape(nn.Module):
-    """`x.reshape(batch, *shape)`."""
-
-    def __init__(self, shape: tuple[int, ...]) -> None:
-        super().__init__()
-        self.shape = shape
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.reshape(x.shape[0], *self.shape)
-
-    def extra_repr(self) -> str:
-        return f"shape={list(self.shape)}"
+        return impl.Permute(self.dims)
 
 
 def _resolve_sizes(sizes: list[int], total: int, what: str) -> tuple[int, ...]:
@@ -109,7 +81,7 @@ class ReshapeBlock(Block):
         return _resolve_sizes(self.shape, math.prod(shape), "shape")
 
     def build(self, shape: Shape) -> nn.Module:
-        return Reshape(self.output_shape(shape))
+        return impl.Reshape(self.output_shape(shape))
 
 
 @register_block("unflatten")
@@ -134,15 +106,6 @@ class UnflattenBlock(Block):
         return nn.Unflatten(_axis(self.dim, shape, "dim") + 1, self.sizes)
 
 
-class LayerNorm2d(nn.LayerNorm):
-    """`nn.LayerNorm` over the channels of `[N, C, *spatial]` at every position (ConvNeXt's)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.movedim(1, -1)
-        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
-        return x.movedim(-1, 1)
-
-
 @register_block("layernorm2d")
 class LayerNorm2dBlock(Block):
     """Layer norm over the channel axis of `[C, H, W]` (or `[C, L]`), each position on its own:
@@ -159,6 +122,6 @@ class LayerNorm2dBlock(Block):
         return shape
 
     def build(self, shape: Shape) -> nn.Module:
-        return LayerNorm2d(shape[0], eps=self.eps, elementwise_affine=self.elementwise_affine,
+        return impl.LayerNorm2d(shape[0], eps=self.eps, elementwise_affine=self.elementwise_affine,
                            bias=self.bias)
 

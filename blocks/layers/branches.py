@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import torch
 from pydantic import Field
-from torch import nn
 
 from blocks.composites import BlockList, Composite, LayerTrace, build_sequence, trace_sequence
 from blocks.errors import ShapeError
+from blocks.lazy import LazyModule, nn
 from blocks.registry import register_block
 from blocks.shapes import Shape, fmt_shape
+
+impl = LazyModule("blocks.modules.branches")  # the nn.Module classes, imported at the first build
 
 
 def _joined(shapes: list[Shape], axis: int, what: str) -> Shape:
@@ -25,18 +26,6 @@ def _joined(shapes: list[Shape], axis: int, what: str) -> Shape:
                              f"{fmt_shape(first)}; they are concatenated on axis {axis}, so every "
                              "other axis must agree")
     return (*first[:axis], sum(s[axis] for s in shapes), *first[axis + 1:])
-
-
-class ConcatModule(nn.Module):
-    """`torch.cat([branch(x) for branch in branches], dim)`."""
-
-    def __init__(self, branches: list[nn.Module], dim: int) -> None:
-        super().__init__()
-        self.branches = nn.ModuleList(branches)
-        self.dim = dim
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([branch(x) for branch in self.branches], dim=self.dim)
 
 
 @register_block("concat")
@@ -86,18 +75,7 @@ class Concat(Composite):
     def build(self, shape: Shape) -> nn.Module:
         outs = self._traces(shape)[1]
         branches = [build_sequence(blocks, shape)[0] for blocks in self.branches]
-        return ConcatModule(branches, self._axis(len(outs[0])) + 1)
-
-
-class DenseConcatModule(nn.Module):
-    """`torch.cat([x, body(x)], 1)`: DenseNet's layer, its input passed on beside its output."""
-
-    def __init__(self, body: nn.Module) -> None:
-        super().__init__()
-        self.body = body
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([x, self.body(x)], dim=1)
+        return impl.ConcatModule(branches, self._axis(len(outs[0])) + 1)
 
 
 @register_block("dense_concat")
@@ -134,4 +112,4 @@ class DenseConcat(Composite):
         return None
 
     def build(self, shape: Shape) -> nn.Module:
-        return DenseConcatModule(build_sequence(self.blocks, shape)[0])
+        return impl.DenseConcatModule(build_sequence(self.blocks, shape)[0])

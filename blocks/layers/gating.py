@@ -4,19 +4,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
 from pydantic import Field, PositiveInt, model_validator
-from torch import nn
 
 from blocks.catalogue import _Elementwise
 from blocks.errors import ShapeError
+from blocks.lazy import LazyModule, nn
 from blocks.registry import Block, register_block
 from blocks.shapes import Shape, fmt_shape, require_rank
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU, "hardswish": nn.Hardswish,
-    "sigmoid": nn.Sigmoid, "hardsigmoid": nn.Hardsigmoid, "tanh": nn.Tanh, "identity": nn.Identity,
-}
+impl = LazyModule("blocks.modules.gating")  # the nn.Module classes, imported at the first build
 
 
 @register_block("hardswish")
@@ -62,24 +58,6 @@ def make_divisible(value: float, divisor: int) -> int:
     return rounded + divisor if rounded < 0.9 * value else rounded
 
 
-class SqueezeExcitation(nn.Module):
-    """Global average -> 1x1 conv down -> activation -> 1x1 conv up -> gate, times the input.
-
-    Submodule names and order are torchvision's (`fc1`, `fc2`), so weights line up."""
-
-    def __init__(self, channels: int, squeeze: int, activation: str, gate: str) -> None:
-        super().__init__()
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc1 = nn.Conv2d(channels, squeeze, 1)
-        self.fc2 = nn.Conv2d(squeeze, channels, 1)
-        self.activation = ACTIVATIONS[activation]()
-        self.scale_activation = ACTIVATIONS[gate]()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = self.scale_activation(self.fc2(self.activation(self.fc1(self.avgpool(x)))))
-        return scale * x
-
-
 @register_block("squeeze_excite")
 class SqueezeExcite(Block):
     """Channel gating on `[C, H, W]` (SENet, MobileNetV3, EfficientNet). The squeeze width is
@@ -118,4 +96,4 @@ class SqueezeExcite(Block):
         return shape
 
     def build(self, shape: Shape) -> nn.Module:
-        return SqueezeExcitation(shape[0], self.squeeze(shape[0]), self.activation, self.gate)
+        return impl.SqueezeExcitation(shape[0], self.squeeze(shape[0]), self.activation, self.gate)

@@ -4,36 +4,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
 from pydantic import Field
-from torch import nn
 
 from blocks.catalogue import Probability
 from blocks.errors import ShapeError
+from blocks.lazy import LazyModule, nn
 from blocks.registry import Block, register_block
 from blocks.shapes import Shape, fmt_shape
 
-
-class DropPath(nn.Module):
-    """Stochastic depth (Huang et al. 2016): zero a whole residual branch for a random subset
-    of samples (`row`) or the whole batch (`batch`) and rescale the survivors; identity in eval.
-    torch has no such module, so this is the paper's math in four lines."""
-
-    def __init__(self, p: float, mode: str = "row") -> None:
-        super().__init__()
-        self.p = p
-        self.mode = mode
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        keep = 1.0 - self.p
-        size = [x.shape[0]] + [1] * (x.ndim - 1) if self.mode == "row" else [1] * x.ndim
-        mask = torch.empty(size, dtype=x.dtype, device=x.device).bernoulli_(keep)
-        return x * mask.div_(keep)
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}, mode={self.mode!r}"
+impl = LazyModule("blocks.modules.regularize")  # the nn.Module classes, imported at the first build
 
 
 @register_block("drop_path")
@@ -48,18 +27,7 @@ class DropPathBlock(Block):
         return shape
 
     def build(self, shape: Shape) -> nn.Module:
-        return DropPath(self.p, self.mode)
-
-
-class LayerScale(nn.Module):
-    """A learned per-channel scale (CaiT, ConvNeXt), shaped to broadcast over the other axes."""
-
-    def __init__(self, shape: tuple[int, ...], init_value: float) -> None:
-        super().__init__()
-        self.scale = nn.Parameter(torch.full(shape, float(init_value)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.scale
+        return impl.DropPath(self.p, self.mode)
 
 
 @register_block("layer_scale")
@@ -81,6 +49,6 @@ class LayerScaleBlock(Block):
 
     def build(self, shape: Shape) -> nn.Module:
         axis = self._axis(shape)
-        return LayerScale((shape[axis],) + (1,) * (len(shape) - axis - 1), self.init_value)
+        return impl.LayerScale((shape[axis],) + (1,) * (len(shape) - axis - 1), self.init_value)
 
 

@@ -18,6 +18,7 @@ from torch import nn
 
 import blocks
 import blocks.layers
+import blocks.modules
 from blocks.exporters import ExportError
 from blocks.exporters.python_source import _EMITTERS, model_source
 from blocks.lint import lint_paths
@@ -133,10 +134,9 @@ def assert_ruff_clean(folder) -> None:
 
 
 def _module_classes() -> list[type[nn.Module]]:
-    """Every nn.Module class that blocks' own block types build (layers, catalogue, composites,
-    preprocessing), the model class itself aside."""
-    names = ["blocks.catalogue", "blocks.composites", "blocks.preprocess"]
-    names += [f"blocks.layers.{info.name}" for info in pkgutil.iter_modules(blocks.layers.__path__)]
+    """Every nn.Module class that blocks' own block types build (they all live in
+    `blocks.modules`: layers, catalogue, composites, preprocessing), the model class aside."""
+    names = [f"blocks.modules.{info.name}" for info in pkgutil.iter_modules(blocks.modules.__path__)]
     classes = []
     for name in names:
         module = importlib.import_module(name)
