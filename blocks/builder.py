@@ -8,7 +8,12 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.modules import module as _torch_module
+from torch.nn.modules.module import (  # torch mutates these dicts in place, never rebinds them
+    _global_backward_hooks,
+    _global_backward_pre_hooks,
+    _global_forward_hooks,
+    _global_forward_pre_hooks,
+)
 
 from blocks.budget import check_footprint
 from blocks.device import DevicePolicy, mismatch_message, resolve_device, single_device
@@ -22,11 +27,11 @@ Output = torch.Tensor | dict[str, torch.Tensor]
 
 
 def _hooked(module: nn.Module) -> bool:
-    """Whether calling `module` would run hooks (its own or global) besides its `forward`."""
+    """Whether calling `module` would run hooks (its own or global) besides its `forward`: the
+    test `nn.Module._call_impl` makes before its fast path."""
     return bool(module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
-                or module._backward_pre_hooks or _torch_module._global_forward_hooks
-                or _torch_module._global_forward_pre_hooks or _torch_module._global_backward_hooks
-                or _torch_module._global_backward_pre_hooks)
+                or module._backward_pre_hooks or _global_forward_hooks or _global_forward_pre_hooks
+                or _global_backward_hooks or _global_backward_pre_hooks)
 _INTS = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8, torch.bool)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 import math
 from collections.abc import Sequence
@@ -200,7 +201,7 @@ _NOT_LAYERS = {"Module", "Container", "Sequential", "ModuleList", "ModuleDict", 
 def _torch_layers() -> dict[str, type[nn.Module]]:
     """`torch.nn` layer classes by name: no containers, no losses, no lazy layers."""
     return {
-        name: obj for name, obj in vars(nn).items()
+        name: obj for name, obj in vars(importlib.import_module("torch.nn")).items()
         if isinstance(obj, type) and issubclass(obj, nn.Module) and not name.startswith(("_", "Lazy"))
         and name not in _NOT_LAYERS and not issubclass(obj, nn.modules.loss._Loss)
     }
