@@ -4,10 +4,11 @@
 once `repeat` is expanded, exceed `BLOCKS_MAX_BLOCKS`, or whose composites nest deeper than
 `MAX_BLOCK_NESTING`: a 210-byte `repeat: {times: 10000, blocks: [repeat ...]}` must not hang.
 
-`footprint` builds each block on the `meta` device (no memory, no compute) to count the exact
-parameters and buffers, whatever the block type (plugins included), and `check_footprint`
-refuses a model whose weights would not fit in `BLOCKS_MAX_MODEL_BYTES` (default: the machine's
-physical memory) before any real allocation.
+`footprint` counts the exact parameters and buffers from each block type's static rule
+(`Block.parameter_count`, no torch), and builds on the `meta` device (no memory, no compute)
+only the blocks whose rule is unknown (plugins, `torch` layers, library backbones).
+`check_footprint` refuses a model whose weights would not fit in `BLOCKS_MAX_MODEL_BYTES`
+(default: the machine's physical memory) before any real allocation.
 """
 
 from __future__ import annotations
@@ -15,14 +16,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import torch
-
+from blocks import counts
 from blocks.composites import Repeat
 from blocks.errors import Problem, SpecError
 from blocks.limits import MAX_BLOCK_NESTING, human_bytes, max_blocks, max_model_bytes
 from blocks.registry import Block
 
 if TYPE_CHECKING:
+    import torch
+
     from blocks.spec import ModelSpec
 
 
@@ -92,12 +94,15 @@ class Footprint:
 
 
 def footprint(spec: ModelSpec, prefix: str = "model", dtype: torch.dtype | None = None) -> Footprint:
-    """Exact parameter and buffer counts, from modules built on `meta` one block at a time."""
+    """Exact parameter and buffer counts (preprocessing included) and their bytes in `dtype`
+    (default: what `build` gives, the input's floating dtype or float32), block by block."""
     shapes = spec.infer_shapes(prefix=prefix)
-    if dtype is None:
-        dtype = spec.input.torch_dtype if spec.input.torch_dtype.is_floating_point else torch.float32
+    size = spec.input.weight_element_size if dtype is None else dtype.itemsize
     params = buffers = 0
     largest = ("", 0)
+    if spec.preprocess is not None:
+        params, buffers = spec.preprocess.parameter_count()
+        largest = (f"{prefix}.preprocess", params)
     parts: list[tuple[str, object, tuple[int, ...]]] = [
         (f"{prefix}.backbone{layer.path[len('backbone'):]}", layer.block, layer.input_shape)
         for layer in shapes.layers if layer.depth == 0]
@@ -111,16 +116,20 @@ def footprint(spec: ModelSpec, prefix: str = "model", dtype: torch.dtype | None 
         buffers += held
         if count > largest[1]:
             largest = (where, count)
-    return Footprint(params, buffers, torch.empty((), dtype=dtype).element_size(), largest)
+    return Footprint(params, buffers, size, largest)
 
 
 def _counts(block: Any, shape: tuple[int, ...], where: str,
             cache: dict[tuple[int, tuple[int, ...]], tuple[int, int]]) -> tuple[int, int]:
-    """(parameters, buffer values) of one block at one input shape, built on `meta`.
+    """(parameters, buffer values) of one block at one input shape: its static rule, else
+    built on `meta` (and only then is torch imported).
 
-    A `repeat` is counted repetition by repetition from its blocks, each (block, input shape)
-    built once: 10,000 repetitions of a layer cost one `meta` build, not 10,000.
+    A `repeat` without a static rule is counted repetition by repetition from its blocks, each
+    (block, input shape) built once: 10,000 repetitions of a layer cost one `meta` build.
     """
+    found = counts.of(block, shape)
+    if found is not None:
+        return found
     if isinstance(block, Repeat):
         params = buffers = 0
         for _ in range(block.times):
@@ -131,6 +140,8 @@ def _counts(block: Any, shape: tuple[int, ...], where: str,
         return params, buffers
     key = (id(block), shape)
     if key not in cache:
+        import torch
+
         try:
             with torch.device("meta"):
                 module = block.build(shape)

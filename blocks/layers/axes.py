@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from pydantic import Field, field_validator
 from torch import nn
 
+from blocks import counts
 from blocks.errors import ShapeError
 from blocks.registry import Block, register_block
 from blocks.shapes import Shape, fmt_shape
@@ -59,6 +60,9 @@ class PermuteBlock(Block):
 
     def build(self, shape: Shape) -> nn.Module:
         return Permute(self.dims)
+
+    def parameter_count(self, shape: Shape) -> counts.Counts:
+        return counts.NOTHING
 
 
 class Reshape(nn.Module):
@@ -111,6 +115,9 @@ class ReshapeBlock(Block):
     def build(self, shape: Shape) -> nn.Module:
         return Reshape(self.output_shape(shape))
 
+    def parameter_count(self, shape: Shape) -> counts.Counts:
+        return counts.NOTHING
+
 
 @register_block("unflatten")
 class UnflattenBlock(Block):
@@ -132,6 +139,9 @@ class UnflattenBlock(Block):
 
     def build(self, shape: Shape) -> nn.Module:
         return nn.Unflatten(_axis(self.dim, shape, "dim") + 1, self.sizes)
+
+    def parameter_count(self, shape: Shape) -> counts.Counts:
+        return counts.NOTHING
 
 
 class LayerNorm2d(nn.LayerNorm):
@@ -161,4 +171,7 @@ class LayerNorm2dBlock(Block):
     def build(self, shape: Shape) -> nn.Module:
         return LayerNorm2d(shape[0], eps=self.eps, elementwise_affine=self.elementwise_affine,
                            bias=self.bias)
+
+    def parameter_count(self, shape: Shape) -> counts.Counts:
+        return counts.layernorm(shape[0], self.elementwise_affine, self.bias)
 

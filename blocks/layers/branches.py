@@ -9,6 +9,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from blocks import counts
 from blocks.composites import BlockList, Composite, LayerTrace, build_sequence, trace_sequence
 from blocks.errors import ShapeError
 from blocks.registry import register_block
@@ -88,6 +89,9 @@ class Concat(Composite):
         branches = [build_sequence(blocks, shape)[0] for blocks in self.branches]
         return ConcatModule(branches, self._axis(len(outs[0])) + 1)
 
+    def parameter_count(self, shape: Shape) -> counts.Counts | None:
+        return counts.total(counts.sequence(blocks, shape)[0] for blocks in self.branches)
+
 
 class DenseConcatModule(nn.Module):
     """`torch.cat([x, body(x)], 1)`: DenseNet's layer, its input passed on beside its output."""
@@ -135,3 +139,6 @@ class DenseConcat(Composite):
 
     def build(self, shape: Shape) -> nn.Module:
         return DenseConcatModule(build_sequence(self.blocks, shape)[0])
+
+    def parameter_count(self, shape: Shape) -> counts.Counts | None:
+        return counts.sequence(self.blocks, shape)[0]

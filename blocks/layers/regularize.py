@@ -8,6 +8,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from blocks import counts
 from blocks.catalogue import Probability
 from blocks.errors import ShapeError
 from blocks.registry import Block, register_block
@@ -50,6 +51,9 @@ class DropPathBlock(Block):
     def build(self, shape: Shape) -> nn.Module:
         return DropPath(self.p, self.mode)
 
+    def parameter_count(self, shape: Shape) -> counts.Counts:
+        return counts.NOTHING
+
 
 class LayerScale(nn.Module):
     """A learned per-channel scale (CaiT, ConvNeXt), shaped to broadcast over the other axes."""
@@ -82,5 +86,8 @@ class LayerScaleBlock(Block):
     def build(self, shape: Shape) -> nn.Module:
         axis = self._axis(shape)
         return LayerScale((shape[axis],) + (1,) * (len(shape) - axis - 1), self.init_value)
+
+    def parameter_count(self, shape: Shape) -> counts.Counts:
+        return shape[self._axis(shape)], 0
 
 

@@ -9,6 +9,7 @@ import torch
 from pydantic import Field, PositiveInt, model_validator
 from torch import nn
 
+from blocks import counts
 from blocks.catalogue import IntOrList, Probability
 from blocks.errors import ShapeError
 from blocks.layers.regularize import DropPath
@@ -53,6 +54,9 @@ class PatchEmbedBlock(Block):
     def build(self, shape: Shape) -> nn.Module:
         return PatchEmbed(shape[0], self.dim, expand(self.patch_size, 2, "patch_size"), self.bias)
 
+    def parameter_count(self, shape: Shape) -> counts.Counts:
+        return counts.conv(shape[0], self.dim, expand(self.patch_size, 2, "patch_size"), bias=self.bias)
+
 
 class ClassToken(nn.Module):
     """A learned token put in front of the sequence: `[N, L, D]` -> `[N, L + 1, D]`."""
@@ -75,6 +79,9 @@ class ClassTokenBlock(Block):
 
     def build(self, shape: Shape) -> nn.Module:
         return ClassToken(shape[1])
+
+    def parameter_count(self, shape: Shape) -> counts.Counts:
+        return shape[1], 0
 
 
 class PositionEmbedding(nn.Module):
@@ -101,6 +108,9 @@ class PositionEmbeddingBlock(Block):
 
     def build(self, shape: Shape) -> nn.Module:
         return PositionEmbedding(shape[0], shape[1], self.std)
+
+    def parameter_count(self, shape: Shape) -> counts.Counts:
+        return shape[0] * shape[1], 0
 
 
 class EncoderLayer(nn.Module):
@@ -173,6 +183,13 @@ class TransformerEncoder(Block):
         return EncoderLayer(shape[1], self.heads, self._mlp_dim(shape[1]), self.dropout,
                             self.attention_dropout, self.drop_path, self.eps)
 
+    def parameter_count(self, shape: Shape) -> counts.Counts | None:
+        dim, mlp = shape[1], self._mlp_dim(shape[1])
+        # nn.MultiheadAttention: in_proj [3D, D] + bias [3D], out_proj a D -> D linear
+        attention = (3 * dim * dim + 3 * dim, 0), counts.linear(dim, dim)
+        norms = counts.layernorm(dim, True, True), counts.layernorm(dim, True, True)
+        return counts.total((*attention, *norms, counts.linear(dim, mlp), counts.linear(mlp, dim)))
+
 
 class SelectToken(nn.Module):
     def __init__(self, index: int) -> None:
@@ -201,6 +218,9 @@ class SelectTokenBlock(Block):
     def build(self, shape: Shape) -> nn.Module:
         return SelectToken(self.index)
 
+    def parameter_count(self, shape: Shape) -> counts.Counts:
+        return counts.NOTHING
+
 
 class TokenMean(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -217,3 +237,6 @@ class TokenMeanBlock(Block):
 
     def build(self, shape: Shape) -> nn.Module:
         return TokenMean()
+
+    def parameter_count(self, shape: Shape) -> counts.Counts:
+        return counts.NOTHING
