@@ -13,6 +13,9 @@ only the blocks whose rule is unknown (plugins, `torch` layers, library backbone
 
 from __future__ import annotations
 
+import functools
+import types
+import typing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,20 +28,46 @@ from blocks.registry import Block
 if TYPE_CHECKING:
     import torch
 
-    from blocks.spec import ModelSpec
+    from blocks.spec import ModelSpec, ShapeReport
 
 
 # --- block count and nesting ------------------------------------------------------------------
 def _children(block: Block) -> list[tuple[str, list[Block]]]:
-    """The nested block lists of a composite block: any field holding blocks."""
+    """The nested block lists of a composite block: any field holding a block, a list of
+    blocks, or a list of block lists (`concat`'s branches, named `branches[i]`)."""
     out = []
-    for name in type(block).model_fields:
+    for name in _maybe_blocks(type(block)):
         value = getattr(block, name, None)
         if isinstance(value, Block):
             out.append((name, [value]))
-        elif isinstance(value, list | tuple) and value and all(isinstance(v, Block) for v in value):
-            out.append((name, list(value)))
+        elif isinstance(value, list | tuple) and value:
+            if all(isinstance(v, Block) for v in value):
+                out.append((name, list(value)))
+            elif all(isinstance(v, list | tuple) and v and all(isinstance(b, Block) for b in v)
+                     for v in value):
+                out += [(f"{name}[{index}]", list(v)) for index, v in enumerate(value)]
     return out
+
+
+@functools.cache
+def _maybe_blocks(cls: type[Block]) -> tuple[str, ...]:
+    """The fields of `cls` whose type does not rule out blocks (not numbers, text, literals):
+    a leaf block's fields are read once per class, not once per block per validation."""
+    return tuple(name for name, field in cls.model_fields.items() if not _plain(field.annotation))
+
+
+def _plain(annotation: Any) -> bool:
+    if annotation in (int, float, bool, str, type(None)):
+        return True
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return True
+    if origin is typing.Union or origin is types.UnionType or origin is typing.Annotated:
+        args = typing.get_args(annotation)
+        return all(_plain(a) for a in (args[:1] if origin is typing.Annotated else args))
+    if origin is list or origin is tuple:
+        return all(a is Ellipsis or _plain(a) for a in typing.get_args(annotation))
+    return origin is dict  # a mapping is never read as blocks
 
 
 def _count(blocks: list[Block], path: str, depth: int, limit: int) -> int:
@@ -93,10 +122,13 @@ class Footprint:
                 f"{self.element_size} bytes each)")
 
 
-def footprint(spec: ModelSpec, prefix: str = "model", dtype: torch.dtype | None = None) -> Footprint:
+def footprint(spec: ModelSpec, prefix: str = "model", dtype: torch.dtype | None = None,
+              shapes: ShapeReport | None = None) -> Footprint:
     """Exact parameter and buffer counts (preprocessing included) and their bytes in `dtype`
-    (default: what `build` gives, the input's floating dtype or float32), block by block."""
-    shapes = spec.infer_shapes(prefix=prefix)
+    (default: what `build` gives, the input's floating dtype or float32), block by block.
+    `shapes`: the spec's shape inference when the caller has just run it."""
+    if shapes is None:
+        shapes = spec.infer_shapes(prefix=prefix)
     size = spec.input.weight_element_size if dtype is None else dtype.itemsize
     params = buffers = 0
     largest = ("", 0)
@@ -154,9 +186,9 @@ def _counts(block: Any, shape: tuple[int, ...], where: str,
 
 
 def check_footprint(spec: ModelSpec, prefix: str = "model", dtype: torch.dtype | None = None,
-                    what: str = "build") -> Footprint:
+                    what: str = "build", shapes: ShapeReport | None = None) -> Footprint:
     """`footprint`, refused with the count and bytes when the weights would not fit in memory."""
-    found = footprint(spec, prefix, dtype)
+    found = footprint(spec, prefix, dtype, shapes)
     limit = max_model_bytes()
     if limit is not None and found.bytes > limit:
         where, count = found.largest
