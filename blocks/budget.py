@@ -74,19 +74,18 @@ def _count(blocks: list[Block], path: str, depth: int, limit: int) -> int:
     """Blocks in `blocks` once expanded; raises at the first composite nested too deep."""
     total = 0
     for index, block in enumerate(blocks):
-        here = f"{path}[{index}]"
         inner = 0
-        children = _children(block)
+        children = _children(block)  # (the spec path is spelled out only when needed)
         if children and depth >= MAX_BLOCK_NESTING:
-            raise SpecError(Problem(here, f"composite blocks are nested more than "
+            raise SpecError(Problem(f"{path}[{index}]", f"composite blocks are nested more than "
                                     f"{MAX_BLOCK_NESTING} deep here; flatten the structure "
                                     "(a `repeat` of a list instead of nested ones)", "too_deep"))
         for name, nested in children:
-            inner += _count(nested, f"{here}.{name}", depth + 1, limit)
+            inner += _count(nested, f"{path}[{index}].{name}", depth + 1, limit)
         times = getattr(block, "times", 1) if block.type == "repeat" else 1
         total += 1 + times * inner
         if total > limit:
-            raise SpecError(Problem(here, f"the model would have more than {limit:,} blocks once "
+            raise SpecError(Problem(f"{path}[{index}]", f"the model would have more than {limit:,} blocks once "
                                     f"`repeat` is expanded (here: {_expanded(block, times, inner)}); "
                                     "set BLOCKS_MAX_BLOCKS to raise the limit", "too_many_blocks"))
     return total
@@ -135,20 +134,27 @@ def footprint(spec: ModelSpec, prefix: str = "model", dtype: torch.dtype | None 
     if spec.preprocess is not None:
         params, buffers = spec.preprocess.parameter_count()
         largest = (f"{prefix}.preprocess", params)
-    parts: list[tuple[str, object, tuple[int, ...]]] = [
-        (f"{prefix}.backbone{layer.path[len('backbone'):]}", layer.block, layer.input_shape)
-        for layer in shapes.layers if layer.depth == 0]
-    for name, head in spec.head_specs.items():
-        parts.append((f"{prefix}.heads.{name}" if spec.multi_head else f"{prefix}.head", head,
-                      shapes.features))
+    # (block, input shape, its spec path relative to `prefix`), the path spelled out when needed
+    parts: list[tuple[Any, tuple[int, ...], Any]] = [
+        (layer.block, layer.input_shape, layer) for layer in shapes.layers if layer.depth == 0]
+    parts += [(head, shapes.features, name) for name, head in spec.head_specs.items()]
     cache: dict[tuple[int, tuple[int, ...]], tuple[int, int]] = {}
-    for where, block, shape in parts:
-        count, held = _counts(block, tuple(shape), where, cache)
+    for block, shape, at in parts:
+        found = counts.of(block, shape)
+        count, held = found if found is not None else _counts(block, tuple(shape), _where(prefix, spec, at),
+                                                                cache)
         params += count
         buffers += held
         if count > largest[1]:
-            largest = (where, count)
+            largest = (_where(prefix, spec, at), count)
     return Footprint(params, buffers, size, largest)
+
+
+def _where(prefix: str, spec: ModelSpec, at: Any) -> str:
+    """The spec path of a top-level layer (its trace) or a head (its name)."""
+    if isinstance(at, str):
+        return f"{prefix}.heads.{at}" if spec.multi_head else f"{prefix}.head"
+    return f"{prefix}.backbone{at.path[len('backbone'):]}"
 
 
 def _counts(block: Any, shape: tuple[int, ...], where: str,
