@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from blocks import counts
-from blocks.composites import Repeat
+from blocks.composites import LayerTrace, Repeat
 from blocks.errors import Problem, SpecError
 from blocks.limits import MAX_BLOCK_NESTING, human_bytes, max_blocks, max_model_bytes
 from blocks.registry import Block
@@ -75,7 +75,8 @@ def _count(blocks: list[Block], path: str, depth: int, limit: int) -> int:
     total = 0
     for index, block in enumerate(blocks):
         inner = 0
-        children = _children(block)  # (the spec path is spelled out only when needed)
+        # a leaf (no field can hold blocks) is read no further; spec paths spelled out when needed
+        children = _children(block) if _maybe_blocks(type(block)) else ()
         if children and depth >= MAX_BLOCK_NESTING:
             raise SpecError(Problem(f"{path}[{index}]", f"composite blocks are nested more than "
                                     f"{MAX_BLOCK_NESTING} deep here; flatten the structure "
@@ -130,31 +131,34 @@ def footprint(spec: ModelSpec, prefix: str = "model", dtype: torch.dtype | None 
         shapes = spec.infer_shapes(prefix=prefix)
     size = spec.input.weight_element_size if dtype is None else dtype.itemsize
     params = buffers = 0
-    largest = ("", 0)
+    largest: tuple[Any, int] = (None, 0)  # where (a trace, a head name, "preprocess"), how many
     if spec.preprocess is not None:
         params, buffers = spec.preprocess.parameter_count()
-        largest = (f"{prefix}.preprocess", params)
-    # (block, input shape, its spec path relative to `prefix`), the path spelled out when needed
+        largest = ("preprocess", params)
+    # (block, input shape, where), the spec path spelled out only when it is reported
     parts: list[tuple[Any, tuple[int, ...], Any]] = [
         (layer.block, layer.input_shape, layer) for layer in shapes.layers if layer.depth == 0]
-    parts += [(head, shapes.features, name) for name, head in spec.head_specs.items()]
+    parts += [(head, shapes.features, (name,)) for name, head in spec.head_specs.items()]
     cache: dict[tuple[int, tuple[int, ...]], tuple[int, int]] = {}
     for block, shape, at in parts:
         found = counts.of(block, shape)
-        count, held = found if found is not None else _counts(block, tuple(shape), _where(prefix, spec, at),
-                                                                cache)
-        params += count
-        buffers += held
-        if count > largest[1]:
-            largest = (_where(prefix, spec, at), count)
-    return Footprint(params, buffers, size, largest)
+        if found is None:
+            found = _counts(block, tuple(shape), _where(prefix, spec, at), cache)
+        params += found[0]
+        buffers += found[1]
+        if found[0] > largest[1]:
+            largest = (at, found[0])
+    where = "" if largest[0] is None else _where(prefix, spec, largest[0])
+    return Footprint(params, buffers, size, (where, largest[1]))
 
 
 def _where(prefix: str, spec: ModelSpec, at: Any) -> str:
-    """The spec path of a top-level layer (its trace) or a head (its name)."""
-    if isinstance(at, str):
-        return f"{prefix}.heads.{at}" if spec.multi_head else f"{prefix}.head"
-    return f"{prefix}.backbone{at.path[len('backbone'):]}"
+    """The spec path of a top-level layer (its trace), a head (`(name,)`) or `preprocess`."""
+    if isinstance(at, LayerTrace):
+        return f"{prefix}.backbone{at.path[len('backbone'):]}"
+    if isinstance(at, tuple):
+        return f"{prefix}.heads.{at[0]}" if spec.multi_head else f"{prefix}.head"
+    return f"{prefix}.{at}"
 
 
 def _counts(block: Any, shape: tuple[int, ...], where: str,

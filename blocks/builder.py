@@ -214,8 +214,8 @@ class BlocksModel(nn.Module):
 
     def check_device(self) -> torch.device:
         """Verify every parameter and buffer is on one device; remember it for input checks."""
-        self._device = single_device(self, self._device)
-        return self._device
+        device = self.__dict__["_device"] = single_device(self, self._device)  # a plain attribute
+        return device
 
 
 def build(
