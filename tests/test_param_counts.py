@@ -19,6 +19,7 @@ from blocks.cli import main
 from blocks.heads import SigmoidHead, SoftmaxHead
 from blocks.preprocess import Preprocessing, PreprocessSpec
 from blocks.registry import Block, block_types, get_block_type
+from blocks.spec import DTYPES, ELEMENT_SIZES
 
 #: Block types whose module is unknown without building it: a meta build counts them.
 UNKNOWN = {"torch", "timm", "torchvision"}
@@ -274,3 +275,13 @@ def test_linear_conv_and_norm_rules_match_torch_at_any_size(data):
     with torch.device("meta"):
         module = block.build(shape)
     assert counts.of(block, shape) == module_counts(module)
+
+
+@pytest.mark.parametrize("dtype", sorted(DTYPES))
+def test_element_sizes_known_without_torch_match_torch(dtype):
+    assert ELEMENT_SIZES[dtype] == DTYPES[dtype].itemsize
+    spec = blocks.ModelSpec(input={"shape": [3], "dtype": dtype}, backbone=[
+        {"type": "embedding", "num_embeddings": 4, "embedding_dim": 2}, "flatten"]
+        if dtype == "int64" else [], head={"type": "softmax", "classes": 2})
+    model = blocks.build(spec)
+    assert footprint(spec).element_size == next(model.parameters()).element_size()
