@@ -242,6 +242,38 @@ def test_a_plugin_subclass_that_changes_build_is_counted_by_building_it():
         blocks.registry.unregister_block("wide_linear")
 
 
+def test_a_plugin_rule_replaces_its_meta_build():
+    built: list[tuple[int, ...]] = []
+
+    @blocks.register_block("scaled_linear")
+    class ScaledLinear(blocks.Block):
+        """A linear layer and a running scale buffer."""
+
+        out_features: int
+
+        def output_shape(self, shape):
+            return (self.out_features,)
+
+        def build(self, shape):
+            built.append(tuple(shape))
+            module = nn.Linear(shape[0], self.out_features)
+            module.register_buffer("scale", torch.ones(self.out_features))
+            return module
+
+        def parameter_count(self, shape):
+            return shape[0] * self.out_features + self.out_features, self.out_features
+
+    try:
+        spec = blocks.ModelSpec(input={"shape": [4]}, backbone=[{"type": "scaled_linear",
+                                                                  "out_features": 3}],
+                                head={"type": "softmax", "classes": 2})
+        found = footprint(spec)
+        assert built == []
+        assert (found.params, found.buffers) == module_counts(blocks.build(spec)) == (15 + 8, 3)
+    finally:
+        blocks.registry.unregister_block("scaled_linear")
+
+
 # --- the arithmetic, against torch, over many sizes ----------------------------------------------
 small = st.integers(1, 24)
 
