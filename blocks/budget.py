@@ -86,9 +86,10 @@ def _count(blocks: list[Block], path: str, depth: int, limit: int) -> int:
         times = getattr(block, "times", 1) if block.type == "repeat" else 1
         total += 1 + times * inner
         if total > limit:
-            raise SpecError(Problem(f"{path}[{index}]", f"the model would have more than {limit:,} blocks once "
-                                    f"`repeat` is expanded (here: {_expanded(block, times, inner)}); "
-                                    "set BLOCKS_MAX_BLOCKS to raise the limit", "too_many_blocks"))
+            raise SpecError(Problem(f"{path}[{index}]", f"the model would have more than {limit:,} "
+                                    f"blocks once `repeat` is expanded (here: "
+                                    f"{_expanded(block, times, inner)}); set BLOCKS_MAX_BLOCKS to "
+                                    "raise the limit", "too_many_blocks"))
     return total
 
 

@@ -126,4 +126,5 @@ class SqueezeExcite(Block):
 
     def parameter_count(self, shape: Shape) -> counts.Counts | None:
         squeeze = self.squeeze(shape[0])  # fc1 and fc2: 1x1 convolutions with biases
-        return counts.total((counts.conv(shape[0], squeeze, (1, 1)), counts.conv(squeeze, shape[0], (1, 1))))
+        return counts.total((counts.conv(shape[0], squeeze, (1, 1)),
+                             counts.conv(squeeze, shape[0], (1, 1))))

@@ -55,7 +55,8 @@ class PatchEmbedBlock(Block):
         return PatchEmbed(shape[0], self.dim, expand(self.patch_size, 2, "patch_size"), self.bias)
 
     def parameter_count(self, shape: Shape) -> counts.Counts:
-        return counts.conv(shape[0], self.dim, expand(self.patch_size, 2, "patch_size"), bias=self.bias)
+        patch = expand(self.patch_size, 2, "patch_size")
+        return counts.conv(shape[0], self.dim, patch, bias=self.bias)
 
 
 class ClassToken(nn.Module):
