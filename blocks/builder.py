@@ -49,11 +49,14 @@ class BlocksModel(nn.Module):
     shapes: ShapeReport  # every block's input/output shape, from static inference
     on_device_mismatch: DevicePolicy
 
-    def __init__(self, spec: ModelSpec, *, on_device_mismatch: DevicePolicy = "raise") -> None:
+    def __init__(self, spec: ModelSpec, *, on_device_mismatch: DevicePolicy = "raise",
+                 shapes: ShapeReport | None = None) -> None:
+        """`shapes`: `spec.infer_shapes()` when the caller has just run it (`build` has)."""
         super().__init__()
         if on_device_mismatch not in ("raise", "move"):
             raise ValueError(f"on_device_mismatch must be 'raise' or 'move', got {on_device_mismatch!r}")
-        shapes = spec.infer_shapes()
+        if shapes is None:
+            shapes = spec.infer_shapes()
         # plain (non-module, non-tensor) attributes skip nn.Module.__setattr__'s registry checks
         self.__dict__.update(
             spec=spec, shapes=shapes, on_device_mismatch=on_device_mismatch,
@@ -216,8 +219,8 @@ class BlocksModel(nn.Module):
 
     def check_device(self) -> torch.device:
         """Verify every parameter and buffer is on one device; remember it for input checks."""
-        self._device = single_device(self, self._device)
-        return self._device
+        device = self.__dict__["_device"] = single_device(self, self._device)  # a plain attribute
+        return device
 
 
 def build(
@@ -237,16 +240,17 @@ def build(
     """
     model_spec = _as_model_spec(spec)
     target = resolve_device(device)
-    check_footprint(model_spec, dtype=dtype)  # counted on `meta`: a model too big for memory is refused
+    shapes = model_spec.infer_shapes()  # once, for the size check and the modules
+    check_footprint(model_spec, dtype=dtype, shapes=shapes)  # a model too big for memory is refused
     if seed is None:
-        model = BlocksModel(model_spec, on_device_mismatch=on_device_mismatch)
+        model = BlocksModel(model_spec, on_device_mismatch=on_device_mismatch, shapes=shapes)
     else:
         # weights are drawn on the CPU, so only its generator is seeded and then restored
         # (torch.manual_seed would also seed every accelerator, lazily, at a real cost)
         saved = torch.default_generator.get_state()
         torch.default_generator.manual_seed(seed)
         try:
-            model = BlocksModel(model_spec, on_device_mismatch=on_device_mismatch)
+            model = BlocksModel(model_spec, on_device_mismatch=on_device_mismatch, shapes=shapes)
         finally:
             torch.default_generator.set_state(saved)
     if weights and model_spec.weights is not None:

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from blocks import counts
 from blocks.errors import ShapeError
 from blocks.lazy import nn
 from blocks.numbers import Index, NonNegativeSize, Size
@@ -43,6 +44,9 @@ class Linear(Block):
     def build(self, shape: Shape) -> nn.Module:
         return nn.Linear(shape[-1], self.out_features, bias=self.bias)
 
+    def parameter_count(self, shape: Shape) -> counts.Counts:
+        return counts.linear(shape[-1], self.out_features, self.bias)
+
 
 @register_block("embedding")
 class Embedding(Block):
@@ -64,6 +68,9 @@ class Embedding(Block):
     def build(self, shape: Shape) -> nn.Module:
         return nn.Embedding(self.num_embeddings, self.embedding_dim,
                             padding_idx=self.padding_idx, max_norm=self.max_norm)
+
+    def parameter_count(self, shape: Shape) -> counts.Counts:
+        return self.num_embeddings * self.embedding_dim, 0
 
 
 # --- convolution ---------------------------------------------------------------------------------
@@ -124,6 +131,10 @@ class _ConvNd(Block):
                     dilation=_tuple(self.dilation), groups=self.groups, bias=self.bias,
                     padding_mode=self.padding_mode)
 
+    def parameter_count(self, shape: Shape) -> counts.Counts:
+        kernel = expand(self.kernel_size, self._n(), "kernel_size")
+        return counts.conv(shape[0], self.out_channels, kernel, self.groups, self.bias)
+
 
 def _tuple(value):
     return tuple(value) if isinstance(value, list) else value
@@ -161,6 +172,9 @@ class _BatchNorm(Block):
         return norm(shape[0], eps=self.eps, momentum=self.momentum, affine=self.affine,
                     track_running_stats=self.track_running_stats)
 
+    def parameter_count(self, shape: Shape) -> counts.Counts:
+        return counts.batchnorm(shape[0], self.affine, self.track_running_stats)
+
 
 @register_block("batchnorm1d")
 class BatchNorm1d(_BatchNorm):
@@ -191,6 +205,9 @@ class LayerNorm(Block):
         return nn.LayerNorm(list(shape[-self.dims:]), eps=self.eps,
                             elementwise_affine=self.elementwise_affine, bias=self.bias)
 
+    def parameter_count(self, shape: Shape) -> counts.Counts:
+        return counts.layernorm(math.prod(shape[-self.dims:]), self.elementwise_affine, self.bias)
+
 
 # --- regularisation and activations --------------------------------------------------------------
 @register_block("dropout")
@@ -205,12 +222,18 @@ class Dropout(Block):
     def build(self, shape: Shape) -> nn.Module:
         return nn.Dropout(self.p)
 
+    def parameter_count(self, shape: Shape) -> counts.Counts:
+        return counts.NOTHING
+
 
 class _Elementwise(Block):
     """Activations: shape in equals shape out."""
 
     def output_shape(self, shape: Shape) -> Shape:
         return shape
+
+    def parameter_count(self, shape: Shape) -> counts.Counts:
+        return counts.NOTHING
 
 
 @register_block("relu")
@@ -303,6 +326,9 @@ class _Pool(Block):
         return {"kernel_size": _tuple(self.kernel_size), "stride": _tuple(self.stride),
                 "padding": _tuple(self.padding), "ceil_mode": self.ceil_mode}
 
+    def parameter_count(self, shape: Shape) -> counts.Counts:
+        return counts.NOTHING
+
 
 class _MaxPool(_Pool):
     dilation: IntOrList = Field(1, description="spacing between window elements")
@@ -359,6 +385,9 @@ class AdaptiveAvgPool2d(Block):
     def build(self, shape: Shape) -> nn.Module:
         return nn.AdaptiveAvgPool2d(_tuple(self.output_size))
 
+    def parameter_count(self, shape: Shape) -> counts.Counts:
+        return counts.NOTHING
+
 
 @register_block("global_avgpool")
 class GlobalAvgPoolBlock(Block):
@@ -373,6 +402,9 @@ class GlobalAvgPoolBlock(Block):
         from blocks.modules.pooling import GlobalAvgPool
 
         return GlobalAvgPool(len(shape) - 1)
+
+    def parameter_count(self, shape: Shape) -> counts.Counts:
+        return counts.NOTHING
 
 
 @register_block("flatten")
@@ -390,3 +422,6 @@ class Flatten(Block):
 
     def build(self, shape: Shape) -> nn.Module:
         return nn.Flatten(start_dim=self.start_dim + 1)
+
+    def parameter_count(self, shape: Shape) -> counts.Counts:
+        return counts.NOTHING

@@ -11,6 +11,7 @@ from typing import Annotated, Any, NamedTuple
 
 from pydantic import Field, field_validator, model_validator
 
+from blocks import counts
 from blocks.errors import ShapeError
 from blocks.lazy import nn, torch
 from blocks.limits import MAX_REPEAT_TIMES, MAX_SAMPLE_ELEMENTS
@@ -144,6 +145,18 @@ class Residual(Composite):
 
         return ResidualModule(body, shortcut)
 
+    def parameter_count(self, shape: Shape) -> counts.Counts | None:
+        body, body_out = counts.sequence(self.blocks, shape)
+        if self.shortcut:
+            shortcut = counts.sequence(self.shortcut, shape)[0]
+        elif body_out == shape:
+            shortcut = counts.NOTHING  # nn.Identity
+        elif len(shape) == 1:
+            shortcut = counts.linear(shape[0], body_out[0])
+        else:  # the 1x1 projection `build` makes
+            shortcut = counts.conv(shape[0], body_out[0], (1,) * (len(shape) - 1))
+        return counts.total((body, shortcut))
+
 
 def _projection_strides(shape: Shape, target: Shape) -> tuple[int, ...]:
     """Strides of a 1x1 projection from `shape` to `target`, or a `ShapeError` saying why not."""
@@ -191,6 +204,17 @@ class Repeat(Composite):
             stage, shape = build_sequence(self.blocks, shape)
             stages.append(stage)
         return nn.Sequential(*stages)
+
+    def parameter_count(self, shape: Shape) -> counts.Counts | None:
+        params = buffers = 0
+        for rep in range(self.times):
+            found, out = counts.sequence(self.blocks, shape)
+            if found is None:
+                return None
+            if out == shape:  # every later repetition starts from the same shape: the same counts
+                return params + found[0] * (self.times - rep), buffers + found[1] * (self.times - rep)
+            params, buffers, shape = params + found[0], buffers + found[1], out
+        return params, buffers
 
 
 _NOT_LAYERS = {"Module", "Container", "Sequential", "ModuleList", "ModuleDict", "ParameterList",

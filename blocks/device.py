@@ -11,6 +11,7 @@ from blocks.errors import DeviceMismatchError
 
 DevicePolicy = Literal["raise", "move"]
 _KINDS = ("cpu", "cuda", "mps", "meta", "xpu")
+_CPU = torch.device("cpu")
 
 
 def parse_device_name(name: str) -> str:
@@ -27,6 +28,8 @@ def parse_device_name(name: str) -> str:
 
 def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
     """`auto` picks cuda, then mps, then cpu; an explicit device must be available."""
+    if name == "cpu":  # the default of every build: no parsing
+        return _CPU
     if name is None or name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", torch.cuda.current_device())

@@ -16,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 
+from blocks import counts
 from blocks.errors import ShapeError
 from blocks.lazy import nn, torch
 from blocks.numbers import Size, size_type
@@ -63,6 +64,11 @@ class _Head(SpecModel):
             layers.append(nn.Dropout(self.dropout))
         classifier = nn.Linear(width, self.classes)
         return nn.Sequential(*layers, classifier) if layers else classifier
+
+    def parameter_count(self, shape: Shape) -> counts.Counts:
+        """(parameters, buffer values) of `build(shape)`: its linear layers, from the spec."""
+        widths = [shape[0], *self.hidden, self.classes]
+        return sum(counts.linear(a, b)[0] for a, b in zip(widths[:-1], widths[1:], strict=True)), 0
 
 
 class SoftmaxHead(_Head):

@@ -6,6 +6,7 @@ in docs/recipes.md, "Limits"); the others are fixed far above any real recipe.
 
 from __future__ import annotations
 
+import functools
 import os
 
 from blocks.errors import Problem, SpecError
@@ -50,6 +51,7 @@ def max_blocks() -> int:
     return _env_int("BLOCKS_MAX_BLOCKS", DEFAULT_MAX_BLOCKS)
 
 
+@functools.cache  # read once: `blocks.build` checks against it on every call
 def machine_memory() -> int | None:
     """Memory this process may use in bytes: physical memory, or a smaller container (cgroup)
     limit; None where the OS does not say."""

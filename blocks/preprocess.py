@@ -122,6 +122,22 @@ class PreprocessSpec(SpecModel):
     def raw_size(self) -> int:
         return math.prod(self.raw_shape)
 
+    def parameter_count(self) -> tuple[int, int]:
+        """(parameters, buffer values) of the `Preprocessing` module, from the spec alone:
+        the category embeddings (row 0 for unseen codes), the fitted statistics and the
+        spec-derived index and channel buffers."""
+        columns = self.category_columns
+        embed = self.embeddings or {}
+        params = sum((len(self.categories[self.features[i]]) + 1) * embed[self.features[i]]
+                     for i in columns if self.features[i] in embed)
+        buffers = (2 * self.raw_size if self.standardize else 0) + (
+            self.raw_size if self.impute is not None else 0)
+        if columns:  # numeric_index and category_index hold one index per raw column between them
+            buffers += self.raw_size
+        if self.channel_mean is not None:
+            buffers += 2 * len(self.channel_mean)
+        return params, buffers
+
     def check_fits(self, input_shape: tuple[int, ...]) -> str | None:
         """Why this preprocessing cannot produce `input_shape`, or None when it can."""
         if self.resize_from is not None:

@@ -195,7 +195,7 @@ def read_csv_header(line: str, delimiter: str) -> list[str]:
 
 
 def _early_stopping_problems(recipe: Recipe) -> list[Problem]:
-    from blocks.train.metrics import record_metric_names
+    from blocks.train.metric_names import record_metric_names
 
     rule = recipe.train.early_stopping
     if rule is None:

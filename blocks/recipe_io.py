@@ -266,9 +266,10 @@ def _validate(cls: type[BaseModel], data: Any, positions: Positions | None, sour
         raise SpecError(problems_from(err, data, positions, source, cls, prefix)) from None
     model = spec.model if isinstance(spec, Recipe) else spec
     try:
-        model.infer_shapes(prefix="model" if isinstance(spec, Recipe) else _path(prefix) or "model")
+        where = "model" if isinstance(spec, Recipe) else _path(prefix) or "model"
+        shapes = model.infer_shapes(prefix=where)
         if check_size:
-            check_footprint(model, prefix="model" if isinstance(spec, Recipe) else _path(prefix) or "model")
+            check_footprint(model, prefix=where, shapes=shapes)
     except SpecError as err:
         raise _locate_shape_problems(err, positions, source) from None
     if isinstance(spec, Recipe) and (spec.train.freeze or spec.train.param_groups

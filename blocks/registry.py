@@ -75,6 +75,15 @@ class Block(SpecModel):
         """
         raise TypeError(f"block type {self.type!r} does not define build")
 
+    def parameter_count(self, shape: Shape) -> tuple[int, int] | None:
+        """(parameters, buffer values) of the module `build(shape)` makes, from the spec alone.
+
+        Optional: the default, None, means unknown, and the size check builds the block on the
+        `meta` device to count (exact, but it needs torch and costs a build). Every built-in
+        type gives the exact numbers (`blocks.counts` has the arithmetic of torch's layers).
+        """
+        return None
+
     @model_serializer(mode="wrap")
     def _keep_type(self, handler: SerializerFunctionWrapHandler) -> Any:
         data = handler(self)

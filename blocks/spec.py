@@ -26,7 +26,7 @@ from blocks.weights import WeightsSpec
 
 #: input dtypes a recipe may name; each is `torch.<name>`
 DTYPE_NAMES = ("float32", "float64", "float16", "bfloat16", "int64")
-#: bytes per element of each, without asking torch
+#: Bytes per value of each input dtype, known without torch (`blocks validate` never imports it).
 ELEMENT_SIZES: dict[str, int] = {"float32": 4, "float64": 8, "float16": 2, "bfloat16": 2, "int64": 8}
 SINGLE_HEAD = "output"  # the name a lone `head:` gets in metrics and predictions
 
@@ -42,6 +42,12 @@ class InputSpec(SpecModel):
     @property
     def torch_dtype(self) -> torch.dtype:
         return getattr(torch, self.dtype)
+
+    @property
+    def weight_element_size(self) -> int:
+        """Bytes per parameter of the model built for this input: the input's floating dtype,
+        float32 for token ids (`build` casts the weights to a floating input's dtype)."""
+        return 4 if self.dtype == "int64" else ELEMENT_SIZES[self.dtype]
 
 
 @dataclass(frozen=True)

@@ -54,3 +54,35 @@ def test_the_block_limit_can_be_raised(monkeypatch):
         spec.infer_shapes()
     monkeypatch.setenv("BLOCKS_MAX_BLOCKS", "20001")
     assert len(spec.infer_shapes().layers) == 20_001
+
+
+def test_blocks_inside_concat_branches_count_towards_the_limit():
+    inner = {"type": "repeat", "times": 1000, "blocks": [
+        {"type": "repeat", "times": 1000, "blocks": ["relu"]}]}
+    spec = blocks.ModelSpec(input={"shape": [4]}, backbone=[
+        {"type": "concat", "branches": [["relu"], [inner]]}], head={"type": "softmax", "classes": 2})
+    with pytest.raises(blocks.SpecError, match=r"^model.backbone\[0\].branches\[1\]\[0\]: the model "
+                       r"would have more than 10,000 blocks once `repeat` is expanded \(here: a "
+                       r"repeat of 1,001 block\(s\), 1,000 times\)"):
+        spec.infer_shapes()
+    small = blocks.ModelSpec(input={"shape": [4]}, backbone=[
+        {"type": "concat", "branches": [["relu", "tanh"], [{"type": "repeat", "times": 3,
+                                                              "blocks": ["relu"]}]]}],
+        head={"type": "softmax", "classes": 2})
+    assert check_blocks(small) == len(small.infer_shapes().layers) == 1 + 2 + 1 + 3
+
+
+def test_the_largest_part_is_named_by_its_spec_path():
+    spec = blocks.ModelSpec(input={"shape": [4]}, backbone=[
+        {"type": "linear", "out_features": 3}, "relu"],
+        heads={"a": {"type": "softmax", "classes": 2}, "b": {"type": "sigmoid", "classes": 40}})
+    assert footprint(spec, prefix="x").largest == ("x.heads.b", 160)
+    spec.backbone[0].out_features = 50
+    assert footprint(spec).largest == ("model.heads.b", 2_040)
+    spec.heads["b"].classes = 2
+    assert footprint(spec).largest == ("model.backbone[0]", 250)
+    embedded = blocks.ModelSpec(input={"shape": [5]}, preprocess={
+        "raw_shape": [3], "features": ["a", "b", "c"], "categories": {
+            "c": [str(i) for i in range(99)]}, "embeddings": {"c": 3}},
+        backbone=[{"type": "linear", "out_features": 40}], head={"type": "softmax", "classes": 2})
+    assert footprint(embedded).largest == ("model.preprocess", 300)  # 100 vectors of 3

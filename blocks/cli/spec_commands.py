@@ -51,7 +51,7 @@ def run_validate(args: argparse.Namespace) -> int:
                 print(problem)
         else:
             count = result.model.infer_shapes()
-            size = footprint(result.model)  # on `meta`: nothing is allocated
+            size = footprint(result.model, shapes=count)  # from the spec: nothing is built
             print(escape(f"ok: {name} ({result.model.name or 'model'}: {len(count.layers)} blocks, "
                          f"{size.params:,} parameters, outputs "
                          f"{', '.join(f'{k} {list(v)}' for k, v in count.heads.items())})"))

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from pydantic import Field, field_validator
 
+from blocks import counts
 from blocks.errors import ShapeError
 from blocks.lazy import LazyModule, nn
 from blocks.registry import Block, register_block
@@ -46,6 +47,9 @@ class PermuteBlock(Block):
     def build(self, shape: Shape) -> nn.Module:
         return impl.Permute(self.dims)
 
+    def parameter_count(self, shape: Shape) -> counts.Counts:
+        return counts.NOTHING
+
 
 def _resolve_sizes(sizes: list[int], total: int, what: str) -> tuple[int, ...]:
     """Fill in a single -1 so the sizes multiply to `total`, or say why they cannot."""
@@ -83,6 +87,9 @@ class ReshapeBlock(Block):
     def build(self, shape: Shape) -> nn.Module:
         return impl.Reshape(self.output_shape(shape))
 
+    def parameter_count(self, shape: Shape) -> counts.Counts:
+        return counts.NOTHING
+
 
 @register_block("unflatten")
 class UnflattenBlock(Block):
@@ -105,6 +112,9 @@ class UnflattenBlock(Block):
     def build(self, shape: Shape) -> nn.Module:
         return nn.Unflatten(_axis(self.dim, shape, "dim") + 1, self.sizes)
 
+    def parameter_count(self, shape: Shape) -> counts.Counts:
+        return counts.NOTHING
+
 
 @register_block("layernorm2d")
 class LayerNorm2dBlock(Block):
@@ -124,4 +134,7 @@ class LayerNorm2dBlock(Block):
     def build(self, shape: Shape) -> nn.Module:
         return impl.LayerNorm2d(shape[0], eps=self.eps, elementwise_affine=self.elementwise_affine,
                            bias=self.bias)
+
+    def parameter_count(self, shape: Shape) -> counts.Counts:
+        return counts.layernorm(shape[0], self.elementwise_affine, self.bias)
 

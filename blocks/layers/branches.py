@@ -7,6 +7,7 @@ from typing import Annotated
 
 from pydantic import Field
 
+from blocks import counts
 from blocks.composites import BlockList, Composite, LayerTrace, build_sequence, trace_sequence
 from blocks.errors import ShapeError
 from blocks.lazy import LazyModule, nn
@@ -77,6 +78,9 @@ class Concat(Composite):
         branches = [build_sequence(blocks, shape)[0] for blocks in self.branches]
         return impl.ConcatModule(branches, self._axis(len(outs[0])) + 1)
 
+    def parameter_count(self, shape: Shape) -> counts.Counts | None:
+        return counts.total(counts.sequence(blocks, shape)[0] for blocks in self.branches)
+
 
 @register_block("dense_concat")
 class DenseConcat(Composite):
@@ -113,3 +117,6 @@ class DenseConcat(Composite):
 
     def build(self, shape: Shape) -> nn.Module:
         return impl.DenseConcatModule(build_sequence(self.blocks, shape)[0])
+
+    def parameter_count(self, shape: Shape) -> counts.Counts | None:
+        return counts.sequence(self.blocks, shape)[0]

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, PositiveInt, model_validator
 
+from blocks import counts
 from blocks.catalogue import _Elementwise
 from blocks.errors import ShapeError
 from blocks.lazy import LazyModule, nn
@@ -49,6 +50,9 @@ class SoftmaxActivation(Block):
 
     def build(self, shape: Shape) -> nn.Module:
         return nn.Softmax(dim=self._axis(shape) + 1)
+
+    def parameter_count(self, shape: Shape) -> counts.Counts:
+        return counts.NOTHING
 
 
 def make_divisible(value: float, divisor: int) -> int:
@@ -97,3 +101,8 @@ class SqueezeExcite(Block):
 
     def build(self, shape: Shape) -> nn.Module:
         return impl.SqueezeExcitation(shape[0], self.squeeze(shape[0]), self.activation, self.gate)
+
+    def parameter_count(self, shape: Shape) -> counts.Counts | None:
+        squeeze = self.squeeze(shape[0])  # fc1 and fc2: 1x1 convolutions with biases
+        return counts.total((counts.conv(shape[0], squeeze, (1, 1)),
+                             counts.conv(squeeze, shape[0], (1, 1))))

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from blocks import counts
 from blocks.catalogue import Probability
 from blocks.errors import ShapeError
 from blocks.lazy import LazyModule, nn
@@ -29,6 +30,9 @@ class DropPathBlock(Block):
     def build(self, shape: Shape) -> nn.Module:
         return impl.DropPath(self.p, self.mode)
 
+    def parameter_count(self, shape: Shape) -> counts.Counts:
+        return counts.NOTHING
+
 
 @register_block("layer_scale")
 class LayerScaleBlock(Block):
@@ -50,5 +54,8 @@ class LayerScaleBlock(Block):
     def build(self, shape: Shape) -> nn.Module:
         axis = self._axis(shape)
         return impl.LayerScale((shape[axis],) + (1,) * (len(shape) - axis - 1), self.init_value)
+
+    def parameter_count(self, shape: Shape) -> counts.Counts:
+        return shape[self._axis(shape)], 0
 
 

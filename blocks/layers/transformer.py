@@ -7,6 +7,7 @@ from typing import Annotated
 
 from pydantic import Field, PositiveInt, model_validator
 
+from blocks import counts
 from blocks.catalogue import IntOrList, Probability
 from blocks.errors import ShapeError
 from blocks.lazy import LazyModule, nn
@@ -42,6 +43,10 @@ class PatchEmbedBlock(Block):
     def build(self, shape: Shape) -> nn.Module:
         return impl.PatchEmbed(shape[0], self.dim, expand(self.patch_size, 2, "patch_size"), self.bias)
 
+    def parameter_count(self, shape: Shape) -> counts.Counts:
+        patch = expand(self.patch_size, 2, "patch_size")
+        return counts.conv(shape[0], self.dim, patch, bias=self.bias)
+
 
 @register_block("class_token")
 class ClassTokenBlock(Block):
@@ -53,6 +58,9 @@ class ClassTokenBlock(Block):
 
     def build(self, shape: Shape) -> nn.Module:
         return impl.ClassToken(shape[1])
+
+    def parameter_count(self, shape: Shape) -> counts.Counts:
+        return shape[1], 0
 
 
 @register_block("position_embedding")
@@ -68,6 +76,9 @@ class PositionEmbeddingBlock(Block):
 
     def build(self, shape: Shape) -> nn.Module:
         return impl.PositionEmbedding(shape[0], shape[1], self.std)
+
+    def parameter_count(self, shape: Shape) -> counts.Counts:
+        return shape[0] * shape[1], 0
 
 
 @register_block("transformer_encoder")
@@ -111,6 +122,13 @@ class TransformerEncoder(Block):
         return impl.EncoderLayer(shape[1], self.heads, self._mlp_dim(shape[1]), self.dropout,
                             self.attention_dropout, self.drop_path, self.eps)
 
+    def parameter_count(self, shape: Shape) -> counts.Counts | None:
+        dim, mlp = shape[1], self._mlp_dim(shape[1])
+        # nn.MultiheadAttention: in_proj [3D, D] + bias [3D], out_proj a D -> D linear
+        attention = (3 * dim * dim + 3 * dim, 0), counts.linear(dim, dim)
+        norms = counts.layernorm(dim, True, True), counts.layernorm(dim, True, True)
+        return counts.total((*attention, *norms, counts.linear(dim, mlp), counts.linear(mlp, dim)))
+
 
 @register_block("select_token")
 class SelectTokenBlock(Block):
@@ -127,6 +145,9 @@ class SelectTokenBlock(Block):
     def build(self, shape: Shape) -> nn.Module:
         return impl.SelectToken(self.index)
 
+    def parameter_count(self, shape: Shape) -> counts.Counts:
+        return counts.NOTHING
+
 
 @register_block("token_mean")
 class TokenMeanBlock(Block):
@@ -138,3 +159,6 @@ class TokenMeanBlock(Block):
 
     def build(self, shape: Shape) -> nn.Module:
         return impl.TokenMean()
+
+    def parameter_count(self, shape: Shape) -> counts.Counts:
+        return counts.NOTHING

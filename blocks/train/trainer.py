@@ -507,7 +507,7 @@ class Trainer:
 
     def _metric_names(self) -> set[str]:
         """The metric names an epoch record has after its `train/` or `val/` prefix."""
-        from blocks.train.metrics import record_metric_names
+        from blocks.train.metric_names import record_metric_names
 
         return record_metric_names(self.heads)
 
