@@ -8,7 +8,7 @@
   note. Target (the issue's): compiled / tuned <= 1 / 1.5 on the tiny MLP.
 - start-up: `python -m blocks validate|schema|--help` wall time, fresh process, min of 3;
   reference: the issue's 0.6 s target (ratio = seconds / 0.6). `python -c "import torch"` is
-  reported beside it: what every verb pays while the spec modules import torch.
+  reported beside it: what these verbs no longer pay (they never import torch).
 - nesting: shape inference (`ModelSpec` validation + `infer_shapes`) of 10/20/40/64 nested
   `residual` blocks; ratio = (time per nesting level) / (time per level at 10): ~1 when linear.
 """

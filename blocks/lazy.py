@@ -17,13 +17,16 @@ from typing import Any
 class LazyModule:
     """Stands in for a module until an attribute is read; then it is the module's attribute."""
 
-    __slots__ = ("_name",)
+    __slots__ = ("_name", "_loaded")
 
     def __init__(self, name: str) -> None:
         self._name = name
+        self._loaded: ModuleType | None = None
 
     def _module(self) -> ModuleType:
-        return importlib.import_module(self._name)  # a dict lookup once imported
+        if self._loaded is None:
+            self._loaded = importlib.import_module(self._name)
+        return self._loaded
 
     def __getattr__(self, attr: str) -> Any:
         return getattr(self._module(), attr)
