@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import types
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -91,18 +92,23 @@ class CompiledStep:
         self.rule = _rule(self.optimizer)
         self.compile_seconds: float | None = None
         self._names = {p: name for name, p in self.model.named_parameters()}
-        # per parameter, in the optimizer's order: its group's settings (plain values, read
-        # while tracing) and its group's index (its learning-rate tensor)
-        self._plan = [({k: v for k, v in group.items() if k not in ("params", "lr")}, index)
+        # per parameter, in the optimizer's order: its group's index and Nesterov flag
+        self._plan = [(index, bool(group.get("nesterov")))
                       for index, group in enumerate(self.optimizer.param_groups) for _ in group["params"]]
+        # where each buffer lives: the module's own dict, read per step (module.to() replaces
+        # buffer tensors in it), without walking the module tree every step
+        self._buffer_slots = [(f"{prefix}.{key}" if prefix else key, module._buffers, key)
+                              for prefix, module in self.model.named_modules()
+                              for key in module._buffers if module._buffers[key] is not None]
         self._loss_weights = {name: head.loss_weight for name, head in self.heads.items()}
-        # learning rates live in tensors so a schedule never recompiles; MPS has no float64
+        # the groups' numbers (lr, momentum or betas, eps, weight decay) live in tensors, so a
+        # schedule (one_cycle moves momentum too) changes values, not the graph; MPS has no float64
         self._scalar = torch.float32 if self.device.type == "mps" else torch.float64
-        self._lrs: list[torch.Tensor] = []
-        self._lr_values: list[float] = []
+        self._hyper: list[list[torch.Tensor]] = []
+        self._hyper_values: list[tuple[float, ...]] = []
         try:
-            self._compiled = torch.compile(self._step, fullgraph=True, dynamic=False,
-                                           options={"fallback_random": True})
+            self._compiled = torch.compile(_own_copy(self._step), fullgraph=True, dynamic=False,
+                                           options={"fallback_random": True, "layout_optimization": False})
         except Exception as err:  # noqa: BLE001 - any failure to set up compiling: say so
             raise _error(err) from err
 
@@ -111,17 +117,23 @@ class CompiledStep:
                  metrics: dict[str, HeadMetrics], guard: NonFiniteGuard) -> None:
         """Run one step; queue its metrics and its loss for the guard (no host sync)."""
         groups = self.optimizer.param_groups
-        params = {self._names[p]: p for group in groups for p in group["params"]}
+        fresh = not self.optimizer.state  # state made below is dropped again if the step fails
+        # detached aliases of the parameters: updated in place inside the graph, as plain inputs
+        # (a Parameter input that requires grad would get its update copied in a second pass)
+        params = {self._names[p]: p.detach() for group in groups for p in group["params"]}
+        buffers = {name: slot[key] for name, slot, key in self._buffer_slots}
         states = [self._state(p, group) for group in groups for p in group["params"]]
         start = time.perf_counter() if self.compile_seconds is None else None
         try:
             with torch.no_grad():  # torch.func.grad differentiates anyway; no autograd graph outside
-                loss, outputs, values, norms = self._compiled(params, dict(self.model.named_buffers()),
-                                                      states, self._lr_tensors(groups), x, y,
+                loss, outputs, values, norms = self._compiled(params, buffers,
+                                                      states, self._hyper_tensors(groups), x, y,
                                                       guard.poison, guard.found_inf)
-        except BlocksError:
-            raise
         except Exception as err:  # noqa: BLE001 - dynamo/inductor raise many types; sort them
+            if fresh:  # as before the call: no optimizer state (a fallback step makes its own)
+                self.optimizer.state.clear()
+            if isinstance(err, BlocksError):
+                raise
             if _not_traceable(err):
                 raise NotTraceable(_reason(err)) from err
             raise _error(err) from err
@@ -153,15 +165,22 @@ class CompiledStep:
             state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         return [state["step"], state["exp_avg"], state["exp_avg_sq"]]
 
-    def _lr_tensors(self, groups: list[dict[str, Any]]) -> list[torch.Tensor]:
-        if len(self._lrs) != len(groups):
-            self._lrs = [torch.zeros((), dtype=self._scalar, device=self.device) for _ in groups]
-            self._lr_values = [float("nan")] * len(groups)
+    def _hyper_tensors(self, groups: list[dict[str, Any]]) -> list[list[torch.Tensor]]:
+        """Per group its numbers as 0-dim tensors, refilled (a device fill, no sync) when the
+        group's values changed since the last step."""
         for i, group in enumerate(groups):
-            if group["lr"] != self._lr_values[i]:  # a device fill, no sync, only when it changed
-                self._lrs[i].fill_(group["lr"])
-                self._lr_values[i] = group["lr"]
-        return self._lrs
+            values = _numbers(group, self.rule)
+            if i == len(self._hyper):
+                # shape [1], not 0-dim: dynamo reads 0-dim float64 CPU tensors as Python numbers
+                # and would check their values (a host read) on every call
+                self._hyper.append([torch.zeros(1, dtype=self._scalar, device=self.device)
+                                    for _ in values])
+                self._hyper_values.append(())
+            if values != self._hyper_values[i]:
+                for tensor, value in zip(self._hyper[i], values, strict=True):
+                    tensor.fill_(value)
+                self._hyper_values[i] = values
+        return self._hyper
 
     # --- the compiled side ---------------------------------------------------------------------
     def _loss(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
@@ -193,15 +212,15 @@ class CompiledStep:
         return loss, ({k: v.detach() for k, v in outputs.items()}, values, norms)
 
     def _step(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
-              states: list[list[torch.Tensor]], lrs: list[torch.Tensor], x: torch.Tensor,
+              states: list[list[torch.Tensor]], hyper: list[list[torch.Tensor]], x: torch.Tensor,
               y: dict[str, torch.Tensor], poison: torch.Tensor, found_inf: torch.Tensor) -> Any:
         grads, (loss, (outputs, values, norms)) = grad_and_value(self._loss, has_aux=True)(params, buffers, x, y)
         loss = loss.detach()
-        # the guard's sticky flag: 0 * nan and 0 * inf are nan, and nan stays
-        flag = poison + loss * 0
-        poison.copy_(flag)
-        found_inf.copy_(flag.ne(0).to(found_inf.dtype))
-        keep = flag == 0
+        # the guard's sticky flag, set by this loss or an earlier one (isfinite, not eager's
+        # `0 * loss`: the compiler may fold a multiply by zero away)
+        keep = torch.isfinite(loss) & (found_inf == 0)
+        found_inf.copy_((~keep).to(found_inf.dtype))
+        poison.copy_(torch.where(keep, poison, torch.full_like(poison, float("nan"))))
         grad_list = list(grads.values())
         if self.clip is not None:  # nn.utils.clip_grad_norm_'s arithmetic
             total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grad_list]))
@@ -209,52 +228,70 @@ class CompiledStep:
             grad_list = [g * coef for g in grad_list]
         update = _UPDATES[self.rule]
         for i, (p, g) in enumerate(zip(params.values(), grad_list, strict=True)):
-            hyper, lr = self._plan[i]
-            update(p, g, states[i], lrs[lr], hyper, keep, self._scalar)
+            group, nesterov = self._plan[i]
+            numbers = [n.reshape(()) for n in hyper[group]]
+            update(p, g, states[i], numbers, keep, nesterov=nesterov)
         return loss, outputs, values, norms
 
 
-def _sgd(p: torch.Tensor, grad: torch.Tensor, state: list[torch.Tensor], lr: torch.Tensor,
-         group: dict[str, Any], keep: torch.Tensor, _scalar: torch.dtype) -> None:
-    """torch.optim.SGD (dampening 0): weight decay into the gradient, momentum buffer,
-    Nesterov look-ahead, then `p -= lr * d_p`."""
-    if group["weight_decay"]:
-        grad = grad + group["weight_decay"] * p
-    if state:
-        (buf,) = state
-        new_buf = buf * group["momentum"] + grad
-        buf.copy_(torch.where(keep, new_buf, buf))
-        grad = grad + group["momentum"] * new_buf if group["nesterov"] else new_buf
-    p.copy_(torch.where(keep, p - lr.to(p.dtype) * grad, p))
+def _own_copy(method: Callable[..., Any]) -> Callable[..., Any]:
+    """`method` bound to its instance again, through a copy of its code object. Dynamo keeps
+    compiled graphs, and its limit of 8 per function, per code object: without a copy every
+    trainer in the process would share (and soon exhaust) one, then silently run eagerly."""
+    func = method.__func__
+    copy = types.FunctionType(func.__code__.replace(), func.__globals__, func.__name__,
+                              func.__defaults__, func.__closure__)
+    return types.MethodType(copy, method.__self__)
 
 
-def _adam(p: torch.Tensor, grad: torch.Tensor, state: list[torch.Tensor], lr: torch.Tensor,
-          group: dict[str, Any], keep: torch.Tensor, scalar: torch.dtype, decoupled: bool = False) -> None:
-    """torch.optim.Adam / AdamW (no amsgrad): bias-corrected averages, decay decoupled or not."""
-    step, exp_avg, exp_avg_sq = state
+def _numbers(group: dict[str, Any], rule: str | None) -> tuple[float, ...]:
+    """The group's numbers an update reads, in the order `_sgd` / `_adam` take them."""
+    if rule == "sgd":
+        return group["lr"], group["momentum"], group["weight_decay"]
     beta1, beta2 = group["betas"]
+    return group["lr"], beta1, beta2, group["eps"], group["weight_decay"]
+
+
+def _sgd(p: torch.Tensor, grad: torch.Tensor, state: list[torch.Tensor], numbers: list[torch.Tensor],
+         keep: torch.Tensor, *, nesterov: bool) -> None:
+    """torch.optim.SGD (dampening 0): weight decay into the gradient, momentum buffer,
+    Nesterov look-ahead, then `p -= lr * d_p`. A weight decay of 0 adds exactly 0."""
+    lr, momentum, weight_decay = (n.to(p.dtype) for n in numbers)
+    grad = grad + weight_decay * p
+    if state:  # a momentum buffer (none while momentum is 0, as in torch)
+        (buf,) = state
+        new_buf = buf * momentum + grad
+        buf.copy_(torch.where(keep, new_buf, buf))
+        grad = grad + momentum * new_buf if nesterov else new_buf
+    p.copy_(torch.where(keep, p - lr * grad, p))
+
+
+def _adam(p: torch.Tensor, grad: torch.Tensor, state: list[torch.Tensor], numbers: list[torch.Tensor],
+          keep: torch.Tensor, *, nesterov: bool = False, decoupled: bool = False) -> None:
+    """torch.optim.Adam / AdamW (no amsgrad): bias-corrected averages, decay decoupled or not;
+    the bias corrections in the numbers' precision (float64 but on MPS), as torch's fused kernel."""
+    step, exp_avg, exp_avg_sq = state
+    lr, beta1, beta2, eps, weight_decay = numbers
     new_step = step + 1
-    weight_decay = group["weight_decay"]
-    value = p
-    if weight_decay:
-        if decoupled:
-            value = p * (1 - lr * weight_decay).to(p.dtype)
-        else:
-            grad = grad + weight_decay * p
-    new_avg = exp_avg.lerp(grad, 1 - beta1)
-    new_sq = exp_avg_sq * beta2 + (1 - beta2) * grad * grad
-    count = new_step.to(scalar)
+    if decoupled:
+        value = p * (1 - lr * weight_decay).to(p.dtype)
+    else:
+        value = p
+        grad = grad + weight_decay.to(p.dtype) * p
+    new_avg = exp_avg.lerp(grad, (1 - beta1).to(p.dtype))
+    new_sq = exp_avg_sq * beta2.to(p.dtype) + (1 - beta2).to(p.dtype) * grad * grad
+    count = new_step.to(lr.dtype)
     step_size = (lr / (1 - beta1 ** count)).to(p.dtype)
     correction2_sqrt = torch.sqrt(1 - beta2 ** count).to(p.dtype)
-    denom = new_sq.sqrt() / correction2_sqrt + group["eps"]
+    denom = new_sq.sqrt() / correction2_sqrt + eps.to(p.dtype)
     step.copy_(torch.where(keep, new_step, step))
     exp_avg.copy_(torch.where(keep, new_avg, exp_avg))
     exp_avg_sq.copy_(torch.where(keep, new_sq, exp_avg_sq))
     p.copy_(torch.where(keep, value - step_size * new_avg / denom, p))
 
 
-def _adamw(*args: Any) -> None:
-    _adam(*args, decoupled=True)
+def _adamw(*args: Any, **kwargs: Any) -> None:
+    _adam(*args, **kwargs, decoupled=True)
 
 
 _UPDATES: dict[str, Callable[..., None]] = {"sgd": _sgd, "adam": _adam, "adamw": _adamw}

@@ -300,9 +300,6 @@ class Trainer:
             moved = [self._to_device(x, y) for x, y in window]
             for x, y in moved:
                 self._check_batch(x, y)
-        norms = {name: sum(loss.norm(y[name]) for _, y in moved) for name, loss in self.losses.items()}
-        if self.dist is not None:
-            return self._dist_step(moved, norms, metrics, params)
         if self.compiled_step is not None:
             try:
                 self.compiled_step(*moved[0], metrics, guard)
@@ -311,6 +308,9 @@ class Trainer:
             except compiled_step.NotTraceable as err:  # nothing ran: the forward-only path
                 self._compile(f"the step cannot be traced as one graph ({err})")
                 guard = guard if NonFiniteGuard.supports(self.optimizer) else None
+        norms = {name: sum(loss.norm(y[name]) for _, y in moved) for name, loss in self.losses.items()}
+        if self.dist is not None:
+            return self._dist_step(moved, norms, metrics, params)
         self.optimizer.zero_grad(set_to_none=True)
         window_loss: torch.Tensor | None = None
         for x, y in moved:
