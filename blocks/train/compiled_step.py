@@ -106,9 +106,15 @@ class CompiledStep:
         self._scalar = torch.float32 if self.device.type == "mps" else torch.float64
         self._hyper: list[list[torch.Tensor]] = []
         self._hyper_values: list[tuple[float, ...]] = []
+        # fallback_random: dropout draws eager torch's masks from the same seed. No layout
+        # optimisation: channels-last copies around each convolution cost more than they save
+        # here. On a CPU the step's call sequence is C++ (cpp_wrapper): for small models the
+        # Python wrapper's per-call work is a large share of a step (~15% faster, compiles longer)
+        options = {"fallback_random": True, "layout_optimization": False,
+                   "cpp_wrapper": self.device.type == "cpu"}
         try:
             self._compiled = torch.compile(_own_copy(self._step), fullgraph=True, dynamic=False,
-                                           options={"fallback_random": True, "layout_optimization": False})
+                                           options=options)
         except Exception as err:  # noqa: BLE001 - any failure to set up compiling: say so
             raise _error(err) from err
 
@@ -125,10 +131,10 @@ class CompiledStep:
         states = [self._state(p, group) for group in groups for p in group["params"]]
         start = time.perf_counter() if self.compile_seconds is None else None
         try:
-            with torch.no_grad():  # torch.func.grad differentiates anyway; no autograd graph outside
-                loss, outputs, values, norms = self._compiled(params, buffers,
-                                                      states, self._hyper_tensors(groups), x, y,
-                                                      guard.poison, guard.found_inf)
+            # no input requires grad (the parameters go in as detached aliases): no autograd
+            # graph around the call; torch.func.grad differentiates inside it
+            loss, outputs, values, norms = self._compiled(
+                params, buffers, states, self._hyper_tensors(groups), x, y, guard.poison, guard.found_inf)
         except Exception as err:  # noqa: BLE001 - dynamo/inductor raise many types; sort them
             if fresh:  # as before the call: no optimizer state (a fallback step makes its own)
                 self.optimizer.state.clear()

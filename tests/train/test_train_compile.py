@@ -9,6 +9,7 @@ import warnings
 
 import pytest
 import torch
+from test_train_cli import recipe, train  # noqa: F401 - a fixture and its CLI call
 from test_train_sync import count_syncs  # noqa: F401 - a fixture
 from trainkit import learnable_data, mlp_spec
 
@@ -233,6 +234,20 @@ def test_a_platform_where_compiling_fails_gets_a_blocks_error_and_untouched_weig
         trainer.fit((x, y))
     assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
     assert trainer.global_step == 0 and not trainer.optimizer.state
+
+
+def test_the_cli_reports_a_platform_where_compiling_fails_with_exit_2(monkeypatch, recipe, tmp_path,  # noqa: F811
+                                                                        capsys):
+    def broken(fn, **_):
+        def call(*args):
+            raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found")
+        return call
+
+    monkeypatch.setattr(compiled_step.torch, "compile", broken)
+    assert train(recipe, tmp_path / "run", "--set", "train.compile=true") == 2
+    err = capsys.readouterr().err
+    assert "train.compile: torch.compile failed on this platform" in err
+    assert "set `compile: false` to train eagerly" in err and "Traceback" not in err
 
 
 def test_compile_is_off_by_default_and_documented():
