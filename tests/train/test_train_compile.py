@@ -91,6 +91,19 @@ def test_compiled_step_trains_like_eager_over_three_epochs(train):
 
 
 @pytest.mark.slow
+def test_compiled_step_under_bf16_autocast_trains_like_eager_to_bf16_precision():
+    x, y = learnable_data(64)
+    eager, compiled = train_both(mlp_spec(), (x, y), {
+        "epochs": 3, "batch_size": 16, "precision": "bf16",
+        "optimizer": {"type": "sgd", "lr": 0.1, "momentum": 0.9}})
+    assert compiled.compiled_step is not None
+    for ours, theirs in zip(compiled.history.to_list(), eager.history.to_list(), strict=True):
+        assert ours["train/loss"] == pytest.approx(theirs["train/loss"], rel=5e-3)  # bf16 rounding
+    for name, value in compiled.model.state_dict().items():
+        torch.testing.assert_close(value, eager.model.state_dict()[name], rtol=0.02, atol=5e-3)
+
+
+@pytest.mark.slow
 def test_compiled_step_trains_a_batchnorm_cnn_like_eager():
     eager, compiled = train_both(cnn_spec(), image_data(), {
         "epochs": 3, "batch_size": 16, "optimizer": {"type": "adam", "lr": 0.01}})
