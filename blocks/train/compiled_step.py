@@ -243,7 +243,7 @@ class CompiledStep:
 def _own_copy(method: Callable[..., Any]) -> Callable[..., Any]:
     """`method` bound to its instance again, through a copy of its code object. Dynamo keeps
     compiled graphs, and its limit of 8 per function, per code object: without a copy every
-    trainer in the process would share (and soon exhaust) one, then silently run eagerly."""
+    trainer in the process would share (and soon exhaust) one, then run the step eagerly."""
     func = method.__func__
     copy = types.FunctionType(func.__code__.replace(), func.__globals__, func.__name__,
                               func.__defaults__, func.__closure__)

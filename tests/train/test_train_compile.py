@@ -5,6 +5,7 @@ cannot be one graph."""
 
 from __future__ import annotations
 
+import shutil
 import warnings
 
 import pytest
@@ -130,15 +131,21 @@ def test_a_compiled_runs_checkpoint_and_saved_model_load_without_compiling(tmp_p
     plain = blocks.load(tmp_path / "saved")
     assert set(plain.state_dict()) == set(model.state_dict())  # no `_orig_mod.` keys
     assert torch.equal(plain.predict_proba(x), model.eval().predict_proba(x))
-    # the compiled run's checkpoint resumed by an eager trainer: the third epoch as in eager
-    resumed = blocks.Trainer(blocks.build(mlp_spec(), seed=1), train, run_dir=tmp_path, quiet=True)
-    resumed.fit((x, y), resume=True)
+    # the compiled run's checkpoint resumed eagerly, and compiled: the third epoch as in eager
     eager = blocks.Trainer(blocks.build(mlp_spec(), seed=0), train, quiet=True)
     eager.fit((x, y))
-    for name, value in resumed.model.state_dict().items():
-        torch.testing.assert_close(value, eager.model.state_dict()[name], rtol=1e-5, atol=1e-6)
-    assert resumed.history.to_list()[-1]["train/loss"] == pytest.approx(
-        eager.history.to_list()[-1]["train/loss"], rel=1e-5)
+    for compile_ in (False, True):
+        run_dir = tmp_path / f"resumed-{compile_}"  # each from the epoch-2 checkpoint
+        run_dir.mkdir()
+        shutil.copy(tmp_path / "checkpoint.safetensors", run_dir)
+        resumed = blocks.Trainer(blocks.build(mlp_spec(), seed=1), {**train, "compile": compile_},
+                                 run_dir=run_dir, quiet=True)
+        resumed.fit((x, y), resume=True)
+        assert resumed.global_step == eager.global_step
+        for name, value in resumed.model.state_dict().items():
+            torch.testing.assert_close(value, eager.model.state_dict()[name], rtol=1e-5, atol=1e-6)
+        assert resumed.history.to_list()[-1]["train/loss"] == pytest.approx(
+            eager.history.to_list()[-1]["train/loss"], rel=1e-5)
 
 
 @pytest.mark.slow
