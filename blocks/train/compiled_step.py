@@ -84,17 +84,13 @@ class CompiledStep:
     is the first call's time (where the compiling happens)."""
 
     def __init__(self, trainer: Trainer) -> None:
+        self.trainer = trainer  # its spec's clip_grad_norm and precision are read while tracing
         self.model, self.optimizer = trainer.model, trainer.optimizer
         self.losses, self.heads = trainer.losses, trainer.heads
-        self.clip = trainer.spec.clip_grad_norm
-        self.bf16 = trainer.spec.precision == "bf16"
         self.device = trainer.device
         self.rule = _rule(self.optimizer)
         self.compile_seconds: float | None = None
         self._names = {p: name for name, p in self.model.named_parameters()}
-        # per parameter, in the optimizer's order: its group's index and Nesterov flag
-        self._plan = [(index, bool(group.get("nesterov")))
-                      for index, group in enumerate(self.optimizer.param_groups) for _ in group["params"]]
         # where each buffer lives: the module's own dict, read per step (module.to() replaces
         # buffer tensors in it), without walking the module tree every step
         self._buffer_slots = [(f"{prefix}.{key}" if prefix else key, module._buffers, key)
@@ -133,8 +129,11 @@ class CompiledStep:
         try:
             # no input requires grad (the parameters go in as detached aliases): no autograd
             # graph around the call; torch.func.grad differentiates inside it
+            # per group its size and Nesterov flag: plain values the graph is specialised on
+            layout = [(len(group["params"]), bool(group.get("nesterov"))) for group in groups]
             loss, outputs, values, norms = self._compiled(
-                params, buffers, states, self._hyper_tensors(groups), x, y, guard.poison, guard.found_inf)
+                params, buffers, states, self._hyper_tensors(groups), layout, x, y, guard.poison,
+                guard.found_inf)
         except Exception as err:  # noqa: BLE001 - dynamo/inductor raise many types; sort them
             if fresh:  # as before the call: no optimizer state (a fallback step makes its own)
                 self.optimizer.state.clear()
@@ -193,7 +192,8 @@ class CompiledStep:
               x: torch.Tensor, y: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Any]:
         """`Trainer._micro_loss` for a window of one micro-batch: per head the mean (or, with
         class weights, sum / total weight), times the head's loss weight, summed over heads."""
-        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 \
+        bf16 = self.trainer.spec.precision == "bf16"
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if bf16 \
             else contextlib.nullcontext()
         with autocast:
             out = functional_call(self.model, (params, buffers), (x,))
@@ -218,8 +218,9 @@ class CompiledStep:
         return loss, ({k: v.detach() for k, v in outputs.items()}, values, norms)
 
     def _step(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
-              states: list[list[torch.Tensor]], hyper: list[list[torch.Tensor]], x: torch.Tensor,
-              y: dict[str, torch.Tensor], poison: torch.Tensor, found_inf: torch.Tensor) -> Any:
+              states: list[list[torch.Tensor]], hyper: list[list[torch.Tensor]],
+              layout: list[tuple[int, bool]], x: torch.Tensor, y: dict[str, torch.Tensor],
+              poison: torch.Tensor, found_inf: torch.Tensor) -> Any:
         grads, (loss, (outputs, values, norms)) = grad_and_value(self._loss, has_aux=True)(params, buffers, x, y)
         loss = loss.detach()
         # the guard's sticky flag, set by this loss or an earlier one (isfinite, not eager's
@@ -228,15 +229,19 @@ class CompiledStep:
         found_inf.copy_((~keep).to(found_inf.dtype))
         poison.copy_(torch.where(keep, poison, torch.full_like(poison, float("nan"))))
         grad_list = list(grads.values())
-        if self.clip is not None:  # nn.utils.clip_grad_norm_'s arithmetic
+        clip = self.trainer.spec.clip_grad_norm
+        if clip is not None:  # nn.utils.clip_grad_norm_'s arithmetic
             total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grad_list]))
-            coef = torch.clamp(self.clip / (total + 1e-6), max=1.0)
+            coef = torch.clamp(clip / (total + 1e-6), max=1.0)
             grad_list = [g * coef for g in grad_list]
         update = _UPDATES[self.rule]
-        for i, (p, g) in enumerate(zip(params.values(), grad_list, strict=True)):
-            group, nesterov = self._plan[i]
-            numbers = [n.reshape(()) for n in hyper[group]]
-            update(p, g, states[i], numbers, keep, nesterov=nesterov)
+        tensors = list(zip(params.values(), grad_list, states, strict=True))
+        start = 0
+        for (size, nesterov), group in zip(layout, hyper, strict=True):
+            numbers = [n.reshape(()) for n in group]
+            for p, g, state in tensors[start:start + size]:
+                update(p, g, state, numbers, keep, nesterov=nesterov)
+            start += size
         return loss, outputs, values, norms
 
 
