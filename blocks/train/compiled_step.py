@@ -16,8 +16,11 @@ made compiled training slower than eager. Here one function does the whole step,
 It updates the real tensors in place: the parameters, the batchnorm buffers and the torch
 optimizer's own state (`momentum_buffer`, `exp_avg`, `exp_avg_sq`, `step`), so checkpoints,
 resume and saved runs are those of eager training and load into an uncompiled model. The
-learning rate is a tensor argument: a schedule changes its value, not the graph. Dropout draws
-from eager torch's random stream (`fallback_random`), so the loss curve matches eager training.
+optimizer's numbers (learning rate, momentum or betas, ...) are tensor arguments: a schedule
+changes their values, not the graph. Dropout draws from eager torch's random stream
+(`fallback_random`), so the loss curve matches eager training to float tolerance. Each batch
+size compiles its own graph once (`dynamic=False`: static shapes run fastest), so a smaller
+last batch costs one more compile.
 
 A configuration it does not cover (`unsupported` says which) keeps the compiled forward
 (`CompiledForward`) instead, and the trainer says so once.
