@@ -1,4 +1,5 @@
-"""`train.compile: true`: the training forward runs through `torch.compile`.
+"""`train.compile: true` where the whole step cannot be one graph (`compiled_step.py` says when):
+the training forward runs through `torch.compile`, the backward and the optimizer stay eager.
 
 Only the call is compiled: the trainer keeps the plain model, so its state dict, checkpoints
 and saved runs have the same keys as without compiling and load into an uncompiled model.

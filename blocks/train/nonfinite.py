@@ -25,7 +25,8 @@ class NonFiniteGuard:
     def __init__(self, optimizer: torch.optim.Optimizer, device: torch.device,
                  every: int | None = None) -> None:
         self.optimizer, self.every = optimizer, every or CHECK_EVERY
-        self._poison = torch.zeros((), dtype=torch.float32, device=device)
+        # the sticky sum; a compiled step (compiled_step.py) folds its loss into it on the device
+        self.poison = torch.zeros((), dtype=torch.float32, device=device)
         # 0-dim float32: the fused kernels skip the update when it is exactly 1.0
         self.found_inf = torch.zeros((), dtype=torch.float32, device=device)
         optimizer.found_inf = self.found_inf
@@ -39,8 +40,13 @@ class NonFiniteGuard:
     def watch(self, loss: torch.Tensor) -> None:
         """Before `optimizer.step()`: fold this step's (detached) loss into the flag. Two device
         ops; the host does not wait for either."""
-        self._poison.add_(loss, alpha=0)  # 0 * inf and 0 * nan are nan, and nan is sticky
-        torch.ne(self._poison, 0, out=self.found_inf)
+        self.poison.add_(loss, alpha=0)  # 0 * inf and 0 * nan are nan, and nan is sticky
+        torch.ne(self.poison, 0, out=self.found_inf)
+        self.record(loss)
+
+    def record(self, loss: torch.Tensor) -> None:
+        """Keep this step's loss to name it if the flag turns out set (`watch` without the
+        fold, for a step that folded it into `poison` itself)."""
         self._pending.append(loss)
 
     @property
@@ -59,7 +65,7 @@ class NonFiniteGuard:
         if not pending or not bool(self.found_inf):
             return None
         values = torch.stack([v.reshape(()).double() for v in pending]).tolist()  # the rare path
-        self._poison.zero_()
+        self.poison.zero_()
         self.found_inf.zero_()
         for index, value in enumerate(values):
             if not math.isfinite(value):

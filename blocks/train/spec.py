@@ -130,8 +130,8 @@ class TrainSpec(SpecModel):
         None, description="clip the global gradient norm to this")
     precision: Literal["fp32", "bf16"] = Field("fp32", description="fp32, or bf16 autocast")
     compile: bool = Field(
-        default=False, description="run the training forward through torch.compile (checkpoints "
-        "and saved runs are the same as without; pays off on accelerators and larger models)")
+        default=False, description="compile the training step (forward, backward, optimizer "
+        "update) with torch.compile; checkpoints and saved runs are the same as without")
     early_stopping: EarlyStopping | None = Field(
         None, description="stop when a validation metric stops improving")
     seed: Seed = Field(0, description="seed of weights, shuffling and dropout")

@@ -26,8 +26,8 @@ from blocks.device import resolve_device
 from blocks.errors import BlocksError, DeviceMismatchError
 from blocks.heads import SigmoidHead, SoftmaxHead
 from blocks.spec import SINGLE_HEAD
+from blocks.train import compiled_step, loggers
 from blocks.train import distributed as _dist
-from blocks.train import loggers
 from blocks.train.batches import Batch, TensorBatches, batch_size_of, make_batches
 from blocks.train.checkpoint import load_checkpoint, save_checkpoint
 from blocks.train.compiled import CompiledForward
@@ -94,8 +94,12 @@ class Trainer:
         # fine-tuning: frozen parameters stay out of the optimizer until unfreeze_at_epoch
         self.freezing = Freezing(self.spec, model) if self.spec.freeze or self.spec.param_groups else None
         self.optimizer = make_optimizer(self.spec, model)
-        # train.compile: the training forward only (eager under DDP); state dicts stay the model's
-        self.compiled = CompiledForward(model) if self.spec.compile and self.dist is None else None
+        # train.compile (eager under DDP): the whole step where it can (compiled_step.py), else the
+        # forward only; either way state dicts stay the model's
+        self.compiled: CompiledForward | None = None
+        self.compiled_step: compiled_step.CompiledStep | None = None
+        if self.spec.compile and self.dist is None:
+            self._compile(compiled_step.unsupported(self))
         self._ddp = _dist.wrap(model, self.device) if self.dist is not None else None
         self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
         self.per_step_schedule = False
@@ -249,7 +253,8 @@ class Trainer:
     def _device_guard(self) -> NonFiniteGuard | None:
         """The on-device non-finite guard when the optimizer is fused (and training is not
         distributed, where the step's all-reduced loss is read anyway); None: check per step."""
-        if self.dist is not None or not NonFiniteGuard.supports(self.optimizer):
+        if self.dist is not None or not (self.compiled_step is not None
+                                          or NonFiniteGuard.supports(self.optimizer)):
             return None
         if self._guard is None or self._guard.optimizer is not self.optimizer:
             self._guard = NonFiniteGuard(self.optimizer, self.device)
@@ -295,6 +300,14 @@ class Trainer:
             moved = [self._to_device(x, y) for x, y in window]
             for x, y in moved:
                 self._check_batch(x, y)
+        if self.compiled_step is not None:
+            try:
+                self.compiled_step(*moved[0], metrics, guard)
+                self._count_step()
+                return None
+            except compiled_step.NotTraceable as err:  # nothing ran: the forward-only path
+                self._compile(f"the step cannot be traced as one graph ({err})")
+                guard = guard if NonFiniteGuard.supports(self.optimizer) else None
         norms = {name: sum(loss.norm(y[name]) for _, y in moved) for name, loss in self.losses.items()}
         if self.dist is not None:
             return self._dist_step(moved, norms, metrics, params)
@@ -344,9 +357,22 @@ class Trainer:
         if self.spec.clip_grad_norm is not None:
             nn.utils.clip_grad_norm_(params, self.spec.clip_grad_norm)
         self.optimizer.step()
+        self._count_step()
+
+    def _count_step(self) -> None:
         self.global_step += 1
         if self.scheduler is not None and self.per_step_schedule:
             self.scheduler.step()
+
+    def _compile(self, why_not: str | None) -> None:
+        """`train.compile`: the whole step compiled as one graph, or where `why_not` says it
+        cannot be, the forward only (said once, as a warning)."""
+        if why_not is None:
+            self.compiled_step = compiled_step.CompiledStep(self)
+            return
+        warnings.warn(f"train.compile: {why_not}; only the forward is compiled (slower than "
+                      "compiling the whole step)", TrainingWarning, stacklevel=3)
+        self.compiled_step, self.compiled = None, CompiledForward(self.model)
 
     # --- distributed hook (blocks.train.distributed) --------------------------------------------
     def _dist_step(self, moved: list[tuple[torch.Tensor, dict[str, torch.Tensor]]], norms: dict[str, Any],
