@@ -9,7 +9,7 @@ from pydantic import Field
 
 from blocks import counts
 from blocks.errors import ShapeError
-from blocks.lazy import nn
+from blocks.lazy import moved_to, nn
 from blocks.numbers import Index, NonNegativeSize, Size
 from blocks.registry import Block, register_block
 from blocks.shapes import (
@@ -425,3 +425,7 @@ class Flatten(Block):
 
     def parameter_count(self, shape: Shape) -> counts.Counts:
         return counts.NOTHING
+
+
+# the nn.Module classes moved to the torch side; old imports still find them
+__getattr__ = moved_to("blocks.modules.pooling", {'GlobalAvgPool'}, __name__)

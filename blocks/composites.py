@@ -13,7 +13,7 @@ from pydantic import Field, field_validator, model_validator
 
 from blocks import counts
 from blocks.errors import ShapeError
-from blocks.lazy import nn, torch
+from blocks.lazy import moved_to, nn, torch
 from blocks.limits import MAX_REPEAT_TIMES, MAX_SAMPLE_ELEMENTS
 from blocks.numbers import MAX_SIZE, size_type
 from blocks.registry import AnyBlock, Block, register_block, unknown_name_message
@@ -278,3 +278,7 @@ class TorchLayer(Block):
 
 def _kwargs_repr(kwargs: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+
+
+# the nn.Module classes moved to the torch side; old imports still find them
+__getattr__ = moved_to("blocks.modules.residual", {'ResidualModule'}, __name__)

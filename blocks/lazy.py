@@ -38,3 +38,16 @@ class LazyModule:
 torch: Any = LazyModule("torch")
 nn: Any = LazyModule("torch.nn")
 F: Any = LazyModule("torch.nn.functional")
+
+
+def moved_to(module: str, names: set[str], here: str) -> Any:
+    """A module `__getattr__` (PEP 562) that still finds `names`, which moved to `module`:
+    code written as `from blocks.layers.transformer import EncoderLayer` keeps working, and
+    importing the spec module still does not import torch."""
+
+    def __getattr__(name: str) -> Any:
+        if name in names:
+            return getattr(importlib.import_module(module), name)
+        raise AttributeError(f"module {here!r} has no attribute {name!r}")
+
+    return __getattr__

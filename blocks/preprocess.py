@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, PositiveInt, model_validator
 
+from blocks.lazy import moved_to
 from blocks.numbers import Size
 from blocks.registry import SpecModel
 
@@ -162,10 +163,5 @@ class PreprocessSpec(SpecModel):
         return None
 
 
-def __getattr__(name: str) -> object:
-    # `Preprocessing` (the module) moved to blocks.modules.preprocessing, out of the torch-free spec side
-    if name == "Preprocessing":
-        from blocks.modules.preprocessing import Preprocessing
-
-        return Preprocessing
-    raise AttributeError(f"module 'blocks.preprocess' has no attribute {name!r}")
+# the nn.Module moved to the torch side; old imports still find it
+__getattr__ = moved_to("blocks.modules.preprocessing", {"Preprocessing"}, __name__)

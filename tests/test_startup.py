@@ -61,3 +61,18 @@ def test_import_blocks_is_lazy_but_complete():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120, check=True)
     assert done.stdout.split() == ["False", "BlocksModel", "[]"]  # every public name resolves
+
+
+@pytest.mark.parametrize(("old", "new", "name"), [
+    ("blocks.layers.transformer", "blocks.modules.transformer", "EncoderLayer"),
+    ("blocks.layers.axes", "blocks.modules.axes", "LayerNorm2d"),
+    ("blocks.catalogue", "blocks.modules.pooling", "GlobalAvgPool"),
+    ("blocks.composites", "blocks.modules.residual", "ResidualModule"),
+    ("blocks.preprocess", "blocks.modules.preprocessing", "Preprocessing"),
+])
+def test_module_classes_are_still_found_where_they_used_to_live(old, new, name):
+    import importlib
+
+    assert getattr(importlib.import_module(old), name) is getattr(importlib.import_module(new), name)
+    with pytest.raises(AttributeError, match=f"module '{old}' has no attribute 'Nope'"):
+        importlib.import_module(old).Nope  # noqa: B018 - the lookup is the test

@@ -9,7 +9,7 @@ from pydantic import Field, field_validator
 
 from blocks import counts
 from blocks.errors import ShapeError
-from blocks.lazy import LazyModule, nn
+from blocks.lazy import LazyModule, moved_to, nn
 from blocks.registry import Block, register_block
 from blocks.shapes import Shape, fmt_shape
 
@@ -138,3 +138,6 @@ class LayerNorm2dBlock(Block):
     def parameter_count(self, shape: Shape) -> counts.Counts:
         return counts.layernorm(shape[0], self.elementwise_affine, self.bias)
 
+
+# the nn.Module classes moved to the torch side; old imports still find them
+__getattr__ = moved_to("blocks.modules.axes", {'Permute', 'Reshape', 'LayerNorm2d'}, __name__)

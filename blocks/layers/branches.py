@@ -10,7 +10,7 @@ from pydantic import Field
 from blocks import counts
 from blocks.composites import BlockList, Composite, LayerTrace, build_sequence, trace_sequence
 from blocks.errors import ShapeError
-from blocks.lazy import LazyModule, nn
+from blocks.lazy import LazyModule, moved_to, nn
 from blocks.registry import register_block
 from blocks.shapes import Shape, fmt_shape
 
@@ -120,3 +120,7 @@ class DenseConcat(Composite):
 
     def parameter_count(self, shape: Shape) -> counts.Counts | None:
         return counts.sequence(self.blocks, shape)[0]
+
+
+# the nn.Module classes moved to the torch side; old imports still find them
+__getattr__ = moved_to("blocks.modules.branches", {'ConcatModule', 'DenseConcatModule'}, __name__)

@@ -9,7 +9,7 @@ from pydantic import Field, PositiveInt, model_validator
 from blocks import counts
 from blocks.catalogue import _Elementwise
 from blocks.errors import ShapeError
-from blocks.lazy import LazyModule, nn
+from blocks.lazy import LazyModule, moved_to, nn
 from blocks.registry import Block, register_block
 from blocks.shapes import Shape, fmt_shape, require_rank
 
@@ -106,3 +106,7 @@ class SqueezeExcite(Block):
         squeeze = self.squeeze(shape[0])  # fc1 and fc2: 1x1 convolutions with biases
         return counts.total((counts.conv(shape[0], squeeze, (1, 1)),
                              counts.conv(squeeze, shape[0], (1, 1))))
+
+
+# the nn.Module classes moved to the torch side; old imports still find them
+__getattr__ = moved_to("blocks.modules.gating", {'SqueezeExcitation', 'ACTIVATIONS'}, __name__)

@@ -9,7 +9,7 @@ from pydantic import Field
 from blocks import counts
 from blocks.catalogue import Probability
 from blocks.errors import ShapeError
-from blocks.lazy import LazyModule, nn
+from blocks.lazy import LazyModule, moved_to, nn
 from blocks.registry import Block, register_block
 from blocks.shapes import Shape, fmt_shape
 
@@ -59,3 +59,5 @@ class LayerScaleBlock(Block):
         return shape[self._axis(shape)], 0
 
 
+# the nn.Module classes moved to the torch side; old imports still find them
+__getattr__ = moved_to("blocks.modules.regularize", {'DropPath', 'LayerScale'}, __name__)

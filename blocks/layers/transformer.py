@@ -10,7 +10,7 @@ from pydantic import Field, PositiveInt, model_validator
 from blocks import counts
 from blocks.catalogue import IntOrList, Probability
 from blocks.errors import ShapeError
-from blocks.lazy import LazyModule, nn
+from blocks.lazy import LazyModule, moved_to, nn
 from blocks.registry import Block, register_block
 from blocks.shapes import Shape, expand, fmt_shape, require_rank
 
@@ -162,3 +162,7 @@ class TokenMeanBlock(Block):
 
     def parameter_count(self, shape: Shape) -> counts.Counts:
         return counts.NOTHING
+
+
+# the nn.Module classes moved to the torch side; old imports still find them
+__getattr__ = moved_to("blocks.modules.transformer", {'PatchEmbed', 'ClassToken', 'PositionEmbedding', 'EncoderLayer', 'SelectToken', 'TokenMean'}, __name__)
