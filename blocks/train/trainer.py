@@ -116,6 +116,7 @@ class Trainer:
         self._steps_per_epoch: int | None = None
         self.stopped_early = False
         self._guard: NonFiniteGuard | None = None
+        self._compile_shown = False  # train.compile's time, told once on an epoch line
 
     # --- public API ------------------------------------------------------------------------------
     def fit(self, train: Any, val: Any = None, *, resume: bool = False) -> History:
@@ -562,6 +563,10 @@ class Trainer:
         shown = "  ".join(f"{k} {v:.4f}" for k, v in record.items()
                           if "/" in k and k.count("/") <= 2 and isinstance(v, float))
         stop = "  (early stop)" if self.stopped_early else ""
+        compiled = self.compiled_step or self.compiled
+        if compiled is not None and compiled.compile_seconds is not None and not self._compile_shown:
+            self._compile_shown = True  # the one slow epoch explained, once
+            stop += f"  (compiling took {compiled.compile_seconds:.1f}s of it, once per run)"
         tqdm.write(f"epoch {record['epoch']}/{self.spec.epochs}  {shown}  [{record['time']:.1f}s]{stop}")
 
     # --- checkpoints -----------------------------------------------------------------------------

@@ -121,12 +121,17 @@ def test_compiled_step_keeps_the_trainers_loss_weighting_for_several_heads():
 
 
 @pytest.mark.slow
-def test_a_compiled_runs_checkpoint_and_saved_model_load_without_compiling(tmp_path):
+def test_a_compiled_runs_checkpoint_and_saved_model_load_without_compiling(tmp_path, capsys):
     x, y = learnable_data(64)
     train = {"epochs": 3, "batch_size": 16, "optimizer": {"type": "adam", "lr": 0.02}}
     model = blocks.build(mlp_spec(), seed=0)
-    trainer = blocks.Trainer(model, {**train, "epochs": 2, "compile": True}, run_dir=tmp_path, quiet=True)
+    trainer = blocks.Trainer(model, {**train, "epochs": 2, "compile": True}, run_dir=tmp_path)
     trainer.fit((x, y))
+    # the slow first epoch says why, once
+    epochs = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
+    seconds = trainer.compiled_step.compile_seconds
+    assert epochs[0].endswith(f"  (compiling took {seconds:.1f}s of it, once per run)")
+    assert len(epochs) == 2 and "compiling" not in epochs[1]
     blocks.save(model, tmp_path / "saved")
     plain = blocks.load(tmp_path / "saved")
     assert set(plain.state_dict()) == set(model.state_dict())  # no `_orig_mod.` keys
