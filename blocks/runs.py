@@ -460,7 +460,7 @@ def _check_out(out: Path, source: Path | None, *, resume: bool, force: bool) -> 
 
 
 def _clear_stray_temp_files(out: Path) -> None:
-    """`.name.XXXX.tmp` files left by a write that a kill interrupted (never a finished file)."""
+    """`.name.<random>.tmp` files left by a write that a kill interrupted (never a finished file)."""
     for entry in out.glob(".*.tmp"):
         entry.unlink(missing_ok=True)
 

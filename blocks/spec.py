@@ -24,9 +24,7 @@ from blocks.registry import AnyBlock, SpecModel
 from blocks.shapes import Shape
 from blocks.weights import WeightsSpec
 
-#: input dtypes a recipe may name; each is `torch.<name>`
-DTYPE_NAMES = ("float32", "float64", "float16", "bfloat16", "int64")
-#: Bytes per value of each input dtype, known without torch (`blocks validate` never imports it).
+#: Bytes per value of each input dtype (`InputSpec.dtype`, each `torch.<name>`), known without torch (`blocks validate` never imports it).
 ELEMENT_SIZES: dict[str, int] = {"float32": 4, "float64": 8, "float16": 2, "bfloat16": 2, "int64": 8}
 SINGLE_HEAD = "output"  # the name a lone `head:` gets in metrics and predictions
 

@@ -3,6 +3,8 @@ and the size check of validate/build builds nothing for models of built-in block
 
 from __future__ import annotations
 
+import typing
+
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -19,7 +21,7 @@ from blocks.cli import main
 from blocks.heads import SigmoidHead, SoftmaxHead
 from blocks.preprocess import Preprocessing, PreprocessSpec
 from blocks.registry import Block, block_types, get_block_type
-from blocks.spec import DTYPE_NAMES, ELEMENT_SIZES
+from blocks.spec import ELEMENT_SIZES, InputSpec
 
 #: Block types whose module is unknown without building it: a meta build counts them.
 UNKNOWN = {"torch", "timm", "torchvision"}
@@ -309,7 +311,7 @@ def test_linear_conv_and_norm_rules_match_torch_at_any_size(data):
     assert counts.of(block, shape) == module_counts(module)
 
 
-@pytest.mark.parametrize("dtype", DTYPE_NAMES)
+@pytest.mark.parametrize("dtype", typing.get_args(InputSpec.model_fields["dtype"].annotation))
 def test_element_sizes_known_without_torch_match_torch(dtype):
     assert ELEMENT_SIZES[dtype] == getattr(torch, dtype).itemsize
     spec = blocks.ModelSpec(input={"shape": [3], "dtype": dtype}, backbone=[
