@@ -1,6 +1,6 @@
 """mkdocs hooks: pages and pictures made from the code while the site builds, so they cannot drift.
 
-- `reference/recipe.md` and `reference/cli.md` from `blocks.docgen` (JSON Schema, registry,
+- `reference/recipe.md` and `reference/cli.md` from `blocks.cli.docgen` (JSON Schema, registry,
   argparse), plugins installed in the building environment included;
 - `images/iris-curves.png` and `images/iris-confusion.png`: the getting-started page's recipe
   trained by `blocks train`, as the page tells the reader to do;
@@ -21,7 +21,7 @@ _WORK = Path(tempfile.mkdtemp(prefix="blocks-docs-"))
 
 
 def on_files(files: Files, config) -> Files:
-    from blocks.docgen import PAGES
+    from blocks.cli.docgen import PAGES
 
     for name, render in PAGES.items():
         files.append(File.generated(config, f"reference/{name}", content=render()))

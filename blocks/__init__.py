@@ -12,36 +12,38 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from blocks.registry import load_plugins
+from blocks.core import moved
+from blocks.core.version import __version__
+from blocks.spec.registry import load_plugins
 
-__version__ = "0.1.0"
+moved.install()  # old module paths (`blocks.registry`, `blocks.runs`, ...) still import
 
 #: public name -> the module that defines it
 _EXPORTS: dict[str, str] = {
-    "AuditReport": "blocks.audit", "audit": "blocks.audit",
-    "BlocksModel": "blocks.builder", "build": "blocks.builder",
-    "Repeat": "blocks.composites", "Residual": "blocks.composites", "TorchLayer": "blocks.composites",
-    "DataSpec": "blocks.data.spec",
-    "BlocksError": "blocks.errors", "DeviceMismatchError": "blocks.errors",
-    "InputShapeError": "blocks.errors", "RegistryError": "blocks.errors",
-    "ShapeError": "blocks.errors", "SpecError": "blocks.errors",
+    "AuditReport": "blocks.lint.audit", "audit": "blocks.lint.audit",
+    "BlocksModel": "blocks.builder.model", "build": "blocks.builder.model",
+    "Repeat": "blocks.layers.composites", "Residual": "blocks.layers.composites", "TorchLayer": "blocks.layers.composites",
+    "DataSpec": "blocks.spec.data",
+    "BlocksError": "blocks.core.errors", "DeviceMismatchError": "blocks.core.errors",
+    "InputShapeError": "blocks.core.errors", "RegistryError": "blocks.core.errors",
+    "ShapeError": "blocks.core.errors", "SpecError": "blocks.core.errors",
     "export": "blocks.exporters",
-    "SigmoidHead": "blocks.heads", "SoftmaxHead": "blocks.heads",
-    "from_module": "blocks.module_import",
-    "Recipe": "blocks.recipe",
-    "bundled_recipes": "blocks.recipe_io", "dump_recipe": "blocks.recipe_io",
-    "load_recipe": "blocks.recipe_io", "recipe_schema": "blocks.recipe_io",
-    "Block": "blocks.registry", "block_types": "blocks.registry",
-    "load_plugins": "blocks.registry", "register_block": "blocks.registry",
-    "evaluate_run": "blocks.runs", "load": "blocks.runs", "predict_run": "blocks.runs",
-    "run_recipe": "blocks.runs", "save": "blocks.runs",
-    "InputSpec": "blocks.spec", "ModelSpec": "blocks.spec",
-    "summarize": "blocks.summary",
+    "SigmoidHead": "blocks.spec.heads", "SoftmaxHead": "blocks.spec.heads",
+    "from_module": "blocks.exporters.from_module",
+    "Recipe": "blocks.spec.recipe",
+    "bundled_recipes": "blocks.recipe.loading", "dump_recipe": "blocks.recipe.loading",
+    "load_recipe": "blocks.recipe.loading", "recipe_schema": "blocks.recipe.loading",
+    "Block": "blocks.spec.registry", "block_types": "blocks.spec.registry",
+    "load_plugins": "blocks.spec.registry", "register_block": "blocks.spec.registry",
+    "evaluate_run": "blocks.run.folder", "load": "blocks.run.folder", "predict_run": "blocks.run.folder",
+    "run_recipe": "blocks.run.folder", "save": "blocks.run.folder",
+    "InputSpec": "blocks.spec.model", "ModelSpec": "blocks.spec.model",
+    "summarize": "blocks.inspect.summary",
     "History": "blocks.train.history",
-    "TrainSpec": "blocks.train.spec",
+    "TrainSpec": "blocks.spec.train",
     "Trainer": "blocks.train.trainer", "TrainingError": "blocks.train.trainer",
-    "ImportReport": "blocks.weights", "WeightsError": "blocks.weights",
-    "import_weights": "blocks.weights",
+    "ImportReport": "blocks.builder.weights", "WeightsError": "blocks.builder.weights",
+    "import_weights": "blocks.builder.weights",
 }
 
 __all__ = [*_EXPORTS, "__version__"]
@@ -61,11 +63,9 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported eagerly
-    from blocks.audit import AuditReport, audit
-    from blocks.builder import BlocksModel, build
-    from blocks.composites import Repeat, Residual, TorchLayer
-    from blocks.data.spec import DataSpec
-    from blocks.errors import (
+    from blocks.builder.model import BlocksModel, build
+    from blocks.builder.weights import ImportReport, WeightsError, import_weights
+    from blocks.core.errors import (
         BlocksError,
         DeviceMismatchError,
         InputShapeError,
@@ -74,20 +74,22 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         SpecError,
     )
     from blocks.exporters import export
-    from blocks.heads import SigmoidHead, SoftmaxHead
-    from blocks.module_import import from_module
-    from blocks.recipe import Recipe
-    from blocks.recipe_io import bundled_recipes, dump_recipe, load_recipe, recipe_schema
-    from blocks.registry import Block, block_types, register_block
-    from blocks.runs import evaluate_run, load, predict_run, run_recipe, save
-    from blocks.spec import InputSpec, ModelSpec
-    from blocks.summary import summarize
+    from blocks.exporters.from_module import from_module
+    from blocks.inspect.summary import summarize
+    from blocks.layers.composites import Repeat, Residual, TorchLayer
+    from blocks.lint.audit import AuditReport, audit
+    from blocks.recipe.loading import bundled_recipes, dump_recipe, load_recipe, recipe_schema
+    from blocks.run.folder import evaluate_run, load, predict_run, run_recipe, save
+    from blocks.spec.data import DataSpec
+    from blocks.spec.heads import SigmoidHead, SoftmaxHead
+    from blocks.spec.model import InputSpec, ModelSpec
+    from blocks.spec.recipe import Recipe
+    from blocks.spec.registry import Block, block_types, register_block
+    from blocks.spec.train import TrainSpec
     from blocks.train.history import History
-    from blocks.train.spec import TrainSpec
     from blocks.train.trainer import Trainer, TrainingError
-    from blocks.weights import ImportReport, WeightsError, import_weights
 
 # The built-in block types register first, so an installed plugin (the `blocks.blocks`
 # entry-point group) that reuses a built-in name is the one reported as the clash.
-importlib.import_module("blocks.spec")
+importlib.import_module("blocks.layers")
 load_plugins()

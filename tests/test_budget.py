@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import blocks
-from blocks.budget import check_blocks, footprint
+from blocks.spec.budget import check_blocks, footprint
 
 
 def real_counts(spec: blocks.ModelSpec) -> tuple[int, int]:

@@ -23,7 +23,7 @@ def test_internal_error_is_reported_without_traceback(monkeypatch, capsys):
     def broken(*args, **kwargs):
         raise ZeroDivisionError("boom")
 
-    monkeypatch.setattr("blocks.recipe_io.bundled_recipes", broken)
+    monkeypatch.setattr("blocks.recipe.loading.bundled_recipes", broken)
     assert main(["recipes"]) == EXIT_INTERNAL
     err = capsys.readouterr().err
     assert "internal error in `blocks recipes`: ZeroDivisionError: boom" in err
@@ -38,13 +38,13 @@ def test_written_files_get_the_usual_permissions(tmp_path):
     try:
         from importlib import reload
 
-        import blocks.io_utils
+        import blocks.core.files
 
-        reload(blocks.io_utils)
-        path = blocks.io_utils.atomic_write_text(tmp_path / "x.txt", "hi")
+        reload(blocks.core.files)
+        path = blocks.core.files.atomic_write_text(tmp_path / "x.txt", "hi")
     finally:
         os.umask(old)
-        reload(blocks.io_utils)
+        reload(blocks.core.files)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import blocks
-from blocks.device import mismatch_message, parse_device_name, resolve_device
+from blocks.builder.device import mismatch_message, parse_device_name, resolve_device
 
 
 @pytest.fixture

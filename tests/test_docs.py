@@ -11,7 +11,7 @@ import pytest
 from vision_support import import_torchvision
 
 import blocks
-import blocks.registry
+import blocks.spec.registry
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = sorted(p for p in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")] if p.exists())
@@ -70,7 +70,7 @@ def test_python_blocks_run(path, tmp_path, monkeypatch):
                                      f"{type(err).__name__}: {err}") from err
     finally:
         for name in set(blocks.block_types()) - before:  # block types the examples registered
-            blocks.registry.unregister_block(name)
+            blocks.spec.registry.unregister_block(name)
 
 
 YAML_BLOCKS = [(path, line, code) for path in DOCS for line, code in fenced(path, "yaml")
@@ -87,10 +87,10 @@ def test_yaml_recipes_validate(path, line, code):
 
 def test_recipes_doc_names_every_builtin_block_type():
     text = (ROOT / "docs" / "recipes.md").read_text(encoding="utf-8")
-    import blocks.catalogue
-    import blocks.composites
+    import blocks.layers.catalogue
+    import blocks.layers.composites
 
     builtin = [name for name, cls in blocks.block_types().items()
-               if cls.__module__ in (blocks.catalogue.__name__, blocks.composites.__name__)]
+               if cls.__module__ in (blocks.layers.catalogue.__name__, blocks.layers.composites.__name__)]
     missing = [name for name in builtin if f"`{name}`" not in text]
     assert not missing, f"docs/recipes.md does not describe: {missing}"

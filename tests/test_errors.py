@@ -17,7 +17,7 @@ import torch
 
 import blocks
 from blocks.cli import main
-from blocks.errors import Problem
+from blocks.core.errors import Problem
 
 HEAD = "  head: {type: softmax, classes: 10}\n"
 IMG = "  input: {shape: [1, 28, 28]}\n"

@@ -11,7 +11,7 @@ from torch import nn
 from vision_support import import_timm, import_torchvision
 
 import blocks
-from blocks.external import MissingExtraError, WeightsFileError
+from blocks.layers.external import MissingExtraError, WeightsFileError
 
 
 def spec(block: dict, classes: int = 7, shape=(3, 64, 64)) -> blocks.ModelSpec:
@@ -148,7 +148,7 @@ def test_a_missing_library_names_the_extra_to_install(monkeypatch, library, extr
                                       "head": {"type": "softmax", "classes": 2}}})
     assert err.value.first.path == "model.backbone[0].model"
     assert f"pip install 'blocks[{extra}]'" in err.value.first.message
-    from blocks.external import import_library
+    from blocks.layers.external import import_library
 
     with pytest.raises(MissingExtraError, match=rf"pip install 'blocks\[{extra}\]'"):
         import_library(library)
@@ -200,7 +200,7 @@ def test_pretrained_downloads_only_when_the_model_is_really_built(monkeypatch):
 
 
 def test_skip_weight_files_rebuilds_without_reading_them():
-    from blocks.external import skip_weight_files
+    from blocks.layers.external import skip_weight_files
 
     import_timm()
     model_spec = spec({"type": "timm", "model": "resnet10t", "checkpoint": "gone.safetensors"})

@@ -15,7 +15,7 @@ import torch
 
 import blocks
 from blocks.cli import main
-from blocks.errors import escape
+from blocks.core.errors import escape
 
 BASE = ("model:\n  input: {shape: [4]}\n  backbone: [{type: linear, out_features: 8}]\n"
         "  head: {type: softmax, classes: 2}\n")

@@ -7,7 +7,7 @@ import time
 import pytest
 
 import blocks
-from blocks.limits import MAX_BLOCK_NESTING
+from blocks.core.limits import MAX_BLOCK_NESTING
 
 
 def nested(depth: int, kind: str = "residual") -> dict:

@@ -12,16 +12,16 @@ from hypothesis import strategies as st
 from torch import nn
 
 import blocks
-import blocks.registry
-from blocks import counts
-from blocks.block_docs import describe
-from blocks.budget import footprint
-from blocks.builder import BlocksModel
+import blocks.spec.registry
+from blocks.spec import counts
+from blocks.layers.docs import describe
+from blocks.spec.budget import footprint
+from blocks.builder.model import BlocksModel
 from blocks.cli import main
-from blocks.heads import SigmoidHead, SoftmaxHead
-from blocks.preprocess import Preprocessing, PreprocessSpec
-from blocks.registry import Block, block_types, get_block_type
-from blocks.spec import ELEMENT_SIZES, InputSpec
+from blocks.spec.heads import SigmoidHead, SoftmaxHead
+from blocks.spec.preprocess import Preprocessing, PreprocessSpec
+from blocks.spec.registry import Block, block_types, get_block_type
+from blocks.spec.model import ELEMENT_SIZES, InputSpec
 
 #: Block types whose module is unknown without building it: a meta build counts them.
 UNKNOWN = {"torch", "timm", "torchvision"}
@@ -241,7 +241,7 @@ def test_a_plugin_subclass_that_changes_build_is_counted_by_building_it():
                                 head={"type": "softmax", "classes": 2})
         assert footprint(spec).params == 4 * 3 + 3 + 3 + (3 * 2 + 2)
     finally:
-        blocks.registry.unregister_block("wide_linear")
+        blocks.spec.registry.unregister_block("wide_linear")
 
 
 def test_a_plugin_rule_replaces_its_meta_build():
@@ -273,7 +273,7 @@ def test_a_plugin_rule_replaces_its_meta_build():
         assert built == []
         assert (found.params, found.buffers) == module_counts(blocks.build(spec)) == (15 + 8, 3)
     finally:
-        blocks.registry.unregister_block("scaled_linear")
+        blocks.spec.registry.unregister_block("scaled_linear")
 
 
 # --- the arithmetic, against torch, over many sizes ----------------------------------------------

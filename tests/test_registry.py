@@ -11,9 +11,9 @@ from pydantic import PositiveInt
 from torch import nn
 
 import blocks
-import blocks.registry
-from blocks.errors import ShapeError
-from blocks.summary import summarize
+import blocks.spec.registry
+from blocks.core.errors import ShapeError
+from blocks.inspect.summary import summarize
 
 GATED_RECIPE = """\
 model:
@@ -46,7 +46,7 @@ def gated():
             return nn.Sequential(nn.Linear(shape[0], 2 * self.features, bias=self.bias), nn.GLU())
 
     yield Gated
-    blocks.registry.unregister_block("my_gated")
+    blocks.spec.registry.unregister_block("my_gated")
 
 
 def test_custom_block_from_yaml_builds_and_summarises(gated):
@@ -156,10 +156,10 @@ def _install_plugin(root, entry_points: str) -> None:
 @pytest.fixture
 def plugin_path(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(blocks.registry, "_plugins_loaded", False)
+    monkeypatch.setattr(blocks.spec.registry, "_plugins_loaded", False)
     yield tmp_path
     for name in ("plugin_scale", "plugin_broken"):
-        blocks.registry.unregister_block(name)
+        blocks.spec.registry.unregister_block(name)
     for module in ("blocks_test_plugin", "blocks_test_broken"):
         sys.modules.pop(module, None)
 

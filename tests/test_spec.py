@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import blocks
-from blocks.catalogue import Conv2d, Flatten, ReLU
-from blocks.spec import SINGLE_HEAD, ShapeReport
+from blocks.layers.catalogue import Conv2d, Flatten, ReLU
+from blocks.spec.model import SINGLE_HEAD, ShapeReport
 
 
 def seed_spec() -> blocks.ModelSpec:
@@ -118,12 +118,12 @@ def test_data_spec_one_source():
 
 
 def test_the_model_spec_module_knows_nothing_of_data_or_training():
-    """Specs compose upward: the recipe (blocks.recipe) holds model, data and train."""
+    """Specs compose upward: the recipe (blocks.spec.recipe) holds model, data and train."""
     import ast
     from pathlib import Path
 
-    source = Path(blocks.spec.__file__).read_text()
+    source = Path(blocks.spec.model.__file__).read_text()
     imported = {node.module for node in ast.walk(ast.parse(source))
                 if isinstance(node, ast.ImportFrom) and node.module}
     assert not {m for m in imported if m.startswith(("blocks.data", "blocks.train"))}
-    assert blocks.spec.Recipe is blocks.Recipe  # still reachable where it used to be
+    assert blocks.spec.model.Recipe is blocks.Recipe  # still reachable where it used to be

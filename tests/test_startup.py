@@ -64,11 +64,11 @@ def test_import_blocks_is_lazy_but_complete():
 
 
 @pytest.mark.parametrize(("old", "new", "name"), [
-    ("blocks.layers.transformer", "blocks.modules.transformer", "EncoderLayer"),
-    ("blocks.layers.axes", "blocks.modules.axes", "LayerNorm2d"),
-    ("blocks.catalogue", "blocks.modules.pooling", "GlobalAvgPool"),
-    ("blocks.composites", "blocks.modules.residual", "ResidualModule"),
-    ("blocks.preprocess", "blocks.modules.preprocessing", "Preprocessing"),
+    ("blocks.layers.transformer", "blocks.layers.modules.transformer", "EncoderLayer"),
+    ("blocks.layers.axes", "blocks.layers.modules.axes", "LayerNorm2d"),
+    ("blocks.layers.catalogue", "blocks.layers.modules.pooling", "GlobalAvgPool"),
+    ("blocks.layers.composites", "blocks.layers.modules.residual", "ResidualModule"),
+    ("blocks.spec.preprocess", "blocks.builder.preprocessing", "Preprocessing"),
 ])
 def test_module_classes_are_still_found_where_they_used_to_live(old, new, name):
     import importlib

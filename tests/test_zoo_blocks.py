@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 from torch import nn
 
 import blocks
-from blocks.errors import ShapeError
+from blocks.core.errors import ShapeError
 from blocks.layers.gating import make_divisible
-from blocks.registry import get_block_type
-from blocks.summary import spec_module_name
+from blocks.spec.registry import get_block_type
+from blocks.inspect.summary import spec_module_name
 
 NEW_TYPES = {"concat", "dense_concat", "squeeze_excite", "hardswish", "hardsigmoid", "softmax_act",
              "drop_path", "layer_scale", "permute", "reshape", "unflatten", "layernorm2d",
@@ -301,7 +301,7 @@ def test_new_shape_rules_match_the_modules(example):
 
 
 def test_graph_joins_branches_in_a_concat_node():
-    from blocks.graph import model_graph, to_mermaid
+    from blocks.inspect.graph import model_graph, to_mermaid
 
     spec = blocks.ModelSpec(**CASES["concat"], head={"type": "softmax", "classes": 3})
     graph = model_graph(spec)

@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from blocks.errors import BlocksError, escape
+from blocks.core.errors import BlocksError, escape
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1  # the tool worked and found problems (lint)

@@ -23,9 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_blocks(args: argparse.Namespace) -> int:
-    import blocks.spec  # noqa: F401 - registers every built-in block type
-    from blocks.block_docs import catalogue, describe
-    from blocks.registry import load_plugins
+    import blocks.spec.model  # noqa: F401 - registers every built-in block type
+    from blocks.layers.docs import catalogue, describe
+    from blocks.spec.registry import load_plugins
 
     load_plugins()
     if args.block_type is None:

@@ -73,8 +73,8 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from blocks.errors import SpecError
-    from blocks.module_import import from_module, load_module_object
+    from blocks.core.errors import SpecError
+    from blocks.exporters.from_module import from_module, load_module_object
 
     if any(size < 1 for size in args.input_shape):
         raise SpecError(f"--input-shape sizes must be positive, got {args.input_shape}")
@@ -82,13 +82,13 @@ def run_import(args: argparse.Namespace) -> int:
     imported = from_module(module, args.input_shape, head=args.head, dtype=args.dtype,
                            name=args.reference.rpartition(":")[2])
     if args.out:
-        from blocks.io_utils import atomic_write_text
+        from blocks.core.files import atomic_write_text
 
         atomic_write_text(args.out, imported.yaml)
     else:
         sys.stdout.write(imported.yaml)
     if args.save:
-        from blocks.runs import save
+        from blocks.run.folder import save
 
         save(imported.model, args.save, recipe=imported.recipe)
     print(f"{args.reference}: {imported.parameters:,} parameters in both; outputs equal after "

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from blocks.cli import EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK
-from blocks.errors import BlocksError
+from blocks.core.errors import BlocksError
 
 LINT_EPILOG = """rules (docs/lint/BLK00N.md explains each, with the wrong and the right code):
 {rules}
@@ -145,7 +145,7 @@ def run_audit(args: argparse.Namespace) -> int:
     """Build the class with no arguments, audit it on a random batch, print the report."""
     import torch
 
-    from blocks.audit import audit
+    from blocks.lint.audit import audit
 
     shape = _parse_shape(args.input_shape)
     if args.batch_size < 1:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from blocks.errors import SpecError, escape
+from blocks.core.errors import SpecError, escape
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,8 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    from blocks.budget import footprint
-    from blocks.recipe_io import iter_recipe_errors
+    from blocks.recipe.loading import iter_recipe_errors
+    from blocks.spec.budget import footprint
 
     failed = 0
     for name, result in iter_recipe_errors(args.recipes):
@@ -59,8 +59,8 @@ def run_validate(args: argparse.Namespace) -> int:
 
 
 def run_schema(args: argparse.Namespace) -> int:
-    from blocks.io_utils import atomic_write_text
-    from blocks.recipe_io import recipe_schema
+    from blocks.core.files import atomic_write_text
+    from blocks.recipe.loading import recipe_schema
 
     text = json.dumps(recipe_schema(), indent=2)
     if args.output:
@@ -71,7 +71,7 @@ def run_schema(args: argparse.Namespace) -> int:
 
 
 def run_recipes(args: argparse.Namespace) -> int:
-    from blocks.recipe_io import bundled_recipes, load_recipe
+    from blocks.recipe.loading import bundled_recipes, load_recipe
 
     for name, path in bundled_recipes().items():
         recipe = load_recipe(path)

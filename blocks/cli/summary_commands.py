@@ -7,8 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from blocks.errors import SpecError
-from blocks.numbers import MAX_SIZE
+from blocks.core.errors import SpecError
+from blocks.core.numbers import MAX_SIZE
 
 SUMMARY_EPILOG = """examples:
   blocks summary resnet18                       layer table of a bundled recipe
@@ -65,8 +65,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_summary(args: argparse.Namespace) -> int:
-    from blocks.recipe_io import load_recipe
-    from blocks.summary import compare, summarize
+    from blocks.inspect.summary import compare, summarize
+    from blocks.recipe.loading import load_recipe
 
     if not 1 <= args.batch_size <= MAX_SIZE:
         raise SpecError(f"--batch-size must be between 1 and {MAX_SIZE:,}")
@@ -102,9 +102,9 @@ def _label(name: str) -> str:
 
 
 def run_graph(args: argparse.Namespace) -> int:
-    from blocks.graph import model_graph, render
-    from blocks.io_utils import atomic_write_bytes, atomic_write_text
-    from blocks.recipe_io import load_recipe
+    from blocks.core.files import atomic_write_bytes, atomic_write_text
+    from blocks.inspect.graph import model_graph, render
+    from blocks.recipe.loading import load_recipe
 
     graph = model_graph(load_recipe(args.recipe))
     if args.format == "png" and not args.output and sys.stdout.isatty():
@@ -125,7 +125,7 @@ def run_graph(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from blocks.report import report
+    from blocks.inspect.report import report
 
     print(report(args.run_dir, plots=not args.no_plots).text())
     return 0

@@ -102,8 +102,8 @@ def _distributed_device(args: argparse.Namespace) -> str:
     """'cuda' or 'cpu': where a distributed run trains (picks NCCL or gloo)."""
     import torch
 
-    from blocks.overrides import apply_sets
-    from blocks.recipe_io import load_recipe
+    from blocks.recipe.loading import load_recipe
+    from blocks.recipe.overrides import apply_sets
 
     device = args.device or apply_sets(load_recipe(args.recipe), args.sets).train.device
     if device == "auto":
@@ -112,7 +112,7 @@ def _distributed_device(args: argparse.Namespace) -> str:
 
 
 def _run_train(args: argparse.Namespace, dist_info) -> int:
-    from blocks.runs import run_recipe
+    from blocks.run.folder import run_recipe
 
     run_recipe(args.recipe, args.out, epochs=args.epochs, device=args.device, seed=args.seed,
                resume=args.resume, force=args.force, quiet=args.quiet, plots=not args.no_plots,
@@ -121,8 +121,8 @@ def _run_train(args: argparse.Namespace, dist_info) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from blocks.errors import Problem, SpecError
-    from blocks.runs import evaluate_run
+    from blocks.core.errors import Problem, SpecError
+    from blocks.run.folder import evaluate_run
 
     if args.data_file and args.data:
         raise SpecError(Problem("", "give either a DATA file or --data RECIPE, not both",
@@ -141,8 +141,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def run_predict(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from blocks.errors import Problem, SpecError
-    from blocks.runs import predict_run
+    from blocks.core.errors import Problem, SpecError
+    from blocks.run.folder import predict_run
 
     path = Path(args.input)
     if args.out and Path(args.out).resolve() == path.resolve():
@@ -150,7 +150,7 @@ def run_predict(args: argparse.Namespace) -> int:
                                 "would_overwrite", str(path)))
     header, rows = predict_run(args.run_dir, path).table()
     if args.out:
-        from blocks.io_utils import atomic_write_text
+        from blocks.core.files import atomic_write_text
 
         buffer = io.StringIO()
         csv.writer(buffer).writerows([header, *rows])

@@ -2,13 +2,13 @@
 
 from typing import Any
 
-from blocks.data.spec import DataSpec
+from blocks.spec.data import DataSpec
 
 __all__ = ["DataSpec", "Split", "Splits", "load_splits", "prepare_targets"]
 
 
 def __getattr__(name: str) -> Any:
-    # blocks.spec imports DataSpec from here, and splits imports blocks.spec: load splits lazily.
+    # blocks.spec.model imports DataSpec from here, and splits imports blocks.spec.model: load splits lazily.
     if name in __all__:
         from blocks.data import splits
 

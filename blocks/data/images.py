@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from blocks.errors import BlocksError, Problem, SpecError
+from blocks.core.errors import BlocksError, Problem, SpecError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
@@ -255,7 +255,7 @@ def image_splits(raw: Any, recipe: Any, model_spec: Any, train_idx: np.ndarray,
     """Train/val `Split`s of Datasets over the file list, and the model spec whose preprocess
     normalises channels with statistics of the training images (unless given)."""
     from blocks.data.splits import Split, Splits, learned_spec
-    from blocks.preprocess import PreprocessSpec
+    from blocks.spec.preprocess import PreprocessSpec
 
     dataset: ImageFolderDataset = raw.dataset
     source = recipe.data.images

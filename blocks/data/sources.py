@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from blocks.budget import check_data_bytes
-from blocks.data.spec import CsvSource, DataSpec, NpzSource, SyntheticSource
+from blocks.core.errors import Problem, SpecError
 from blocks.data.table import Columns, decode_columns
-from blocks.errors import Problem, SpecError
-from blocks.spec import ModelSpec
+from blocks.spec.budget import check_data_bytes
+from blocks.spec.data import CsvSource, DataSpec, NpzSource, SyntheticSource
+from blocks.spec.model import ModelSpec
 
 Targets = np.ndarray | dict[str, np.ndarray]
 
@@ -113,7 +113,7 @@ def _resolve(path: str, base_dir: Path | None, where: str) -> Path:
 def check_data_file(path: Path, where: str) -> None:
     """A regular file whose size fits in memory (a CSV parses to a few times its size), checked
     before a byte is read: never a device, a FIFO or a folder."""
-    from blocks.budget import check_data_bytes
+    from blocks.spec.budget import check_data_bytes
 
     if not path.is_file():
         raise SpecError(Problem(where, f"{str(path)!r} is not a regular file", "not_a_file"))

@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from blocks.core.errors import Problem, SpecError
 from blocks.data.sources import RawData, Targets, load_arrays
-from blocks.errors import Problem, SpecError
-from blocks.preprocess import PreprocessSpec
-from blocks.recipe import Recipe
-from blocks.shapes import fmt_shape
-from blocks.spec import ModelSpec
+from blocks.spec.model import ModelSpec
+from blocks.spec.preprocess import PreprocessSpec
+from blocks.spec.recipe import Recipe
+from blocks.spec.shapes import fmt_shape
 
 TargetTensor = torch.Tensor | dict[str, torch.Tensor]
 
@@ -66,7 +66,7 @@ class Splits:
     def build_model(self, **build_kwargs: Any):
         """`blocks.build(self.model_spec, ...)` with the preprocessing statistics fitted on the
         training split: the model that trains on, and later predicts from, raw inputs."""
-        from blocks.builder import build
+        from blocks.builder.model import build
 
         model = build(self.model_spec, **build_kwargs)
         if model.preprocess_module is not None and self.train.x is not None:

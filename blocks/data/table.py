@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from blocks.errors import Problem, SpecError
+from blocks.core.errors import Problem, SpecError
 
 # what pandas reads as missing by default, less the exotic spellings
 MISSING = frozenset({"", "NA", "N/A", "n/a", "na", "NaN", "nan", "NAN", "null", "NULL", "None",

@@ -70,9 +70,9 @@ def export_run(source: str | Path, to: str, out: str | Path | None = None, *,
     The file goes to `out`, by default `RUN_DIR/model.<suffix>` for a run and
     `./<recipe name>.<suffix>` for a recipe.
     """
-    from blocks.builder import build
-    from blocks.recipe_io import load_recipe
-    from blocks.runs import RECIPE, load
+    from blocks.builder.model import build
+    from blocks.recipe.loading import load_recipe
+    from blocks.run.folder import RECIPE, load
 
     if to not in FORMATS:
         raise ExportError(f"unknown export format {to!r}; choose one of {', '.join(FORMATS)}")

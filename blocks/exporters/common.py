@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from blocks.errors import BlocksError
+from blocks.core.errors import BlocksError
 
 EXPORT_BATCH = 2  # the example batch a graph is exported with
 CHECK_BATCHES = (3, 1)  # batch sizes the reloaded export is compared at (other than EXPORT_BATCH)
@@ -89,7 +89,7 @@ class ExportGraph(nn.Module):
 
 def prepared(model: nn.Module) -> nn.Module:
     """A CPU, eval-mode copy: exporting never moves the caller's model or flips its mode."""
-    from blocks.builder import BlocksModel
+    from blocks.builder.model import BlocksModel
 
     if not isinstance(model, BlocksModel):
         raise ExportError(f"blocks.export takes a model built by blocks (BlocksModel), got "

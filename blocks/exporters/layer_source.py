@@ -24,11 +24,11 @@ from blocks.exporters.python_source import (
     module_difference,
     register_emitter,
 )
-from blocks.modules.axes import LayerNorm2d, Permute, Reshape
-from blocks.modules.branches import ConcatModule, DenseConcatModule
-from blocks.modules.gating import SqueezeExcitation
-from blocks.modules.regularize import DropPath, LayerScale
-from blocks.modules.transformer import (
+from blocks.layers.modules.axes import LayerNorm2d, Permute, Reshape
+from blocks.layers.modules.branches import ConcatModule, DenseConcatModule
+from blocks.layers.modules.gating import SqueezeExcitation
+from blocks.layers.modules.regularize import DropPath, LayerScale
+from blocks.layers.modules.transformer import (
     ClassToken,
     EncoderLayer,
     PatchEmbed,

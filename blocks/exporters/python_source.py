@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
+from blocks.builder.preprocessing import Preprocessing
 from blocks.exporters.common import (
     CHECK_BATCHES,
     EXPORT_BATCH,
@@ -45,9 +46,8 @@ from blocks.exporters.common import (
     sample_input,
     staged,
 )
-from blocks.modules.pooling import GlobalAvgPool
-from blocks.modules.preprocessing import Preprocessing
-from blocks.modules.residual import ResidualModule
+from blocks.layers.modules.pooling import GlobalAvgPool
+from blocks.layers.modules.residual import ResidualModule
 
 SUFFIXES = (".py",)
 Emitter = Callable[[Any, "SourceWriter", str], "Expr"]

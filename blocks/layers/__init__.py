@@ -1,12 +1,21 @@
-"""Block types for modern classifiers, one module per family (timm's `layers/` habit).
+"""Every built-in block type, one module per family (timm's `layers/` habit); importing this
+package registers them all. Each type is a spec (its fields, shape rule, parameter count) and
+builds its `nn.Module` from `torch.nn` or from `blocks.layers.modules` at the first build.
 
-Importing this package registers them: branches (`concat`, `dense_concat`), gating
-(`squeeze_excite`, `hardswish`, `hardsigmoid`, `softmax_act`), regularisation (`drop_path`,
-`layer_scale`), axis plumbing (`permute`, `reshape`, `unflatten`, `layernorm2d`) and transformer
-parts (`patch_embed`, `class_token`, `position_embedding`, `transformer_encoder`,
-`select_token`, `token_mean`).
+May import: `blocks.core`, `blocks.spec`, `blocks.recipe`. Never `builder`, `data`, `train`,
+`run`, `exporters` or anything above; no torch at import time.
 """
 
-from blocks.layers import axes, branches, gating, regularize, transformer  # noqa: F401
+from blocks.layers import (  # noqa: F401 - registration
+    axes,
+    branches,
+    catalogue,
+    composites,
+    external,
+    gating,
+    regularize,
+    transformer,
+)
 
-__all__ = ["axes", "branches", "gating", "regularize", "transformer"]
+__all__ = ["axes", "branches", "catalogue", "composites", "external", "gating", "regularize",
+           "transformer"]

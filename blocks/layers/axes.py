@@ -7,13 +7,13 @@ from typing import Annotated
 
 from pydantic import Field, field_validator
 
-from blocks import counts
-from blocks.errors import ShapeError
-from blocks.lazy import LazyModule, moved_to, nn
-from blocks.registry import Block, register_block
-from blocks.shapes import Shape, fmt_shape
+from blocks.core.errors import ShapeError
+from blocks.core.lazy import LazyModule, moved_to, nn
+from blocks.spec import counts
+from blocks.spec.registry import Block, register_block
+from blocks.spec.shapes import Shape, fmt_shape
 
-impl = LazyModule("blocks.modules.axes")  # the nn.Module classes, imported at the first build
+impl = LazyModule("blocks.layers.modules.axes")  # the nn.Module classes, imported at the first build
 
 
 def _axis(axis: int, shape: Shape, field: str) -> int:
@@ -140,4 +140,4 @@ class LayerNorm2dBlock(Block):
 
 
 # the nn.Module classes moved to the torch side; old imports still find them
-__getattr__ = moved_to("blocks.modules.axes", {'Permute', 'Reshape', 'LayerNorm2d'}, __name__)
+__getattr__ = moved_to("blocks.layers.modules.axes", {'Permute', 'Reshape', 'LayerNorm2d'}, __name__)

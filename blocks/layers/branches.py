@@ -7,14 +7,20 @@ from typing import Annotated
 
 from pydantic import Field
 
-from blocks import counts
-from blocks.composites import BlockList, Composite, LayerTrace, build_sequence, trace_sequence
-from blocks.errors import ShapeError
-from blocks.lazy import LazyModule, moved_to, nn
-from blocks.registry import register_block
-from blocks.shapes import Shape, fmt_shape
+from blocks.core.errors import ShapeError
+from blocks.core.lazy import LazyModule, moved_to, nn
+from blocks.layers.composites import (
+    BlockList,
+    Composite,
+    LayerTrace,
+    build_sequence,
+    trace_sequence,
+)
+from blocks.spec import counts
+from blocks.spec.registry import register_block
+from blocks.spec.shapes import Shape, fmt_shape
 
-impl = LazyModule("blocks.modules.branches")  # the nn.Module classes, imported at the first build
+impl = LazyModule("blocks.layers.modules.branches")  # the nn.Module classes, imported at the first build
 
 
 def _joined(shapes: list[Shape], axis: int, what: str) -> Shape:
@@ -123,4 +129,4 @@ class DenseConcat(Composite):
 
 
 # the nn.Module classes moved to the torch side; old imports still find them
-__getattr__ = moved_to("blocks.modules.branches", {'ConcatModule', 'DenseConcatModule'}, __name__)
+__getattr__ = moved_to("blocks.layers.modules.branches", {'ConcatModule', 'DenseConcatModule'}, __name__)

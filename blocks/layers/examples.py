@@ -101,8 +101,8 @@ model:
 
 def examples_markdown() -> str:
     """Each example recipe with the per-sample shape after every block."""
-    from blocks.recipe_io import load_recipe
-    from blocks.shapes import fmt_shape
+    from blocks.recipe.loading import load_recipe
+    from blocks.spec.shapes import fmt_shape
 
     parts = ["## Block types for modern classifiers", "",
              "Each recipe below runs as written; the table is its shape inference "

@@ -6,14 +6,14 @@ from typing import Literal
 
 from pydantic import Field, PositiveInt, model_validator
 
-from blocks import counts
-from blocks.catalogue import _Elementwise
-from blocks.errors import ShapeError
-from blocks.lazy import LazyModule, moved_to, nn
-from blocks.registry import Block, register_block
-from blocks.shapes import Shape, fmt_shape, require_rank
+from blocks.core.errors import ShapeError
+from blocks.core.lazy import LazyModule, moved_to, nn
+from blocks.layers.catalogue import _Elementwise
+from blocks.spec import counts
+from blocks.spec.registry import Block, register_block
+from blocks.spec.shapes import Shape, fmt_shape, require_rank
 
-impl = LazyModule("blocks.modules.gating")  # the nn.Module classes, imported at the first build
+impl = LazyModule("blocks.layers.modules.gating")  # the nn.Module classes, imported at the first build
 
 
 @register_block("hardswish")
@@ -109,4 +109,4 @@ class SqueezeExcite(Block):
 
 
 # the nn.Module classes moved to the torch side; old imports still find them
-__getattr__ = moved_to("blocks.modules.gating", {'SqueezeExcitation', 'ACTIVATIONS'}, __name__)
+__getattr__ = moved_to("blocks.layers.modules.gating", {'SqueezeExcitation', 'ACTIVATIONS'}, __name__)

@@ -6,14 +6,14 @@ from typing import Literal
 
 from pydantic import Field
 
-from blocks import counts
-from blocks.catalogue import Probability
-from blocks.errors import ShapeError
-from blocks.lazy import LazyModule, moved_to, nn
-from blocks.registry import Block, register_block
-from blocks.shapes import Shape, fmt_shape
+from blocks.core.errors import ShapeError
+from blocks.core.lazy import LazyModule, moved_to, nn
+from blocks.layers.catalogue import Probability
+from blocks.spec import counts
+from blocks.spec.registry import Block, register_block
+from blocks.spec.shapes import Shape, fmt_shape
 
-impl = LazyModule("blocks.modules.regularize")  # the nn.Module classes, imported at the first build
+impl = LazyModule("blocks.layers.modules.regularize")  # the nn.Module classes, imported at the first build
 
 
 @register_block("drop_path")
@@ -60,4 +60,4 @@ class LayerScaleBlock(Block):
 
 
 # the nn.Module classes moved to the torch side; old imports still find them
-__getattr__ = moved_to("blocks.modules.regularize", {'DropPath', 'LayerScale'}, __name__)
+__getattr__ = moved_to("blocks.layers.modules.regularize", {'DropPath', 'LayerScale'}, __name__)

@@ -7,14 +7,14 @@ from typing import Annotated
 
 from pydantic import Field, PositiveInt, model_validator
 
-from blocks import counts
-from blocks.catalogue import IntOrList, Probability
-from blocks.errors import ShapeError
-from blocks.lazy import LazyModule, moved_to, nn
-from blocks.registry import Block, register_block
-from blocks.shapes import Shape, expand, fmt_shape, require_rank
+from blocks.core.errors import ShapeError
+from blocks.core.lazy import LazyModule, moved_to, nn
+from blocks.layers.catalogue import IntOrList, Probability
+from blocks.spec import counts
+from blocks.spec.registry import Block, register_block
+from blocks.spec.shapes import Shape, expand, fmt_shape, require_rank
 
-impl = LazyModule("blocks.modules.transformer")  # the nn.Module classes, imported at the first build
+impl = LazyModule("blocks.layers.modules.transformer")  # the nn.Module classes, imported at the first build
 
 
 def _tokens(shape: Shape) -> None:
@@ -165,4 +165,4 @@ class TokenMeanBlock(Block):
 
 
 # the nn.Module classes moved to the torch side; old imports still find them
-__getattr__ = moved_to("blocks.modules.transformer", {'PatchEmbed', 'ClassToken', 'PositionEmbedding', 'EncoderLayer', 'SelectToken', 'TokenMean'}, __name__)
+__getattr__ = moved_to("blocks.layers.modules.transformer", {'PatchEmbed', 'ClassToken', 'PositionEmbedding', 'EncoderLayer', 'SelectToken', 'TokenMean'}, __name__)

@@ -8,7 +8,7 @@ import tokenize
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from blocks.errors import BlocksError
+from blocks.core.errors import BlocksError
 from blocks.lint.context import FileContext, Project, module_name_for
 from blocks.lint.report import Finding, InputError, LintResult
 from blocks.lint.rules import RULE_CODES, RULES

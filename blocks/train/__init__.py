@@ -1,5 +1,5 @@
 """Training: the `train:` spec and the batch trainer."""
 
-from blocks.train.spec import TrainSpec
+from blocks.spec.train import TrainSpec
 
 __all__ = ["TrainSpec"]

@@ -14,9 +14,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from blocks.errors import BlocksError
-from blocks.io_utils import atomic_write
-from blocks.tensor_digest import digest, verify_digest
+from blocks.core.digest import digest, verify_digest
+from blocks.core.errors import BlocksError
+from blocks.core.files import atomic_write
 
 FORMAT = "blocks-checkpoint/1"
 

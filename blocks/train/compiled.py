@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from blocks.errors import BlocksError
+from blocks.core.errors import BlocksError
 
 
 class CompileError(BlocksError):

@@ -37,8 +37,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.func import functional_call, grad_and_value
 
-from blocks.errors import BlocksError
-from blocks.spec import SINGLE_HEAD
+from blocks.core.errors import BlocksError
+from blocks.spec.model import SINGLE_HEAD
 from blocks.train.compiled import _error
 
 if TYPE_CHECKING:

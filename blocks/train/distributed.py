@@ -30,7 +30,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from blocks.errors import BlocksError
+from blocks.core.errors import BlocksError
 
 TIMEOUT_ENV = "BLOCKS_DIST_TIMEOUT"  # seconds a collective may wait before the run fails
 DEFAULT_TIMEOUT_S = 600.0

@@ -14,9 +14,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from blocks.errors import Problem, SpecError
-from blocks.registry import closest
-from blocks.train.spec import InitFrom, TrainSpec, prefix_covers
+from blocks.core.errors import Problem, SpecError
+from blocks.spec.registry import closest
+from blocks.spec.train import InitFrom, TrainSpec, prefix_covers
 
 DEFAULT_GROUP = "default"
 
@@ -46,7 +46,7 @@ def prefix_problems(spec: TrainSpec, names: list[str]) -> list[Problem]:
 def model_parameter_names(model_spec: Any) -> list[str] | None:
     """Parameter names of the model a spec builds, from a build on the `meta` device (no
     weights); None when some block cannot be built there (the Trainer checks the real model)."""
-    from blocks.builder import BlocksModel
+    from blocks.builder.model import BlocksModel
 
     try:
         with torch.device("meta"):
@@ -146,8 +146,8 @@ def load_initial_weights(model: nn.Module, init: InitFrom) -> list[str]:
     """Copy the tensors under `init.only` from a run folder or weights file into `model`: every
     one must be there with its shape (a located error names the first that is not). Returns the
     names loaded."""
-    from blocks.external import WeightsFileError, read_state_dict
-    from blocks.runs import WEIGHTS
+    from blocks.layers.external import WeightsFileError, read_state_dict
+    from blocks.run.folder import WEIGHTS
 
     path = Path(init.path)
     file = path / WEIGHTS if path.is_dir() else path

@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from blocks.builder import BlocksModel
+from blocks.builder.model import BlocksModel
 
 _BATCHNORMS = ("batchnorm1d", "batchnorm2d")
 

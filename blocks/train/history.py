@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from blocks.io_utils import atomic_write_text
+from blocks.core.files import atomic_write_text
 
 
 class History:

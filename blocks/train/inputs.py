@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from blocks.errors import BlocksError
+from blocks.core.errors import BlocksError
 
 
 class DataCastWarning(UserWarning):

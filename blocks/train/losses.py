@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from blocks.heads import SigmoidHead, SoftmaxHead
+from blocks.spec.heads import SigmoidHead, SoftmaxHead
 
 
 class HeadLoss:

@@ -13,7 +13,7 @@ from collections import defaultdict
 
 import torch
 
-from blocks.heads import SigmoidHead, SoftmaxHead
+from blocks.spec.heads import SigmoidHead, SoftmaxHead
 
 FLUSH_EVERY = 32  # queued micro-batches
 FLUSH_ELEMENTS = 1 << 22  # queued logit values (16 MiB of float32): bounds the memory held

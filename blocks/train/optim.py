@@ -7,8 +7,8 @@ import warnings
 import torch
 from torch import nn
 
+from blocks.spec.train import SGD, Adam, AdamW, CosineLR, OneCycleLR, StepLR, TrainSpec
 from blocks.train.finetune import group_lr, optimizer_groups
-from blocks.train.spec import SGD, Adam, AdamW, CosineLR, OneCycleLR, StepLR, TrainSpec
 
 _FUSED_DEVICES = ("cpu", "cuda", "mps", "xpu")
 

@@ -21,11 +21,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from blocks.builder import BlocksModel
-from blocks.device import resolve_device
-from blocks.errors import BlocksError, DeviceMismatchError
-from blocks.heads import SigmoidHead, SoftmaxHead
-from blocks.spec import SINGLE_HEAD
+from blocks.builder.device import resolve_device
+from blocks.builder.model import BlocksModel
+from blocks.core.errors import BlocksError, DeviceMismatchError
+from blocks.spec.heads import SigmoidHead, SoftmaxHead
+from blocks.spec.model import SINGLE_HEAD
+from blocks.spec.train import TrainSpec
 from blocks.train import compiled_step, loggers
 from blocks.train import distributed as _dist
 from blocks.train.batches import Batch, TensorBatches, batch_size_of, make_batches
@@ -39,7 +40,6 @@ from blocks.train.losses import HeadLoss
 from blocks.train.metrics import HeadMetrics
 from blocks.train.nonfinite import NonFiniteGuard
 from blocks.train.optim import make_optimizer, make_scheduler, rebuild_scheduler
-from blocks.train.spec import TrainSpec
 
 Callback = Callable[["Trainer", dict[str, Any]], None]
 CHECKPOINT = "checkpoint.safetensors"
@@ -71,7 +71,7 @@ class Trainer:
         if not isinstance(model, BlocksModel):
             raise TypeError(f"Trainer trains models built by blocks.build, got {type(model).__name__}")
         if not isinstance(spec, TrainSpec):  # a dict: located, did-you-mean errors as in YAML
-            from blocks.recipe_io import validate_section
+            from blocks.recipe.loading import validate_section
 
             spec = validate_section(TrainSpec, spec or {}, ("train",))
         self.spec = spec
@@ -534,7 +534,7 @@ class Trainer:
 
     def _metric_names(self) -> set[str]:
         """The metric names an epoch record has after its `train/` or `val/` prefix."""
-        from blocks.train.metric_names import record_metric_names
+        from blocks.spec.metric_names import record_metric_names
 
         return record_metric_names(self.heads)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 import blocks
-from blocks.train.spec import TrainSpec
+from blocks.spec.train import TrainSpec
 
 HERE = Path(__file__).resolve().parent
 WORKER = HERE / "ddp_worker.py"

@@ -10,8 +10,8 @@ import pytest
 from torch import nn
 
 import blocks
-import blocks.registry
-from blocks.block_docs import catalogue, describe
+import blocks.spec.registry
+from blocks.layers.docs import catalogue, describe
 from blocks.cli import EXIT_BAD_INPUT, build_parser, main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,7 +29,7 @@ def plugin():
     class Doubler(blocks.Block):
         """Doubles the last axis by repeating it (a test plugin)."""
 
-        times: int = blocks.spec.Field(2, description="how many copies")
+        times: int = blocks.spec.model.Field(2, description="how many copies")
 
         def output_shape(self, shape):
             return (*shape[:-1], shape[-1] * self.times)
@@ -38,7 +38,7 @@ def plugin():
             return nn.Identity()
 
     yield Doubler
-    blocks.registry.unregister_block("doubler")
+    blocks.spec.registry.unregister_block("doubler")
 
 
 def test_list_names_every_registered_type_with_a_summary(capsys, plugin):

@@ -9,7 +9,7 @@ import pytest
 
 import blocks
 from blocks.cli import EXIT_BAD_INPUT, main
-from blocks.overrides import apply_sets, parse_set
+from blocks.recipe.overrides import apply_sets, parse_set
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
 from test_train_cli import RECIPE  # noqa: E402

@@ -14,9 +14,9 @@ import yaml
 from torch import nn
 
 import blocks
-import blocks.registry
+import blocks.spec.registry
 from blocks.cli import build_parser
-from blocks.docgen import cli_reference, recipe_reference
+from blocks.cli.docgen import cli_reference, recipe_reference
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,7 +27,7 @@ def plugin():
     class Scale(blocks.Block):
         """Multiplies by a constant (registered by a test, as a plugin would be)."""
 
-        factor: float = blocks.spec.Field(2.0, description="the constant")
+        factor: float = blocks.spec.model.Field(2.0, description="the constant")
 
         def output_shape(self, shape):
             return shape
@@ -36,7 +36,7 @@ def plugin():
             return nn.Identity()
 
     yield Scale
-    blocks.registry.unregister_block("docs_plugin_scale")
+    blocks.spec.registry.unregister_block("docs_plugin_scale")
 
 
 def test_recipe_reference_lists_every_block_type_plugins_included(plugin):

@@ -15,7 +15,7 @@ from torch import nn
 
 import blocks
 from blocks.cli import EXIT_BAD_INPUT, main
-from blocks.module_import import ModuleImportError
+from blocks.exporters.from_module import ModuleImportError
 
 SEED_PARAMS = 216_650  # Conv2d(1, 32, 3) + Linear(32 * 26 * 26, 10)
 

@@ -18,7 +18,7 @@ from torch import nn
 
 import blocks
 import blocks.layers
-import blocks.modules
+import blocks.layers.modules
 from blocks.exporters import ExportError
 from blocks.exporters.python_source import _EMITTERS, model_source
 from blocks.lint import lint_paths
@@ -135,8 +135,8 @@ def assert_ruff_clean(folder) -> None:
 
 def _module_classes() -> list[type[nn.Module]]:
     """Every nn.Module class that blocks' own block types build (they all live in
-    `blocks.modules`: layers, catalogue, composites, preprocessing), the model class aside."""
-    names = [f"blocks.modules.{info.name}" for info in pkgutil.iter_modules(blocks.modules.__path__)]
+    `blocks.layers.modules`: layers, catalogue, composites, preprocessing), the model class aside."""
+    names = [f"blocks.layers.modules.{info.name}" for info in pkgutil.iter_modules(blocks.layers.modules.__path__)]
     classes = []
     for name in names:
         module = importlib.import_module(name)

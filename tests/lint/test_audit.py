@@ -1,4 +1,4 @@
-"""`blocks.audit`: what it reports, and that it leaves the model exactly as it found it."""
+"""`blocks.lint.audit`: what it reports, and that it leaves the model exactly as it found it."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from blocks.audit import AuditError, AuditReport, audit
+from blocks.lint.audit import AuditError, AuditReport, audit
 
 SHARED = nn.Linear(4, 4)  # a module living outside any model
 

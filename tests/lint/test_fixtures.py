@@ -7,7 +7,7 @@ import pytest
 import torch
 from lint_support import FIXTURES, load_fixture
 
-from blocks.audit import audit
+from blocks.lint.audit import audit
 from blocks.lint import lint_paths
 
 # file -> exact findings (code, line, column); every location was checked by eye.

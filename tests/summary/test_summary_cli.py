@@ -12,7 +12,7 @@ from pathlib import Path
 
 import blocks
 from blocks.cli import main
-from blocks.summary import Summary
+from blocks.inspect.summary import Summary
 
 BILLION = """\
 model:

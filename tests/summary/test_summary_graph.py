@@ -11,8 +11,8 @@ import pytest
 
 import blocks
 from blocks.cli import main
-from blocks.composites import Repeat, Residual
-from blocks.graph import architectures_markdown, model_graph, to_dot, to_mermaid
+from blocks.layers.composites import Repeat, Residual
+from blocks.inspect.graph import architectures_markdown, model_graph, to_dot, to_mermaid
 
 BUNDLED = sorted(blocks.bundled_recipes())
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "architectures.md"
@@ -171,7 +171,7 @@ def test_cli_graph_bad_recipe_is_located(tmp_path, capsys) -> None:
 def test_docs_architectures_up_to_date(capsys) -> None:
     text = DOCS.read_text(encoding="utf-8")
     assert text == architectures_markdown(), (
-        "docs/architectures.md is stale: run `python -m blocks.graph docs/architectures.md`")
+        "docs/architectures.md is stale: run `python -m blocks.inspect.graph docs/architectures.md`")
     for name in BUNDLED:
         assert main(["graph", name, "--format", "mermaid"]) == 0
         assert capsys.readouterr().out.rstrip() in text

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import blocks
-from blocks.summary import summarize
+from blocks.inspect.summary import summarize
 
 
 def test_transformer_encoder_counts_attention_and_per_token_linears():

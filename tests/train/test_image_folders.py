@@ -15,7 +15,7 @@ import torch
 import blocks
 from blocks.cli import main
 from blocks.data.images import augment_image, read_images
-from blocks.data.spec import ImageAugment
+from blocks.spec.data import ImageAugment
 from blocks.data.splits import load_splits
 
 PIL = pytest.importorskip("PIL.Image")

@@ -17,7 +17,7 @@ import blocks
 from blocks.cli import main
 from blocks.data.sources import load_arrays
 from blocks.data.splits import load_splits
-from blocks.runs import read_feature_file, read_labelled_file
+from blocks.run.folder import read_feature_file, read_labelled_file
 
 CULTIVARS = ["barbera", "barolo", "grignolino"]  # sorted: the learned label order
 NAMES = {0: "barolo", 1: "grignolino", 2: "barbera"}

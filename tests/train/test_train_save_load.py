@@ -9,7 +9,8 @@ import torch
 from trainkit import learnable_data, mlp_spec
 
 import blocks
-from blocks import io_utils, runs
+from blocks.core import files as io_utils
+from blocks.run import folder as runs
 from blocks.cli import main
 
 

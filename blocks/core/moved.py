@@ -1,0 +1,99 @@
+"""Old import paths of modules that moved into sub-packages, kept working for one release.
+
+`import blocks.registry` (or `from blocks.runs import load`) still works: an import hook finds
+the old name, warns with a `DeprecationWarning` naming the new place, and hands back the new
+module itself, so old and new paths give the very same objects.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.machinery
+import sys
+import warnings
+from types import ModuleType
+
+#: old module path -> where it lives now (docs/architecture.md has the map)
+MOVED: dict[str, str] = {
+    "blocks.errors": "blocks.core.errors",
+    "blocks.lazy": "blocks.core.lazy",
+    "blocks.numbers": "blocks.core.numbers",
+    "blocks.io_utils": "blocks.core.files",
+    "blocks.tensor_digest": "blocks.core.digest",
+    "blocks.limits": "blocks.core.limits",
+    "blocks.registry": "blocks.spec.registry",
+    "blocks.shapes": "blocks.spec.shapes",
+    "blocks.counts": "blocks.spec.counts",
+    "blocks.budget": "blocks.spec.budget",
+    "blocks.heads": "blocks.spec.heads",
+    "blocks.preprocess": "blocks.spec.preprocess",
+    "blocks.data.spec": "blocks.spec.data",
+    "blocks.train.spec": "blocks.spec.train",
+    "blocks.schema_tags": "blocks.spec.schema_tags",
+    "blocks.train.metric_names": "blocks.spec.metric_names",
+    "blocks.recipe_yaml": "blocks.recipe.bounded_yaml",
+    "blocks.recipe_io": "blocks.recipe.loading",
+    "blocks.overrides": "blocks.recipe.overrides",
+    "blocks.recipe_checks": "blocks.run.checks",
+    "blocks.catalogue": "blocks.layers.catalogue",
+    "blocks.composites": "blocks.layers.composites",
+    "blocks.external": "blocks.layers.external",
+    "blocks.block_docs": "blocks.layers.docs",
+    "blocks.modules": "blocks.layers.modules",
+    "blocks.modules.axes": "blocks.layers.modules.axes",
+    "blocks.modules.branches": "blocks.layers.modules.branches",
+    "blocks.modules.gating": "blocks.layers.modules.gating",
+    "blocks.modules.pooling": "blocks.layers.modules.pooling",
+    "blocks.modules.regularize": "blocks.layers.modules.regularize",
+    "blocks.modules.residual": "blocks.layers.modules.residual",
+    "blocks.modules.transformer": "blocks.layers.modules.transformer",
+    "blocks.modules.preprocessing": "blocks.builder.preprocessing",
+    "blocks.device": "blocks.builder.device",
+    "blocks.weights": "blocks.builder.weights",
+    "blocks.summary": "blocks.inspect.summary",
+    "blocks.graph": "blocks.inspect.graph",
+    "blocks.report": "blocks.inspect.report",
+    "blocks.runs": "blocks.run.folder",
+    "blocks.module_import": "blocks.exporters.from_module",
+    "blocks.audit": "blocks.lint.audit",
+    "blocks.docgen": "blocks.cli.docgen",
+}
+
+
+class _MovedLoader(importlib.abc.Loader):
+    def __init__(self, new: str) -> None:
+        self.new = new
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
+        warnings.warn(f"{spec.name} moved to {self.new}; the old path works until the next "
+                      "release", DeprecationWarning, stacklevel=_caller_level())
+        return importlib.import_module(self.new)
+
+    def exec_module(self, module: ModuleType) -> None:
+        """The new module has run already."""
+
+
+def _caller_level() -> int:
+    """Stack level of the first frame outside the import machinery (the user's import)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and (frame.f_code.co_filename.startswith("<frozen") or
+                                 frame.f_code.co_filename == __file__):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+class MovedFinder(importlib.abc.MetaPathFinder):
+    """Finds the old names in `MOVED` (and only those); everything else is left to Python."""
+
+    def find_spec(self, name: str, path: object = None, target: object = None
+                  ) -> importlib.machinery.ModuleSpec | None:
+        new = MOVED.get(name)
+        if new is None:
+            return None
+        return importlib.machinery.ModuleSpec(name, _MovedLoader(new))
+
+
+def install() -> None:
+    if not any(isinstance(finder, MovedFinder) for finder in sys.meta_path):
+        sys.meta_path.append(MovedFinder())

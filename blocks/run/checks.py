@@ -1,0 +1,212 @@
+"""What `blocks validate` can know about a whole recipe without reading data or training.
+
+Each check returns problems with spec paths (`data.csv.path`, `model.head.classes`), which
+`recipe_io` locates at the recipe's line, the same way as type and shape errors: data files
+exist, bundled datasets fit the head and input, CSV target columns exist and fit the heads,
+npz targets name the heads, the early-stopping metric is one that training records, an
+`embedding` block gets int64 token ids.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from blocks.core.errors import Problem
+from blocks.spec.recipe import Recipe
+
+# (classes, features, kind) of the bundled scikit-learn datasets
+BUNDLED = {"digits": (10, 64, "image"), "iris": (3, 4, "tabular"), "wine": (3, 13, "tabular"),
+           "breast_cancer": (2, 30, "tabular")}
+
+
+def recipe_problems(recipe: Recipe, base_dir: Path | None) -> list[Problem]:
+    """Every problem found, in recipe order (model, data, train)."""
+    problems = _embedding_problems(recipe)
+    if recipe.data is not None:
+        problems += _data_problems(recipe, base_dir)
+    problems += _early_stopping_problems(recipe)
+    return problems
+
+
+def _embedding_problems(recipe: Recipe) -> list[Problem]:
+    if recipe.model.input.dtype == "int64":
+        return []
+    found = []
+
+    def walk(blocks: list[Any], path: str) -> None:
+        for i, block in enumerate(blocks):
+            if getattr(block, "type", None) == "embedding":
+                found.append(Problem(f"{path}[{i}]", "an `embedding` block looks up integer token "
+                                     f"ids, but the model input is {recipe.model.input.dtype}; set "
+                                     "`model.input.dtype: int64`", "embedding_dtype"))
+            inner = getattr(block, "blocks", None)
+            if isinstance(inner, list):
+                walk(inner, f"{path}[{i}].blocks")
+
+    walk(recipe.model.backbone, "model.backbone")
+    return found[:1]  # one report: the input dtype is the one fix
+
+
+def _data_problems(recipe: Recipe, base_dir: Path | None) -> list[Problem]:
+    data, model = recipe.data, recipe.model
+    problems: list[Problem] = []
+    for key in ("csv", "npz", "images"):
+        source = getattr(data, key)
+        if source is None:
+            continue
+        path = Path(source.path)
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        if not path.exists():
+            problems.append(Problem(f"data.{key}.path", f"{'folder' if key == 'images' else 'file'} "
+                                    f"{str(path)!r} does not exist", "file_not_found"))
+        elif key == "csv" and path.is_file():
+            problems += _csv_problems(recipe, path)
+        elif key == "images" and path.is_dir():
+            problems += _image_problems(recipe, path)
+    if data.dataset is not None:
+        problems += _bundled_problems(recipe)
+    if data.npz is not None and isinstance(data.npz.y, dict) != model.multi_head:
+        problems.append(Problem("data.npz.y", "name one array per head (head -> key)"
+                                if model.multi_head else "the model has one head: give one "
+                                "target key", "targets_shape"))
+    elif data.npz is not None and isinstance(data.npz.y, dict):
+        problems += _head_names(set(data.npz.y), model, "data.npz.y")
+    if not problems and (data.csv is not None or data.npz is not None):
+        problems += _reading_problems(recipe, base_dir)
+    return problems
+
+
+def _reading_problems(recipe: Recipe, base_dir: Path | None) -> list[Problem]:
+    """Read a CSV/npz source as training would (no model is built): every target fits its head
+    in type and range, cells parse, the encoded input fits `model.input.shape`."""
+    from blocks.core.errors import SpecError
+    from blocks.data.splits import load_splits
+
+    try:
+        load_splits(recipe, base_dir)
+    except SpecError as err:
+        return list(err.problems)
+    return []
+
+
+def _head_names(given: set[str], model: Any, where: str) -> list[Problem]:
+    heads = set(model.head_specs)
+    if given == heads:
+        return []
+    unknown, missing = sorted(given - heads), sorted(heads - given)
+    return [Problem(where, (f"names no head {', '.join(map(repr, unknown))}; " if unknown else "")
+                    + (f"no target for head(s) {', '.join(map(repr, missing))}; " if missing else "")
+                    + f"the model's heads are {', '.join(model.head_specs)}", "unknown_head")]
+
+
+def _bundled_problems(recipe: Recipe) -> list[Problem]:
+    data, model = recipe.data, recipe.model
+    classes, features, kind = BUNDLED[data.dataset]
+    classes = len(data.classes) if data.classes is not None else classes
+    problems = []
+    if model.multi_head:
+        return [Problem("data.dataset", f"{data.dataset} has one target; the model has heads "
+                        f"{', '.join(model.head_specs)} (use `head:`)", "targets_shape")]
+    head = model.head
+    wanted = classes if head.type == "softmax" else (1 if classes == 2 else classes)
+    if head.classes != wanted:
+        problems.append(Problem("model.head.classes", f"{data.dataset} has {classes} classes"
+                                + (" (after `data.classes`)" if data.classes else "")
+                                + f", so the {head.type} head needs classes: {wanted}",
+                                "class_count"))
+    if data.classes is not None:
+        out_of_range = [c for c in data.classes if not 0 <= c < BUNDLED[data.dataset][0]]
+        if out_of_range:
+            problems.append(Problem("data.classes", f"{data.dataset} has class ids 0.."
+                                    f"{BUNDLED[data.dataset][0] - 1}, not {out_of_range[0]}",
+                                    "unknown_class"))
+    size = math.prod(model.input.shape)
+    if model.preprocess is None and model.input.dtype != "int64" and size != features:
+        shape = list(model.input.shape)
+        resizable = kind == "image" and len(shape) == 3 and shape[0] == 1
+        if not resizable:
+            problems.append(Problem("model.input.shape", f"{data.dataset} has {features} "
+                                    f"features per sample, which cannot be shaped into {shape}",
+                                    "shape_mismatch"))
+    return problems
+
+
+def _image_problems(recipe: Recipe, root: Path) -> list[Problem]:
+    """One softmax head over [C, H, W] input, with as many classes as class folders."""
+    from blocks.core.errors import SpecError
+    from blocks.data.images import image_shape
+
+    model = recipe.model
+    try:
+        image_shape(model)
+    except SpecError as err:
+        return list(err.problems)
+    if model.multi_head or model.head.type != "softmax":
+        return [Problem("data.images", "image folders give one class per image: use a single "
+                        "softmax `head`", "targets_shape")]
+    folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if len(folders) != model.head.classes:
+        return [Problem("model.head.classes", f"{root.name} has {len(folders)} class folders "
+                        f"({', '.join(folders[:8])}) but the head has {model.head.classes} classes",
+                        "class_count")]
+    return []
+
+
+def _csv_problems(recipe: Recipe, path: Path) -> list[Problem]:
+    """Target columns exist in the header and fit the heads in number (types need the rows)."""
+    from blocks.core.errors import SpecError
+    from blocks.data.sources import target_columns
+
+    source, model = recipe.data.csv, recipe.model
+    try:
+        targets = target_columns(source.target, model)
+    except SpecError as err:
+        return list(err.problems)
+    widths = [1 if h.type == "softmax" else h.classes for h in model.head_specs.values()]
+    if len(targets) != sum(widths):
+        heads = ", ".join(f"{name} ({w})" for name, w in zip(model.head_specs, widths, strict=True))
+        return [Problem("data.csv.target", f"{len(targets)} target column(s) but the head(s) take "
+                        f"{sum(widths)}: {heads}", "targets_shape")]
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            first = handle.readline(1 << 20)
+        header = read_csv_header(first, source.delimiter)
+    except OSError as err:
+        return [Problem("data.csv.path", f"cannot read {path.name}: {err}", "file_unreadable")]
+    named = [*targets, *(source.features or [])]
+    categorical = source.categorical if isinstance(source.categorical, list) else []
+    missing = [c for c in [*named, *categorical] if c not in header]
+    if missing:
+        where = ("data.csv.target" if missing[0] in targets else "data.csv.categorical"
+                 if missing[0] in categorical else "data.csv.features")
+        return [Problem(where, f"{path.name} has no column {missing[0]!r} (header: "
+                        f"{', '.join(header[:8])}{' ...' if len(header) > 8 else ''})",
+                        "unknown_column")]
+    return []
+
+
+def read_csv_header(line: str, delimiter: str) -> list[str]:
+    import csv
+
+    return next(csv.reader([line], delimiter=delimiter), [])
+
+
+def _early_stopping_problems(recipe: Recipe) -> list[Problem]:
+    from blocks.spec.metric_names import record_metric_names
+
+    rule = recipe.train.early_stopping
+    if rule is None:
+        return []
+    split, _, rest = rule.metric.partition("/")
+    names = record_metric_names(recipe.model.head_specs)
+    if split not in ("train", "val") or rest not in names:
+        return [Problem("train.early_stopping.metric", f"{rule.metric!r} is not a metric blocks "
+                        f"records; choose one of: {', '.join(sorted(names))} after `train/` or "
+                        "`val/`", "unknown_metric")]
+    if split == "val" and recipe.data is not None and recipe.data.val_fraction == 0:
+        return [Problem("train.early_stopping.metric", f"{rule.metric!r} needs a validation "
+                        "split, but data.val_fraction is 0", "unknown_metric")]
+    return []
