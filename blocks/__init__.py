@@ -32,7 +32,7 @@ _EXPORTS: dict[str, str] = {
     "from_module": "blocks.exporters.from_module",
     "Recipe": "blocks.spec.recipe",
     "bundled_recipes": "blocks.recipe.loading", "dump_recipe": "blocks.recipe.loading",
-    "load_recipe": "blocks.recipe.loading", "recipe_schema": "blocks.recipe.loading",
+    "load_recipe": "blocks.run.validate", "recipe_schema": "blocks.recipe.loading",
     "Block": "blocks.spec.registry", "block_types": "blocks.spec.registry",
     "load_plugins": "blocks.spec.registry", "register_block": "blocks.spec.registry",
     "evaluate_run": "blocks.run.folder", "load": "blocks.run.folder", "predict_run": "blocks.run.folder",
@@ -78,8 +78,9 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from blocks.inspect.summary import summarize
     from blocks.layers.composites import Repeat, Residual, TorchLayer
     from blocks.lint.audit import AuditReport, audit
-    from blocks.recipe.loading import bundled_recipes, dump_recipe, load_recipe, recipe_schema
+    from blocks.recipe.loading import bundled_recipes, dump_recipe, recipe_schema
     from blocks.run.folder import evaluate_run, load, predict_run, run_recipe, save
+    from blocks.run.validate import load_recipe
     from blocks.spec.data import DataSpec
     from blocks.spec.heads import SigmoidHead, SoftmaxHead
     from blocks.spec.model import InputSpec, ModelSpec

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from torch import nn
 
 import blocks
-from blocks.layers.catalogue import AvgPool1d, AvgPool2d, Conv1d, Conv2d, MaxPool1d, MaxPool2d
 from blocks.core.errors import ShapeError
+from blocks.layers.catalogue import AvgPool1d, AvgPool2d, Conv1d, Conv2d, MaxPool1d, MaxPool2d
 
 SEED_PARAMS = 216_650
 RESNET18_PARAMS = 11_689_512  # torchvision.models.resnet18(): not installed here, so the number

@@ -13,15 +13,15 @@ from torch import nn
 
 import blocks
 import blocks.spec.registry
-from blocks.spec import counts
-from blocks.layers.docs import describe
-from blocks.spec.budget import footprint
 from blocks.builder.model import BlocksModel
 from blocks.cli import main
+from blocks.layers.docs import describe
+from blocks.spec import counts
+from blocks.spec.budget import footprint
 from blocks.spec.heads import SigmoidHead, SoftmaxHead
+from blocks.spec.model import ELEMENT_SIZES, InputSpec
 from blocks.spec.preprocess import Preprocessing, PreprocessSpec
 from blocks.spec.registry import Block, block_types, get_block_type
-from blocks.spec.model import ELEMENT_SIZES, InputSpec
 
 #: Block types whose module is unknown without building it: a meta build counts them.
 UNKNOWN = {"torch", "timm", "torchvision"}

@@ -13,9 +13,9 @@ from torch import nn
 
 import blocks
 from blocks.core.errors import ShapeError
+from blocks.inspect.summary import spec_module_name
 from blocks.layers.gating import make_divisible
 from blocks.spec.registry import get_block_type
-from blocks.inspect.summary import spec_module_name
 
 NEW_TYPES = {"concat", "dense_concat", "squeeze_excite", "hardswish", "hardsigmoid", "softmax_act",
              "drop_path", "layer_scale", "permute", "reshape", "unflatten", "layernorm2d",

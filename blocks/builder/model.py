@@ -17,7 +17,9 @@ from torch.nn.modules.module import (  # torch mutates these dicts in place, nev
 
 from blocks.builder.device import DevicePolicy, mismatch_message, resolve_device, single_device
 from blocks.builder.preprocessing import Preprocessing
+from blocks.builder.weights import import_from_spec
 from blocks.core.errors import DeviceMismatchError, InputShapeError, SpecError
+from blocks.recipe.loading import load_recipe, validate_model_dict
 from blocks.spec.budget import check_footprint
 from blocks.spec.model import ModelSpec, ShapeReport
 from blocks.spec.recipe import Recipe
@@ -254,8 +256,6 @@ def build(
         finally:
             torch.default_generator.set_state(saved)
     if weights and model_spec.weights is not None:
-        from blocks.builder.weights import import_from_spec
-
         import_from_spec(model, model_spec.weights)
     if dtype is not None:
         if not dtype.is_floating_point:
@@ -274,10 +274,7 @@ def _as_model_spec(spec: ModelSpec | Recipe | dict | str | Path) -> ModelSpec:
         return spec
     if isinstance(spec, Recipe):
         return spec.model
-    from blocks.recipe.loading import load_recipe
 
     if isinstance(spec, dict) and "model" not in spec:
-        from blocks.recipe.loading import validate_model_dict
-
         return validate_model_dict(spec)
     return load_recipe(spec).model

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from blocks.core.errors import Problem, SpecError
 from blocks.spec.preprocess import PreprocessSpec
 
 
@@ -102,8 +103,6 @@ class Preprocessing(nn.Module):
 
     def _fill_values(self, values: torch.Tensor) -> torch.Tensor:
         """One fill per feature, from the non-missing training values."""
-        from blocks.core.errors import Problem, SpecError
-
         categorical = set(self.category_index.tolist()) if self.category_sizes else set()
         fill = torch.empty(values.shape[1], dtype=torch.float64)
         for j in range(values.shape[1]):

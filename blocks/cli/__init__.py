@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    from blocks import __version__
+    from blocks.core.version import __version__
 
     parser.add_argument("--version", action="version", version=f"blocks {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")

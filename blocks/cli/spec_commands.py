@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    from blocks.recipe.loading import iter_recipe_errors
+    from blocks.run.validate import iter_recipe_errors
     from blocks.spec.budget import footprint
 
     failed = 0
@@ -71,7 +71,8 @@ def run_schema(args: argparse.Namespace) -> int:
 
 
 def run_recipes(args: argparse.Namespace) -> int:
-    from blocks.recipe.loading import bundled_recipes, load_recipe
+    from blocks.recipe.loading import bundled_recipes
+    from blocks.run.validate import load_recipe
 
     for name, path in bundled_recipes().items():
         recipe = load_recipe(path)

@@ -66,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_summary(args: argparse.Namespace) -> int:
     from blocks.inspect.summary import compare, summarize
-    from blocks.recipe.loading import load_recipe
+    from blocks.run.validate import load_recipe
 
     if not 1 <= args.batch_size <= MAX_SIZE:
         raise SpecError(f"--batch-size must be between 1 and {MAX_SIZE:,}")
@@ -104,7 +104,7 @@ def _label(name: str) -> str:
 def run_graph(args: argparse.Namespace) -> int:
     from blocks.core.files import atomic_write_bytes, atomic_write_text
     from blocks.inspect.graph import model_graph, render
-    from blocks.recipe.loading import load_recipe
+    from blocks.run.validate import load_recipe
 
     graph = model_graph(load_recipe(args.recipe))
     if args.format == "png" and not args.output and sys.stdout.isatty():

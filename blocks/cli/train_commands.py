@@ -102,8 +102,8 @@ def _distributed_device(args: argparse.Namespace) -> str:
     """'cuda' or 'cpu': where a distributed run trains (picks NCCL or gloo)."""
     import torch
 
-    from blocks.recipe.loading import load_recipe
     from blocks.recipe.overrides import apply_sets
+    from blocks.run.validate import load_recipe
 
     device = args.device or apply_sets(load_recipe(args.recipe), args.sets).train.device
     if device == "auto":

@@ -35,7 +35,7 @@ MOVED: dict[str, str] = {
     "blocks.recipe_yaml": "blocks.recipe.bounded_yaml",
     "blocks.recipe_io": "blocks.recipe.loading",
     "blocks.overrides": "blocks.recipe.overrides",
-    "blocks.recipe_checks": "blocks.run.checks",
+    "blocks.recipe_checks": "blocks.run.validate",
     "blocks.catalogue": "blocks.layers.catalogue",
     "blocks.composites": "blocks.layers.composites",
     "blocks.external": "blocks.layers.external",

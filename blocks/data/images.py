@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from blocks.core.errors import BlocksError, Problem, SpecError
+from blocks.data.arrays import RawData, Split, Splits, learned_spec
+from blocks.spec.preprocess import PreprocessSpec
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
@@ -161,7 +163,6 @@ def augment_image(x: torch.Tensor, spec: Any) -> torch.Tensor:
 
 def load_image_folder(source: Any, model: Any, base_dir: Path | None):
     """The folder's files and class ids as `RawData` holding a (not yet split) file list."""
-    from blocks.data.sources import RawData
 
     root = Path(source.path)
     if not root.is_absolute() and base_dir is not None:
@@ -254,9 +255,6 @@ def image_splits(raw: Any, recipe: Any, model_spec: Any, train_idx: np.ndarray,
                  val_idx: np.ndarray, info: dict[str, Any]):
     """Train/val `Split`s of Datasets over the file list, and the model spec whose preprocess
     normalises channels with statistics of the training images (unless given)."""
-    from blocks.data.splits import Split, Splits, learned_spec
-    from blocks.spec.preprocess import PreprocessSpec
-
     dataset: ImageFolderDataset = raw.dataset
     source = recipe.data.images
 

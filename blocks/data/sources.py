@@ -7,36 +7,17 @@ import dataclasses
 import difflib
 import math
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from blocks.core.errors import Problem, SpecError
+from blocks.data.arrays import RawData, Targets
 from blocks.data.table import Columns, decode_columns
 from blocks.spec.budget import check_data_bytes
 from blocks.spec.data import CsvSource, DataSpec, NpzSource, SyntheticSource
 from blocks.spec.model import ModelSpec
-
-Targets = np.ndarray | dict[str, np.ndarray]
-
-
-@dataclass
-class RawData:
-    """One source's samples as loaded, plus what preprocessing must know to repeat it later."""
-
-    x: np.ndarray
-    y: Targets
-    kind: str  # "image", "tabular" or "array"
-    scale: float = 1.0  # fixed scaling of the raw values (digits: pixels 0..16 -> 0..1)
-    features: list[str] | None = None  # feature column names, for `blocks predict` on CSV
-    categories: dict[str, list[str]] | None = None  # category column -> names (code = index)
-    labels: dict[str, list[str]] | None = None  # head name -> class names learned from the data
-    unknown_category: str = "error"
-    encodings: dict[str, Any] | None = None  # category column -> "one_hot", "embedding" or a size
-    dataset: Any = None  # a torch Dataset of samples (image folders) instead of `x`
-    preprocess: Any = None  # a PreprocessSpec the source derived itself (image statistics)
 
 
 def load_arrays(spec: DataSpec, model: ModelSpec, base_dir: Path | None) -> RawData:
@@ -50,7 +31,7 @@ def load_arrays(spec: DataSpec, model: ModelSpec, base_dir: Path | None) -> RawD
     elif spec.npz is not None:
         raw = _npz(spec.npz, model, base_dir)
     elif spec.images is not None:
-        from blocks.data.images import load_image_folder
+        from blocks.data.images import load_image_folder  # lazy: torch loads for image folders only
 
         return load_image_folder(spec.images, model, base_dir)
     else:
@@ -113,7 +94,6 @@ def _resolve(path: str, base_dir: Path | None, where: str) -> Path:
 def check_data_file(path: Path, where: str) -> None:
     """A regular file whose size fits in memory (a CSV parses to a few times its size), checked
     before a byte is read: never a device, a FIFO or a folder."""
-    from blocks.spec.budget import check_data_bytes
 
     if not path.is_file():
         raise SpecError(Problem(where, f"{str(path)!r} is not a regular file", "not_a_file"))

@@ -8,7 +8,6 @@ training, evaluation and prediction all run the same code on the same numbers.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,62 +15,13 @@ import numpy as np
 import torch
 
 from blocks.core.errors import Problem, SpecError
-from blocks.data.sources import RawData, Targets, load_arrays
+from blocks.data.arrays import RawData, Split, Splits, Targets, TargetTensor, learned_spec
+from blocks.data.images import image_splits
+from blocks.data.sources import load_arrays
 from blocks.spec.model import ModelSpec
 from blocks.spec.preprocess import PreprocessSpec
 from blocks.spec.recipe import Recipe
 from blocks.spec.shapes import fmt_shape
-
-TargetTensor = torch.Tensor | dict[str, torch.Tensor]
-
-
-@dataclass
-class Split:
-    """Raw samples: tensors `x`, `y`, or (image folders) a `dataset` decoding them on the fly."""
-
-    x: torch.Tensor | None
-    y: TargetTensor | None
-    dataset: Any = None  # a torch Dataset of (raw input, target) pairs
-
-    def __len__(self) -> int:
-        return len(self.dataset) if self.dataset is not None else len(self.x)
-
-    def as_tuple(self) -> tuple[torch.Tensor, TargetTensor]:
-        """`(x, y)` tensors; a Dataset's samples are gathered into memory (`data()` does not)."""
-        if self.dataset is not None:
-            pairs = [self.dataset[i] for i in range(len(self.dataset))]
-            return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
-        return self.x, self.y
-
-    def data(self) -> Any:
-        """What `Trainer.fit`/`evaluate` take: the `(x, y)` tensors, or the Dataset."""
-        return self.dataset if self.dataset is not None else (self.x, self.y)
-
-
-@dataclass
-class Splits:
-    """Raw train/val samples and the preprocessing the model applies to them.
-
-    `preprocess` is the recipe's declared one, or one derived from the data (scale, z-score
-    for tabular data, resize for small images); `None` when the data is fed as it is.
-    `model_spec` is the recipe's model with that preprocessing filled in: build this one.
-    """
-
-    train: Split
-    val: Split | None
-    preprocess: PreprocessSpec | None
-    model_spec: ModelSpec
-    info: dict[str, Any] = field(default_factory=dict)
-
-    def build_model(self, **build_kwargs: Any):
-        """`blocks.build(self.model_spec, ...)` with the preprocessing statistics fitted on the
-        training split: the model that trains on, and later predicts from, raw inputs."""
-        from blocks.builder.model import build
-
-        model = build(self.model_spec, **build_kwargs)
-        if model.preprocess_module is not None and self.train.x is not None:
-            model.preprocess_module.fit(self.train.x)
-        return model
 
 
 def load_splits(recipe: Recipe, base_dir: str | Path | None = None, *,
@@ -99,8 +49,6 @@ def load_splits(recipe: Recipe, base_dir: str | Path | None = None, *,
                                 "empty_split"))
     info = {"samples": n, "kind": raw.kind, "train": len(train_idx), "val": n_val}
     if raw.dataset is not None:  # image folders: decoded on the fly by Datasets
-        from blocks.data.images import image_splits
-
         return image_splits(raw, recipe, model_spec, train_idx, val_idx, info)
     if model_spec is None:
         preprocess = recipe.model.preprocess or derive_preprocess(
@@ -118,25 +66,6 @@ def load_splits(recipe: Recipe, base_dir: str | Path | None = None, *,
 
     return Splits(take(train_idx), take(val_idx) if n_val else None, model_spec.preprocess,
                   model_spec, info)
-
-
-def learned_spec(model: ModelSpec, preprocess: PreprocessSpec | None,
-                 labels: dict[str, list[str]] | None) -> ModelSpec:
-    """The recipe's model with what reading the data found: the preprocessing, and class names
-    learned from a target column of names (stored in the heads' `labels`)."""
-    update: dict[str, Any] = {}
-    if preprocess is not model.preprocess:
-        update["preprocess"] = preprocess
-    for name, names in (labels or {}).items():
-        if model.head_specs[name].labels is None:
-            head = model.head_specs[name].model_copy(update={"labels": list(names)})
-            if model.multi_head:
-                update["heads"] = {**(update.get("heads") or model.heads), name: head}
-            else:
-                update["head"] = head
-    if not update:
-        return model
-    return ModelSpec.model_validate({**dict(model), **update})
 
 
 def _check_missing(raw: RawData, model_spec: ModelSpec) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from blocks.builder.model import BlocksModel
 from blocks.core.errors import BlocksError
 
 EXPORT_BATCH = 2  # the example batch a graph is exported with
@@ -89,8 +90,6 @@ class ExportGraph(nn.Module):
 
 def prepared(model: nn.Module) -> nn.Module:
     """A CPU, eval-mode copy: exporting never moves the caller's model or flips its mode."""
-    from blocks.builder.model import BlocksModel
-
     if not isinstance(model, BlocksModel):
         raise ExportError(f"blocks.export takes a model built by blocks (BlocksModel), got "
                           f"{type(model).__name__}; see blocks.from_module for hand-written models")

@@ -23,7 +23,14 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.fx.node import _get_qualified_name
 
-from blocks.core.errors import BlocksError
+from blocks.builder.model import build
+from blocks.core.errors import BlocksError, SpecError
+from blocks.exporters.common import sample_input
+from blocks.exporters.source_writer import module_difference
+from blocks.layers.composites import _torch_layers
+from blocks.recipe.loading import dump_recipe
+from blocks.spec.model import Recipe
+from blocks.spec.registry import AnyBlock
 
 TOLERANCE = 1e-5
 
@@ -44,8 +51,6 @@ class ImportedModule:
 
     @property
     def yaml(self) -> str:
-        from blocks.recipe.loading import dump_recipe
-
         return dump_recipe(self.recipe)
 
 
@@ -136,8 +141,6 @@ FINAL_ACTIVATION_FUNCTIONS = {torch.softmax, F.softmax, torch.log_softmax, F.log
 
 def _torch_layer(m: nn.Module) -> dict[str, Any]:
     """Any other `torch.nn` layer: the `torch` block type, arguments read back from the layer."""
-    from blocks.layers.composites import _torch_layers
-
     name = type(m).__name__
     if _torch_layers().get(name) is not type(m):
         raise ValueError("not a torch.nn layer the `torch` block type can build")
@@ -205,9 +208,6 @@ class _Converter:
         """Does `block`, built for this node's input shape, equal `source` in type, options
         (an in-place flag aside) and weight shapes?"""
         from pydantic import TypeAdapter, ValidationError
-
-        from blocks.exporters.python_source import module_difference
-        from blocks.spec.registry import AnyBlock
 
         shape = node.args[0].meta.get("blocks_shape") if isinstance(node.args[0], fx.Node) else None
         if shape is None:
@@ -367,9 +367,6 @@ def from_module(module: nn.Module, input_shape: list[int] | tuple[int, ...], *,
 
     `head`: "softmax" or "sigmoid" (default: softmax for 2+ logits, sigmoid for one).
     """
-    from blocks.builder.model import build
-    from blocks.spec.model import Recipe
-
     try:
         graph = fx.Tracer().trace(module)
     except Exception as err:  # noqa: BLE001 - fx's reason is the useful part
@@ -404,7 +401,6 @@ def from_module(module: nn.Module, input_shape: list[int] | tuple[int, ...], *,
     spec = {"name": name or type(module).__name__, "input": {"shape": list(input_shape),
                                                              "dtype": dtype},
             "backbone": backbone, "head": {"type": head_type, "classes": classes}}
-    from blocks.core.errors import SpecError
 
     try:
         recipe = Recipe.model_validate({"model": spec})
@@ -457,8 +453,6 @@ def _copy_weights(module: nn.Module, model: nn.Module, key_map: dict[str, str]) 
 
 
 def _checked(module, model, recipe, key_map, input_shape, dtype) -> ImportedModule:
-    from blocks.exporters.common import sample_input
-
     source_params = sum(p.numel() for p in module.parameters())
     params = sum(p.numel() for p in model.parameters())
     if params != source_params:

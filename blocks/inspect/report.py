@@ -22,6 +22,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from blocks.core.errors import BlocksError
+from blocks.core.files import atomic_write
+from blocks.data import load_splits
+from blocks.inspect.summary import summarize
+from blocks.recipe.loading import load_recipe
 from blocks.spec.model import SINGLE_HEAD, ModelSpec
 from blocks.spec.recipe import Recipe
 
@@ -70,7 +74,6 @@ def read_run(run_dir: str | Path) -> Run:
         raise ReportError(f"{path}: no such run folder")
     if not (path / "recipe.yaml").exists():
         raise ReportError(f"{path}: not a blocks run folder (no recipe.yaml)")
-    from blocks.recipe.loading import load_recipe
 
     recipe = load_recipe(path / "recipe.yaml")
     history = _read_json(path / "history.json", list)
@@ -263,8 +266,6 @@ def draw_run_plots(run_dir: str | Path, *, val_data: ValData | None = None,
 
 
 def _save(fig: Figure, path: Path) -> Path:
-    from blocks.core.files import atomic_write
-
     return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
 
 
@@ -278,10 +279,6 @@ def _load_model(run_dir: Path) -> BlocksModel:
 
 
 def _val_split(recipe: Recipe) -> tuple[torch.Tensor, Any]:
-    try:
-        from blocks.data import load_splits
-    except ImportError:
-        raise ReportError("this installation has no blocks.data.load_splits") from None
     splits = load_splits(recipe)
     if splits.val is None:
         raise ReportError("the recipe has no validation split (data.val_fraction is 0)")
@@ -348,8 +345,6 @@ def report(run_dir: str | Path, *, plots: bool = True, val_data: ValData | None 
     best_epoch, best_by = _best_epoch(run)
     params = run.info.get("params")
     if not isinstance(params, int):
-        from blocks.inspect.summary import summarize
-
         params = summarize(run.recipe).total_params  # on the meta device: cheap
     wall = run.info.get("wall_time_s")
     if not _is_number(wall):

@@ -31,10 +31,12 @@ from torch import nn
 from blocks.builder.model import BlocksModel, _as_model_spec
 from blocks.core.errors import BlocksError, escape
 from blocks.layers.composites import Repeat, Residual
+from blocks.recipe.loading import load_recipe
 from blocks.spec.budget import check_footprint
 from blocks.spec.model import SINGLE_HEAD, ModelSpec
 from blocks.spec.recipe import Recipe
 from blocks.spec.shapes import fmt_shape
+from blocks.train.finetune import apply_freeze
 
 __all__ = ["Comparison", "LayerRow", "Summary", "SummaryError", "compare", "summarize"]
 
@@ -242,16 +244,12 @@ def _as_model(target: SummaryTarget) -> tuple[nn.Module, bool]:
     if isinstance(target, nn.Module):
         return target, False
     if isinstance(target, str | Path) or isinstance(target, dict) and "model" in target:
-        from blocks.recipe.loading import load_recipe
-
         target = load_recipe(target)  # a recipe: its `train.freeze` shows as frozen rows
     spec = _as_model_spec(target)  # type: ignore[arg-type]
     check_footprint(spec, what="summarise")  # the `copy` probe would allocate it for real
     with torch.device("meta"):
         model = BlocksModel(spec)
     if isinstance(target, Recipe) and target.train.freeze:
-        from blocks.train.finetune import apply_freeze
-
         apply_freeze(model, target.train.freeze)
     dtype = spec.input.torch_dtype
     if dtype.is_floating_point and dtype != torch.float32:

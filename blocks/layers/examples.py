@@ -3,6 +3,9 @@ each with its shape trace (generated, so the shapes shown are the ones inference
 
 from __future__ import annotations
 
+from blocks.recipe.loading import load_recipe
+from blocks.spec.shapes import fmt_shape
+
 EXAMPLES: dict[str, tuple[str, str]] = {  # title -> (what it shows, recipe)
     "concat": ("Two branches on the same input, joined on the channels (an Inception module).", """\
 model:
@@ -101,9 +104,6 @@ model:
 
 def examples_markdown() -> str:
     """Each example recipe with the per-sample shape after every block."""
-    from blocks.recipe.loading import load_recipe
-    from blocks.spec.shapes import fmt_shape
-
     parts = ["## Block types for modern classifiers", "",
              "Each recipe below runs as written; the table is its shape inference "
              "(per-sample shapes, batch axis left out).", ""]

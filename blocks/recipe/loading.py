@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any, get_args, get_origin
@@ -23,6 +23,7 @@ from blocks.spec.budget import check_footprint
 from blocks.spec.model import ModelSpec
 from blocks.spec.recipe import Recipe
 from blocks.spec.registry import Block, block_types, closest, get_block_type
+from blocks.spec.schema_tags import tag_unions
 
 Loc = tuple[str | int, ...]
 
@@ -253,8 +254,15 @@ def resolve_recipe_path(name: str | os.PathLike[str]) -> Path:
                             f"{', '.join(bundled)})", "file_not_found", str(name)))
 
 
+#: checks a caller adds to loading: `(recipe, the folder its relative paths start from) ->
+#: problems`, located in the recipe's text like its own (`blocks.run.validate` passes the
+#: checks that need the data or a model built on `meta`)
+RecipeChecks = Callable[[Recipe, Path], list[Problem]]
+
+
 def _validate(cls: type[BaseModel], data: Any, positions: Positions | None, source: str | None,
-              prefix: Loc = (), check_size: bool = False, check_data: Path | None = None):
+              prefix: Loc = (), check_size: bool = False, checks: RecipeChecks | None = None,
+              base_dir: Path | None = None):
     if not isinstance(data, dict):
         kind = type(data).__name__
         raise SpecError(Problem(_path(prefix), f"expected a mapping at the top of the "
@@ -272,44 +280,36 @@ def _validate(cls: type[BaseModel], data: Any, positions: Positions | None, sour
             check_footprint(model, prefix=where, shapes=shapes)
     except SpecError as err:
         raise _locate_shape_problems(err, positions, source) from None
-    if isinstance(spec, Recipe) and (spec.train.freeze or spec.train.param_groups
-                                     or spec.train.init_from is not None):
-        from blocks.train.finetune import model_parameter_names, prefix_problems
-
-        names = model_parameter_names(spec.model)  # built on `meta`: no weights
-        problems = prefix_problems(spec.train, names) if names is not None else []
-        if problems:
-            raise _locate_shape_problems(SpecError(problems), positions, source)
-    if check_data is not None and isinstance(spec, Recipe):
-        from blocks.run.checks import recipe_problems
-
-        problems = recipe_problems(spec, check_data)
+    if checks is not None and isinstance(spec, Recipe):
+        problems = checks(spec, base_dir)
         if problems:
             raise _locate_shape_problems(SpecError(problems), positions, source)
     return spec
 
 
 def load_recipe(source: str | os.PathLike[str] | dict[str, Any], *, check_size: bool = False,
-                check_data: bool = False) -> Recipe:
+                checks: RecipeChecks | None = None) -> Recipe:
     """A validated `Recipe` from a file path, a bundled recipe name, YAML/JSON text, or a dict.
 
     Checks types, unknown keys and every block's shapes; raises `SpecError` listing each problem
     with file, line, column and spec path. `check_size` also counts the model's parameters on
-    the `meta` device and refuses one whose weights would not fit in memory; `check_data` runs
-    what `blocks.run.checks` can check without training (data files exist, targets fit the
-    heads, the early-stopping metric exists, ...); both are `blocks validate`'s.
+    the `meta` device and refuses one whose weights would not fit in memory. `checks` run on
+    the validated recipe and their problems are located the same way: `blocks.load_recipe`
+    (`blocks.run.validate`) passes the fine-tuning name checks and, for `blocks validate`, the
+    data checks.
     """
-    here = Path.cwd() if check_data else None
     if isinstance(source, dict):
-        return _validate(Recipe, source, None, None, check_size=check_size, check_data=here)
+        return _validate(Recipe, source, None, None, check_size=check_size, checks=checks,
+                         base_dir=Path.cwd())
     if isinstance(source, str) and ("\n" in source or ":" in source and not _is_file(source)):
         data, positions = parse_yaml(source, None)
-        return _validate(Recipe, data, positions, None, check_size=check_size, check_data=here)
+        return _validate(Recipe, data, positions, None, check_size=check_size, checks=checks,
+                         base_dir=Path.cwd())
     path = resolve_recipe_path(source)
     shown = str(source) if _is_file(source) else str(path)
     data, positions = parse_yaml(read_recipe_file(path, shown), shown)
-    recipe = _validate(Recipe, data, positions, shown, check_size=check_size,
-                       check_data=path.resolve().parent if check_data else None)
+    recipe = _validate(Recipe, data, positions, shown, check_size=check_size, checks=checks,
+                       base_dir=path.resolve().parent)
     recipe._source_path = path.resolve()  # relative data paths resolve against this
     weights = recipe.model.weights
     if weights is not None and not Path(weights.file).is_absolute():  # like data paths
@@ -356,18 +356,7 @@ def _keep_tags(lean: Any, full: Any) -> Any:
 
 def recipe_schema() -> dict[str, Any]:
     """JSON Schema of the recipe format, including plugin block types registered so far."""
-    from blocks.spec.schema_tags import tag_unions
-
     schema = tag_unions(Recipe.model_json_schema())
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "blocks recipe"
     return schema
-
-
-def iter_recipe_errors(paths: Sequence[str]) -> Iterator[tuple[str, Recipe | SpecError]]:
-    """Validate many recipes, yielding each result or its error (for `blocks validate`)."""
-    for name in paths:
-        try:
-            yield name, load_recipe(name, check_size=True, check_data=True)
-        except SpecError as err:
-            yield name, err

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from blocks.core.errors import Problem, SpecError
+from blocks.recipe.loading import load_recipe
 from blocks.spec.recipe import Recipe
 
 _SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
@@ -54,8 +55,6 @@ def apply_sets(recipe: Recipe, sets: Sequence[str]) -> Recipe:
     """The recipe with every `KEY=VALUE` applied, validated as a whole."""
     if not sets:
         return recipe
-    from blocks.recipe.loading import load_recipe
-
     data = recipe.model_dump(mode="json", exclude_none=True)
     parsed = [(text, *parse_set(text)) for text in sets]
     for text, path, value in parsed:

@@ -37,9 +37,29 @@ from blocks.builder.model import BlocksModel, build
 from blocks.core.digest import digest, verify_digest
 from blocks.core.errors import BlocksError, Problem, SpecError
 from blocks.core.files import atomic_write, atomic_write_text
-from blocks.recipe.loading import dump_recipe, load_recipe
+from blocks.data.arrays import Splits
+from blocks.data.images import IMAGE_SUFFIXES, read_images
+from blocks.data.sources import (
+    check_data_file,
+    load_npz,
+    read_csv_lines,
+    sniff_delimiter,
+    split_target_columns,
+    table_columns,
+    target_columns,
+    target_labels,
+)
+from blocks.data.splits import load_splits, prepare_targets, raw_inputs
+from blocks.inspect.report import PlotsUnavailableError, draw_run_plots
+from blocks.layers.external import skip_weight_files
+from blocks.recipe.loading import dump_recipe
+from blocks.recipe.overrides import apply_sets
+from blocks.run.validate import check_recipe, load_recipe
+from blocks.spec.preprocess import PreprocessSpec
 from blocks.spec.recipe import Recipe
-from blocks.train.checkpoint import CorruptCheckpointError
+from blocks.train import loggers
+from blocks.train.checkpoint import CorruptCheckpointError, unique_tensors
+from blocks.train.trainer import Trainer
 
 RECIPE = "recipe.yaml"
 WEIGHTS = "model.safetensors"
@@ -99,8 +119,6 @@ def _recipe_to_keep(run_dir: Path, model: BlocksModel) -> Recipe:
 
 def write_weights(model: torch.nn.Module, path: Path) -> Path:
     """safetensors with a SHA-256 of the tensor data in its metadata (checked by `load`)."""
-    from blocks.train.checkpoint import unique_tensors
-
     tensors = unique_tensors(model.state_dict())
     metadata = {"format": WEIGHTS_FORMAT, "sha256": digest(tensors)}
     return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
@@ -123,7 +141,6 @@ def load(path: str | Path, *, device: str | torch.device = "cpu") -> BlocksModel
         spec = spec.model_copy(update={"preprocess": legacy[0]})
     # seeded: the weights are overwritten anyway, and the caller's global RNG stays untouched;
     # external backbones' own weight files are not read again (model.safetensors holds all)
-    from blocks.layers.external import skip_weight_files
 
     with skip_weight_files():  # and not model.weights either: the run's own come next
         model = build(spec, device="cpu", seed=0, weights=False)
@@ -177,8 +194,6 @@ def load_state_checked(model: torch.nn.Module, state: dict[str, torch.Tensor], w
 
 def _legacy_preprocess(run_dir: Path, recipe: Recipe):
     """A `preprocess.json` of an older run, as (spec, buffers), when the recipe has none."""
-    from blocks.spec.preprocess import PreprocessSpec
-
     file = run_dir / LEGACY_PREPROCESS
     if recipe.model.preprocess is not None or not file.is_file():
         return None
@@ -342,12 +357,9 @@ def run_recipe(recipe: str | Path | Recipe, out: str | Path | None = None, *,
     `sets` are `KEY=VALUE` overrides of any recipe key (`blocks train --set`), validated like
     the recipe's own keys and recorded in the run's recipe.yaml.
     """
-    from blocks.data.splits import load_splits
-    from blocks.recipe.overrides import apply_sets
-    from blocks.train import loggers
-    from blocks.train.trainer import Trainer
-
     loaded = apply_sets(recipe if isinstance(recipe, Recipe) else load_recipe(recipe), sets)
+    if sets or isinstance(recipe, Recipe):
+        check_recipe(loaded)  # fine-tuning prefixes against the model, as a file's are checked
     source = loaded.source_path
     run = with_overrides(loaded, epochs=epochs, device=device, seed=seed)
     run._source_path = source
@@ -357,7 +369,7 @@ def run_recipe(recipe: str | Path | Recipe, out: str | Path | None = None, *,
     out = Path(out) if out is not None else Path("runs") / name
     replace = _check_out(out, source, resume=resume, force=force) if main else False
     splits = load_splits(train_recipe)
-    model = splits.build_model(device=train_recipe.train.device, seed=train_recipe.train.seed)
+    model = build_model(splits, device=train_recipe.train.device, seed=train_recipe.train.seed)
     trainer = Trainer(model, train_recipe.train, run_dir=out, quiet=quiet or not main,
                       distributed=dist_info is not None)
     saved = _data_paths_absolute(run.model_copy(update={"model": splits.model_spec}), source)
@@ -399,6 +411,15 @@ def run_recipe(recipe: str | Path | Recipe, out: str | Path | None = None, *,
                           and k.count("/") <= 2)
         print(f"done in {info['wall_time_s']:.1f}s: {final or 'no validation split'}; saved to {out}")
     return RunResult(out, model, history, info)
+
+
+def build_model(splits: Splits, **build_kwargs: Any) -> BlocksModel:
+    """`blocks.build(splits.model_spec, ...)` with the preprocessing statistics fitted on the
+    training split: the model that trains on, and later predicts from, raw inputs."""
+    model = build(splits.model_spec, **build_kwargs)
+    if model.preprocess_module is not None and splits.train.x is not None:
+        model.preprocess_module.fit(splits.train.x)
+    return model
 
 
 def with_overrides(recipe: Recipe, **overrides: Any) -> Recipe:
@@ -498,8 +519,6 @@ def _run_summary(model: BlocksModel, history: Any, trainer: Any, recipe: Recipe,
 
 def _draw_plots(out: Path, model: BlocksModel, splits: Any, *, quiet: bool) -> None:
     """Training curves and validation confusion matrices, when the plot extra is installed."""
-    from blocks.inspect.report import PlotsUnavailableError, draw_run_plots
-
     try:
         written, _ = draw_run_plots(out, model=model,
                                     val_data=splits.val.as_tuple() if splits.val else None)
@@ -523,9 +542,6 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, *, split: 
     - no `data`: the run's own data split (`split`, default val). Paths stored in a run folder
       are not followed outside it unless `trust_paths` (a shared folder may point anywhere).
     """
-    from blocks.data.splits import load_splits
-    from blocks.train.trainer import Trainer
-
     run_dir = Path(run_dir)
     model = load(run_dir)
     run_recipe_ = load_recipe(run_dir / RECIPE)
@@ -570,9 +586,6 @@ def _refuse_outside_paths(recipe: Recipe, run_dir: Path) -> None:
 def read_labelled_file(path: Path, model: BlocksModel, recipe: Recipe, *,
                        target: str | list[str] | None = None) -> tuple[torch.Tensor, Any]:
     """Raw features and targets of a held-out `.csv`/`.npz`, as the run's data had them."""
-    from blocks.data.sources import check_data_file, load_npz, read_csv_lines, table_columns
-    from blocks.data.splits import prepare_targets
-
     if not path.exists():
         raise SpecError(Problem("", "data file does not exist", "file_not_found", str(path)))
     check_data_file(path, "data")
@@ -586,8 +599,6 @@ def read_labelled_file(path: Path, model: BlocksModel, recipe: Recipe, *,
         y = arrays[y_keys["y"]] if not spec.multi_head else {h: arrays[k] for h, k in y_keys.items()}
         x = arrays[x_key]
     else:
-        from blocks.data.sources import sniff_delimiter, split_target_columns, target_labels
-
         targets = _target_columns(recipe, target, spec)
         rows, lines = read_csv_lines(path, "data", sniff_delimiter(path))
         if len(rows) < 2:
@@ -597,7 +608,6 @@ def read_labelled_file(path: Path, model: BlocksModel, recipe: Recipe, *,
         table = table_columns(rows, path, features=features, targets=targets, lines=lines,
                               **_decoding(spec), target_labels=target_labels(targets, spec))
         x, y = table.x, split_target_columns(table.y, spec)
-    from blocks.data.splits import raw_inputs
 
     return raw_inputs(np.asarray(x), spec), prepare_targets(y, spec)
 
@@ -613,8 +623,6 @@ def _decoding(spec: Any) -> dict[str, Any]:
 
 
 def _target_columns(recipe: Recipe, target: str | list[str] | None, spec: Any) -> list[str]:
-    from blocks.data.sources import target_columns
-
     if target is not None:
         return [target] if isinstance(target, str) else list(target)
     csv = recipe.data.csv if recipe.data is not None else None
@@ -703,15 +711,6 @@ def read_feature_file(path: Path, model: BlocksModel, *, delimiter: str | None =
     feature names; a CSV whose first row is all numbers has no header). Category names become
     their codes and missing cells NaN (when the model imputes), as in training. `delimiter`:
     default the most frequent of `,` `;` tab `|` in the first line."""
-    from blocks.data.images import IMAGE_SUFFIXES, read_images
-    from blocks.data.sources import (
-        check_data_file,
-        load_npz,
-        read_csv_lines,
-        sniff_delimiter,
-        table_columns,
-    )
-
     pre = model.spec.preprocess
     if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
         if pre is None or pre.images is None:

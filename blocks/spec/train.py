@@ -12,9 +12,10 @@ from pydantic import (
     field_validator,
 )
 
+from blocks.core.errors import Problem
 from blocks.core.lazy import torch  # imported by the first device name other than `auto`
 from blocks.core.numbers import Seed, Size
-from blocks.spec.registry import SpecModel
+from blocks.spec.registry import SpecModel, closest
 
 
 class _Optimizer(SpecModel):
@@ -204,3 +205,25 @@ def parse_device_name(name: str) -> str:
         raise ValueError(f"unknown device {name!r}; expected 'auto' or one of "
                          f"{', '.join(_KINDS)} (optionally with an index, e.g. 'cuda:0')") from None
     return str(device)
+
+
+def prefix_problems(spec: TrainSpec, names: list[str]) -> list[Problem]:
+    """A located problem for each `freeze` / `param_groups` prefix that names no parameter."""
+    known = set(names)
+    modules = {".".join(parts[:i]) for parts in (n.split(".") for n in names)
+               for i in range(1, len(parts) + 1)}
+    tops = sorted({n.split(".")[0] for n in names})
+    problems = []
+    where = [(f"train.freeze[{i}]", p) for i, p in enumerate(spec.freeze)]
+    where += [(f"train.param_groups[{i}].prefix", g.prefix) for i, g in enumerate(spec.param_groups)]
+    if spec.init_from is not None:
+        where += [(f"train.init_from.only[{i}]", p) for i, p in enumerate(spec.init_from.only)]
+    for path, prefix in where:
+        if any(prefix_covers(prefix, name) for name in known):
+            continue
+        hint = closest(prefix, modules)
+        suggestion = f"; did you mean {hint!r}?" if hint else ""
+        problems.append(Problem(path, f"{prefix!r} names no parameter of the model{suggestion} "
+                                f"(prefixes are module names, e.g. {', '.join(tops)})",
+                                "unknown_prefix"))
+    return problems

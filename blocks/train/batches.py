@@ -13,7 +13,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from blocks.data.splits import Split
+from blocks.data.arrays import Split
+from blocks.train.distributed import GlobalBatchSampler, shard_bounds
 
 Target = torch.Tensor | dict[str, torch.Tensor]
 Batch = tuple[torch.Tensor, Target]
@@ -56,8 +57,6 @@ class TensorBatches:
     def _shard_iter(self) -> Iterator[Batch]:
         """The same global batches as `__iter__` (same permutation), cut to this rank's
         contiguous share; a share may be empty (a small last batch, more ranks than samples)."""
-        from blocks.train.distributed import shard_bounds
-
         rank, world = self.shard
         order = (torch.randperm(len(self.x), generator=self.generator).to(self.x.device)
                  if self.shuffle else None)
@@ -97,7 +96,6 @@ def make_batches(data: Any, batch_size: int, *, shuffle: bool, drop_last: bool,
                              shard=shard)
     if isinstance(data, Dataset) and not isinstance(data, IterableDataset) and shard is not None:
         # distributed hook: the same global batches on every rank, this rank's share of each
-        from blocks.train.distributed import GlobalBatchSampler
 
         sampler = GlobalBatchSampler(len(data), batch_size, shuffle=shuffle, drop_last=drop_last,
                                      generator=generator, shard=shard)

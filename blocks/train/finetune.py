@@ -14,46 +14,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from blocks.builder.weights import RUN_WEIGHTS
 from blocks.core.errors import Problem, SpecError
-from blocks.spec.registry import closest
-from blocks.spec.train import InitFrom, TrainSpec, prefix_covers
+from blocks.layers.external import WeightsFileError, read_state_dict
+from blocks.spec.train import InitFrom, TrainSpec, prefix_covers, prefix_problems
 
 DEFAULT_GROUP = "default"
-
-
-def prefix_problems(spec: TrainSpec, names: list[str]) -> list[Problem]:
-    """A located problem for each `freeze` / `param_groups` prefix that names no parameter."""
-    known = set(names)
-    modules = {".".join(parts[:i]) for parts in (n.split(".") for n in names)
-               for i in range(1, len(parts) + 1)}
-    tops = sorted({n.split(".")[0] for n in names})
-    problems = []
-    where = [(f"train.freeze[{i}]", p) for i, p in enumerate(spec.freeze)]
-    where += [(f"train.param_groups[{i}].prefix", g.prefix) for i, g in enumerate(spec.param_groups)]
-    if spec.init_from is not None:
-        where += [(f"train.init_from.only[{i}]", p) for i, p in enumerate(spec.init_from.only)]
-    for path, prefix in where:
-        if any(prefix_covers(prefix, name) for name in known):
-            continue
-        hint = closest(prefix, modules)
-        suggestion = f"; did you mean {hint!r}?" if hint else ""
-        problems.append(Problem(path, f"{prefix!r} names no parameter of the model{suggestion} "
-                                f"(prefixes are module names, e.g. {', '.join(tops)})",
-                                "unknown_prefix"))
-    return problems
-
-
-def model_parameter_names(model_spec: Any) -> list[str] | None:
-    """Parameter names of the model a spec builds, from a build on the `meta` device (no
-    weights); None when some block cannot be built there (the Trainer checks the real model)."""
-    from blocks.builder.model import BlocksModel
-
-    try:
-        with torch.device("meta"):
-            model = BlocksModel(model_spec)
-    except Exception:  # noqa: BLE001 - only a cheaper early check is skipped
-        return None
-    return [name for name, _ in model.named_parameters()]
 
 
 def apply_freeze(model: nn.Module, prefixes: list[str]) -> list[str]:
@@ -146,11 +112,8 @@ def load_initial_weights(model: nn.Module, init: InitFrom) -> list[str]:
     """Copy the tensors under `init.only` from a run folder or weights file into `model`: every
     one must be there with its shape (a located error names the first that is not). Returns the
     names loaded."""
-    from blocks.layers.external import WeightsFileError, read_state_dict
-    from blocks.run.folder import WEIGHTS
-
     path = Path(init.path)
-    file = path / WEIGHTS if path.is_dir() else path
+    file = path / RUN_WEIGHTS if path.is_dir() else path
     try:
         state = read_state_dict(file, "train.init_from.path")
     except WeightsFileError as err:

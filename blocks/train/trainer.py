@@ -24,7 +24,9 @@ from tqdm.auto import tqdm
 from blocks.builder.device import resolve_device
 from blocks.builder.model import BlocksModel
 from blocks.core.errors import BlocksError, DeviceMismatchError
+from blocks.recipe.loading import validate_section
 from blocks.spec.heads import SigmoidHead, SoftmaxHead
+from blocks.spec.metric_names import record_metric_names
 from blocks.spec.model import SINGLE_HEAD
 from blocks.spec.train import TrainSpec
 from blocks.train import compiled_step, loggers
@@ -71,7 +73,6 @@ class Trainer:
         if not isinstance(model, BlocksModel):
             raise TypeError(f"Trainer trains models built by blocks.build, got {type(model).__name__}")
         if not isinstance(spec, TrainSpec):  # a dict: located, did-you-mean errors as in YAML
-            from blocks.recipe.loading import validate_section
 
             spec = validate_section(TrainSpec, spec or {}, ("train",))
         self.spec = spec
@@ -534,8 +535,6 @@ class Trainer:
 
     def _metric_names(self) -> set[str]:
         """The metric names an epoch record has after its `train/` or `val/` prefix."""
-        from blocks.spec.metric_names import record_metric_names
-
         return record_metric_names(self.heads)
 
     def _early_stopping(self, record: dict[str, Any]) -> None:

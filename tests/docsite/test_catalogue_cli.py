@@ -11,8 +11,8 @@ from torch import nn
 
 import blocks
 import blocks.spec.registry
-from blocks.layers.docs import catalogue, describe
 from blocks.cli import EXIT_BAD_INPUT, build_parser, main
+from blocks.layers.docs import catalogue, describe
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -13,7 +13,8 @@ from torch import nn
 
 import blocks
 from blocks.exporters import ExportError
-from blocks.exporters.python_source import _EMITTERS, model_source, register_emitter
+from blocks.exporters.python_source import model_source
+from blocks.exporters.source_writer import _EMITTERS, register_emitter
 from blocks.lint import lint_paths
 
 EVERY_BLOCK = """

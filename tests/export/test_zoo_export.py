@@ -20,7 +20,8 @@ import blocks
 import blocks.layers
 import blocks.layers.modules
 from blocks.exporters import ExportError
-from blocks.exporters.python_source import _EMITTERS, model_source
+from blocks.exporters.python_source import model_source
+from blocks.exporters.source_writer import _EMITTERS
 from blocks.lint import lint_paths
 
 ZOO = ("convnext_tiny", "densenet121", "efficientnet_b0", "mobilenet_v3_small", "resnet50",

@@ -7,8 +7,8 @@ import pytest
 import torch
 from lint_support import FIXTURES, load_fixture
 
-from blocks.lint.audit import audit
 from blocks.lint import lint_paths
+from blocks.lint.audit import audit
 
 # file -> exact findings (code, line, column); every location was checked by eye.
 WRONG = {

@@ -11,8 +11,8 @@ import pytest
 
 import blocks
 from blocks.cli import main
-from blocks.layers.composites import Repeat, Residual
 from blocks.inspect.graph import architectures_markdown, model_graph, to_dot, to_mermaid
+from blocks.layers.composites import Repeat, Residual
 
 BUNDLED = sorted(blocks.bundled_recipes())
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "architectures.md"

@@ -11,8 +11,8 @@ import torchinfo
 from torch import nn
 
 import blocks
-from blocks.spec.registry import Block, register_block, unregister_block
 from blocks.inspect.summary import Summary, SummaryError, compare, spec_module_name, summarize
+from blocks.spec.registry import Block, register_block, unregister_block
 from blocks.train.finetune import apply_freeze
 
 BUNDLED = sorted(blocks.bundled_recipes())

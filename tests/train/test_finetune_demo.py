@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 
 import blocks
 from blocks.cli import main
+from blocks.run.folder import build_model
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,7 @@ def test_the_frozen_phase_keeps_the_pretrained_backbone_exactly(pretrained):
 
     recipe = blocks.load_recipe("finetune_digits")
     splits = load_splits(recipe)
-    model = splits.build_model(seed=recipe.train.seed)
+    model = build_model(splits, seed=recipe.train.seed)
     saved = load_file(str(pretrained / "model.safetensors"))
     checks = []
 

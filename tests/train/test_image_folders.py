@@ -15,8 +15,9 @@ import torch
 import blocks
 from blocks.cli import main
 from blocks.data.images import augment_image, read_images
-from blocks.spec.data import ImageAugment
 from blocks.data.splits import load_splits
+from blocks.run.folder import build_model
+from blocks.spec.data import ImageAugment
 
 PIL = pytest.importorskip("PIL.Image")
 
@@ -143,7 +144,7 @@ def test_augmentation_keeps_shape_and_range():
 def test_workers_decode_in_other_processes_to_the_same_batches(tmp_path):
     write_digits(tmp_path / "digits", count=24, size=8)
     splits = load_splits(image_recipe(tmp_path, workers=2, cache_mb=0))
-    model = splits.build_model(seed=0)
+    model = build_model(splits, seed=0)
     trainer = blocks.Trainer(model, {"epochs": 1, "batch_size": 8}, quiet=True)
     in_workers = trainer.evaluate(splits.train.data())
     splits.train.dataset.num_workers = 0

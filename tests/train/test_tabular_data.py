@@ -17,7 +17,7 @@ import blocks
 from blocks.cli import main
 from blocks.data.sources import load_arrays
 from blocks.data.splits import load_splits
-from blocks.run.folder import read_feature_file, read_labelled_file
+from blocks.run.folder import build_model, read_feature_file, read_labelled_file
 
 CULTIVARS = ["barbera", "barolo", "grignolino"]  # sorted: the learned label order
 NAMES = {0: "barolo", 1: "grignolino", 2: "barbera"}
@@ -160,7 +160,7 @@ def test_imputation_and_one_hot_happen_inside_the_model(tmp_path):
     assert np.array_equal(raw.x, [[1, 1], [np.nan, 0], [3, np.nan], [5, 1]], equal_nan=True)
     assert raw.y.tolist() == [0, 1, 0, 1] and raw.labels == {"output": ["no", "yes"]}
     splits = load_splits(r)
-    model = splits.build_model(seed=0)
+    model = build_model(splits, seed=0)
     assert model.preprocess.fill.tolist() == [3.0, 1.0]  # mean of 1, 3, 5; most frequent: red
     encoded = model.preprocess(torch.as_tensor(raw.x))
     assert encoded.tolist() == [[1, 0, 1], [3, 1, 0], [3, 0, 1], [5, 0, 1]]
@@ -172,7 +172,7 @@ def test_imputation_and_one_hot_happen_inside_the_model(tmp_path):
 def test_impute_policies(tmp_path, policy, fill):
     r = recipe(tmp_path, "a,y\n1,0\n1,1\n3,0\nNA,1\n9,0\n", impute=policy, fill_value=-2.0,
                inputs=[1], standardize=False)
-    model = load_splits(r).build_model(seed=0)
+    model = build_model(load_splits(r), seed=0)
     assert model.preprocess.fill.tolist() == [fill]
 
 
@@ -180,7 +180,7 @@ def test_unseen_category_ignore_policy_is_an_all_zero_row(tmp_path):
     r = recipe(tmp_path, "a,color,y\n1,red,0\n2,blue,1\n", csv={"categorical": "auto",
                "unknown_category": "ignore"}, inputs=[3], standardize=False)
     splits = load_splits(r)
-    model = splits.build_model(seed=0)
+    model = build_model(splits, seed=0)
     (tmp_path / "new.csv").write_text("a,color\n4,green\n")
     raw = read_feature_file(tmp_path / "new.csv", model)
     assert raw.tolist() == [[4.0, -1.0]]
@@ -266,7 +266,7 @@ def test_categorical_columns_one_hot_or_embedded_as_declared(tmp_path):
     pre = splits.model_spec.preprocess
     assert pre.categories == {"color": ["b", "g", "r"], "city": ["c0", "c1", "c2", "c3", "c4"]}
     assert pre.embeddings == {"city": 3}
-    model = splits.build_model(seed=0)
+    model = build_model(splits, seed=0)
     assert model.preprocess.embeddings["1"].weight.shape == (6, 3)
     history = blocks.Trainer(model, {"epochs": 2, "batch_size": 8}, quiet=True).fit(splits.train)
     assert len(history) == 2

@@ -8,6 +8,7 @@ import torch
 
 import blocks
 from blocks.data.splits import load_splits
+from blocks.run.folder import build_model
 
 
 def recipe(path=None, **data) -> blocks.Recipe:
@@ -43,7 +44,7 @@ def test_csv_path_is_relative_to_the_recipe(tmp_path):
     train_raw = x[order[5:]].astype(np.float64)
     assert splits.preprocess.standardize and splits.preprocess.features == ["a", "b", "c"]
     assert torch.equal(splits.train.x, torch.as_tensor(x[order[5:]]))  # raw, as in the file
-    model = splits.build_model(seed=0)
+    model = build_model(splits, seed=0)
     pre = model.preprocess_module
     assert pre.mean.tolist() == pytest.approx(train_raw.mean(0).tolist())
     assert pre.std.tolist() == pytest.approx(train_raw.std(0).tolist())
@@ -95,7 +96,7 @@ def test_npz_single_and_multi_head(tmp_path):
     assert set(m.train.y) == {"kind", "tags"}
     assert m.train.y["kind"].dtype == torch.int64 and m.train.y["tags"].dtype == torch.float32
     assert m.train.y["tags"].shape == (24, 3)
-    model = m.build_model(seed=0)
+    model = build_model(m, seed=0)
     history = blocks.Trainer(model, {"epochs": 1}, quiet=True).fit(m.train, m.val)
     assert "val/tags/f1" in history.last
     with pytest.raises(blocks.SpecError, match="array 'nope' is not in d.npz"):
@@ -133,8 +134,8 @@ def test_digits_reshaped_or_resized_by_model_input():
     assert s.preprocess.scale == b.preprocess.scale == 1 / 16
     assert not s.preprocess.standardize  # images are not z-scored by default
     assert float(s.train.x.max()) == 16.0
-    small_in = s.build_model(seed=0).preprocess_module(s.train.x[:4])
-    big_in = b.build_model(seed=0).preprocess_module(b.train.x[:4])
+    small_in = build_model(s, seed=0).preprocess_module(s.train.x[:4])
+    big_in = build_model(b, seed=0).preprocess_module(b.train.x[:4])
     assert small_in.shape == (4, 1, 8, 8) and big_in.shape == (4, 1, 28, 28)
     assert float(small_in.max()) <= 1.0 and float(small_in.min()) >= 0.0
     # the same split either way; the 28x28 images are the 8x8 ones, bilinearly resized

@@ -9,9 +9,9 @@ import torch
 from trainkit import learnable_data, mlp_spec
 
 import blocks
+from blocks.cli import main
 from blocks.core import files as io_utils
 from blocks.run import folder as runs
-from blocks.cli import main
 
 
 def test_round_trip_predictions_equal(tmp_path):

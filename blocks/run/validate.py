@@ -1,7 +1,12 @@
-"""What `blocks validate` can know about a whole recipe without reading data or training.
+"""What `blocks validate` can know about a whole recipe without training: `load_recipe`.
+
+`blocks.load_recipe` is the recipe loader (`blocks.recipe.loading`) plus the checks that span
+sections, and so need more than the text: fine-tuning prefixes (`train.freeze`,
+`param_groups`, `init_from.only`) must name parameters of the model, found by building it on the
+`meta` device; and, with `check_data` (`blocks validate`), what can be read of the data.
 
 Each check returns problems with spec paths (`data.csv.path`, `model.head.classes`), which
-`recipe_io` locates at the recipe's line, the same way as type and shape errors: data files
+`blocks.recipe.loading` locates at the recipe's line, the same way as type and shape errors: data files
 exist, bundled datasets fit the head and input, CSV target columns exist and fit the heads,
 npz targets name the heads, the early-stopping metric is one that training records, an
 `embedding` block gets int64 token ids.
@@ -10,15 +15,80 @@ npz targets name the heads, the early-stopping metric is one that training recor
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from blocks.core.errors import Problem
+from blocks.core.errors import Problem, SpecError
+from blocks.recipe import loading
 from blocks.spec.recipe import Recipe
+from blocks.spec.train import prefix_problems
 
 # (classes, features, kind) of the bundled scikit-learn datasets
 BUNDLED = {"digits": (10, 64, "image"), "iris": (3, 4, "tabular"), "wine": (3, 13, "tabular"),
            "breast_cancer": (2, 30, "tabular")}
+
+
+def load_recipe(source: str | os.PathLike[str] | dict[str, Any], *, check_size: bool = False,
+                check_data: bool = False) -> Recipe:
+    """A validated `Recipe` from a file path, a bundled recipe name, YAML/JSON text, or a dict.
+
+    Checks types, unknown keys and every block's shapes, and that fine-tuning prefixes name
+    parameters of the model; raises `SpecError` listing each problem with file, line, column
+    and spec path. `check_size` also counts the model's parameters on the `meta` device and
+    refuses one whose weights would not fit in memory; `check_data` runs what can be checked
+    without training (data files exist, targets fit the heads, the early-stopping metric
+    exists, ...); both are `blocks validate`'s.
+    """
+
+    def checks(recipe: Recipe, base_dir: Path) -> list[Problem]:
+        problems = finetune_problems(recipe)
+        if check_data and not problems:
+            problems = recipe_problems(recipe, base_dir)
+        return problems
+
+    return loading.load_recipe(source, check_size=check_size, checks=checks)
+
+
+def check_recipe(recipe: Recipe) -> None:
+    """The cross-section checks of `load_recipe` on a recipe built in Python or changed by
+    `--set` (nothing to locate in a file)."""
+    problems = finetune_problems(recipe)
+    if problems:
+        raise SpecError(problems)
+
+
+def iter_recipe_errors(paths: Sequence[str]) -> Iterator[tuple[str, Recipe | SpecError]]:
+    """Validate many recipes, yielding each result or its error (for `blocks validate`)."""
+    for name in paths:
+        try:
+            yield name, load_recipe(name, check_size=True, check_data=True)
+        except SpecError as err:
+            yield name, err
+
+
+def finetune_problems(recipe: Recipe) -> list[Problem]:
+    """`train.freeze`, `param_groups` and `init_from.only` prefixes that name no parameter."""
+    train = recipe.train
+    if not (train.freeze or train.param_groups or train.init_from is not None):
+        return []
+    names = model_parameter_names(recipe.model)
+    return prefix_problems(train, names) if names is not None else []
+
+
+def model_parameter_names(model_spec: Any) -> list[str] | None:
+    """Parameter names of the model a spec builds, from a build on the `meta` device (no
+    weights); None when some block cannot be built there (the Trainer checks the real model)."""
+    from blocks.builder.model import BlocksModel  # lazy: `blocks validate` stays torch-free
+    from blocks.core.lazy import torch
+
+    try:
+        with torch.device("meta"):
+            model = BlocksModel(model_spec)
+    except Exception:  # noqa: BLE001 - only a cheaper early check is skipped
+        return None
+    return [name for name, _ in model.named_parameters()]
 
 
 def recipe_problems(recipe: Recipe, base_dir: Path | None) -> list[Problem]:
