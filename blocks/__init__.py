@@ -35,8 +35,9 @@ _EXPORTS: dict[str, str] = {
     "load_recipe": "blocks.run.validate", "recipe_schema": "blocks.recipe.loading",
     "Block": "blocks.spec.registry", "block_types": "blocks.spec.registry",
     "load_plugins": "blocks.spec.registry", "register_block": "blocks.spec.registry",
-    "evaluate_run": "blocks.run.folder", "load": "blocks.run.folder", "predict_run": "blocks.run.folder",
-    "run_recipe": "blocks.run.folder", "save": "blocks.run.folder",
+    "evaluate_run": "blocks.run.predicting", "load": "blocks.run.folder",
+    "predict_run": "blocks.run.predicting", "run_recipe": "blocks.run.training",
+    "save": "blocks.run.folder",
     "InputSpec": "blocks.spec.model", "ModelSpec": "blocks.spec.model",
     "summarize": "blocks.inspect.summary",
     "History": "blocks.train.history",
@@ -79,7 +80,9 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from blocks.layers.composites import Repeat, Residual, TorchLayer
     from blocks.lint.audit import AuditReport, audit
     from blocks.recipe.loading import bundled_recipes, dump_recipe, recipe_schema
-    from blocks.run.folder import evaluate_run, load, predict_run, run_recipe, save
+    from blocks.run.folder import load, save
+    from blocks.run.predicting import evaluate_run, predict_run
+    from blocks.run.training import run_recipe
     from blocks.run.validate import load_recipe
     from blocks.spec.data import DataSpec
     from blocks.spec.heads import SigmoidHead, SoftmaxHead

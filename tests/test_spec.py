@@ -126,4 +126,4 @@ def test_the_model_spec_module_knows_nothing_of_data_or_training():
     imported = {node.module for node in ast.walk(ast.parse(source))
                 if isinstance(node, ast.ImportFrom) and node.module}
     assert not {m for m in imported if m.startswith(("blocks.data", "blocks.train"))}
-    assert blocks.spec.model.Recipe is blocks.Recipe  # still reachable where it used to be
+    assert blocks.spec.Recipe is blocks.Recipe  # still reachable where it used to be

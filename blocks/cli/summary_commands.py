@@ -125,7 +125,7 @@ def run_graph(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from blocks.inspect.report import report
+    from blocks.run.report import report
 
     print(report(args.run_dir, plots=not args.no_plots).text())
     return 0

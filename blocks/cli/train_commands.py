@@ -112,7 +112,7 @@ def _distributed_device(args: argparse.Namespace) -> str:
 
 
 def _run_train(args: argparse.Namespace, dist_info) -> int:
-    from blocks.run.folder import run_recipe
+    from blocks.run.training import run_recipe
 
     run_recipe(args.recipe, args.out, epochs=args.epochs, device=args.device, seed=args.seed,
                resume=args.resume, force=args.force, quiet=args.quiet, plots=not args.no_plots,
@@ -122,7 +122,7 @@ def _run_train(args: argparse.Namespace, dist_info) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from blocks.core.errors import Problem, SpecError
-    from blocks.run.folder import evaluate_run
+    from blocks.run.predicting import evaluate_run
 
     if args.data_file and args.data:
         raise SpecError(Problem("", "give either a DATA file or --data RECIPE, not both",
@@ -142,7 +142,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from blocks.core.errors import Problem, SpecError
-    from blocks.run.folder import predict_run
+    from blocks.run.predicting import predict_run
 
     path = Path(args.input)
     if args.out and Path(args.out).resolve() == path.resolve():

@@ -14,8 +14,9 @@ import sys
 import warnings
 from types import ModuleType
 
-#: old module path -> where it lives now (docs/architecture.md has the map)
-MOVED: dict[str, str] = {
+#: old module path -> where it lives now (docs/architecture.md has the map); a module split in
+#: several gets a proxy that looks each name up in them, in order
+MOVED: dict[str, str | tuple[str, ...]] = {
     "blocks.errors": "blocks.core.errors",
     "blocks.lazy": "blocks.core.lazy",
     "blocks.numbers": "blocks.core.numbers",
@@ -53,22 +54,42 @@ MOVED: dict[str, str] = {
     "blocks.weights": "blocks.builder.weights",
     "blocks.summary": "blocks.inspect.summary",
     "blocks.graph": "blocks.inspect.graph",
-    "blocks.report": "blocks.inspect.report",
-    "blocks.runs": "blocks.run.folder",
+    "blocks.report": "blocks.run.report",
+    "blocks.runs": ("blocks.run.folder", "blocks.run.training", "blocks.run.predicting"),
     "blocks.module_import": "blocks.exporters.from_module",
     "blocks.audit": "blocks.lint.audit",
     "blocks.docgen": "blocks.cli.docgen",
 }
 
 
+class _SplitModule(ModuleType):
+    """An old module whose names now live in several modules."""
+
+    def __init__(self, name: str, homes: tuple[str, ...]) -> None:
+        super().__init__(name, f"moved to {', '.join(homes)}")
+        self.__homes = [importlib.import_module(home) for home in homes]
+
+    def __getattr__(self, attr: str) -> object:
+        for home in self.__homes:
+            if hasattr(home, attr):
+                return getattr(home, attr)
+        raise AttributeError(f"module {self.__name__!r} has no attribute {attr!r}")
+
+    def __dir__(self) -> list[str]:
+        return sorted({name for home in self.__homes for name in dir(home)})
+
+
 class _MovedLoader(importlib.abc.Loader):
-    def __init__(self, new: str) -> None:
+    def __init__(self, new: str | tuple[str, ...]) -> None:
         self.new = new
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
-        warnings.warn(f"{spec.name} moved to {self.new}; the old path works until the next "
+        where = self.new if isinstance(self.new, str) else " and ".join(self.new)
+        warnings.warn(f"{spec.name} moved to {where}; the old path works until the next "
                       "release", DeprecationWarning, stacklevel=_caller_level())
-        return importlib.import_module(self.new)
+        if isinstance(self.new, str):
+            return importlib.import_module(self.new)
+        return _SplitModule(spec.name, self.new)
 
     def exec_module(self, module: ModuleType) -> None:
         """The new module has run already."""

@@ -29,7 +29,7 @@ from blocks.exporters.common import sample_input
 from blocks.exporters.source_writer import module_difference
 from blocks.layers.composites import _torch_layers
 from blocks.recipe.loading import dump_recipe
-from blocks.spec.model import Recipe
+from blocks.spec.recipe import Recipe
 from blocks.spec.registry import AnyBlock
 
 TOLERANCE = 1e-5

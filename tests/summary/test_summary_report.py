@@ -11,9 +11,9 @@ import torch
 from safetensors.torch import save_file
 
 import blocks
-import blocks.inspect.report as report_module
+import blocks.run.report as report_module
 from blocks.cli import main
-from blocks.inspect.report import (
+from blocks.run.report import (
     PLOT_INSTALL_HINT,
     confusion_matrix,
     draw_run_plots,

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 import blocks
 from blocks.cli import main
-from blocks.run.folder import build_model
+from blocks.run.training import build_model
 
 
 @pytest.fixture(scope="module")

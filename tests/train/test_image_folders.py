@@ -16,7 +16,7 @@ import blocks
 from blocks.cli import main
 from blocks.data.images import augment_image, read_images
 from blocks.data.splits import load_splits
-from blocks.run.folder import build_model
+from blocks.run.training import build_model
 from blocks.spec.data import ImageAugment
 
 PIL = pytest.importorskip("PIL.Image")

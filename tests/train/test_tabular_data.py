@@ -17,7 +17,8 @@ import blocks
 from blocks.cli import main
 from blocks.data.sources import load_arrays
 from blocks.data.splits import load_splits
-from blocks.run.folder import build_model, read_feature_file, read_labelled_file
+from blocks.run.predicting import read_feature_file, read_labelled_file
+from blocks.run.training import build_model
 
 CULTIVARS = ["barbera", "barolo", "grignolino"]  # sorted: the learned label order
 NAMES = {0: "barolo", 1: "grignolino", 2: "barbera"}

@@ -8,7 +8,7 @@ import torch
 
 import blocks
 from blocks.data.splits import load_splits
-from blocks.run.folder import build_model
+from blocks.run.training import build_model
 
 
 def recipe(path=None, **data) -> blocks.Recipe:

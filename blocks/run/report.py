@@ -26,6 +26,7 @@ from blocks.core.files import atomic_write
 from blocks.data import load_splits
 from blocks.inspect.summary import summarize
 from blocks.recipe.loading import load_recipe
+from blocks.run.folder import load
 from blocks.spec.model import SINGLE_HEAD, ModelSpec
 from blocks.spec.recipe import Recipe
 
@@ -270,12 +271,7 @@ def _save(fig: Figure, path: Path) -> Path:
 
 
 def _load_model(run_dir: Path) -> BlocksModel:
-    import blocks
-
-    loader = getattr(blocks, "load", None)
-    if loader is None:
-        raise ReportError("this installation has no blocks.load to read the run's weights")
-    return loader(run_dir)
+    return load(run_dir)
 
 
 def _val_split(recipe: Recipe) -> tuple[torch.Tensor, Any]:
