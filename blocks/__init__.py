@@ -95,5 +95,6 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
 
 # The built-in block types register first, so an installed plugin (the `blocks.blocks`
 # entry-point group) that reuses a built-in name is the one reported as the clash.
-importlib.import_module("blocks.layers")
+from blocks import layers as _builtin_block_types  # noqa: E402, F401 - torch-free
+
 load_plugins()

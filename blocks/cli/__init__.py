@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from blocks.core.errors import BlocksError, escape
+from blocks.core.version import __version__
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1  # the tool worked and found problems (lint)
@@ -47,7 +48,6 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    from blocks.core.version import __version__
 
     parser.add_argument("--version", action="version", version=f"blocks {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")

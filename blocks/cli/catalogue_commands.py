@@ -23,6 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_blocks(args: argparse.Namespace) -> int:
+    # lazy: `blocks --help` and `blocks validate` start without torch
     import blocks.spec.model  # noqa: F401 - registers every built-in block type
     from blocks.layers.docs import catalogue, describe
     from blocks.spec.registry import load_plugins

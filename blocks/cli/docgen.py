@@ -42,12 +42,14 @@ def _default(prop: dict[str, Any], required: bool) -> str:
         return "required"
     if "default" not in prop:
         return "-"
+    # lazy: `blocks --help` and `blocks validate` start without torch
     from blocks.layers.docs import _flow
 
     return f"`{_flow(prop['default'])}`"
 
 
 def _fields_table(definition: dict[str, Any], defs: dict[str, Any]) -> list[str]:
+    # lazy: `blocks --help` and `blocks validate` start without torch
     from blocks.layers.docs import type_text
 
     required = set(definition.get("required", []))
@@ -62,6 +64,7 @@ def _fields_table(definition: dict[str, Any], defs: dict[str, Any]) -> list[str]
 
 def recipe_reference() -> str:
     """Markdown: every recipe section's keys, then every registered block type."""
+    # lazy: `blocks --help` and `blocks validate` start without torch
     import blocks.spec.model  # noqa: F401 - registers the built-in block types
     from blocks.layers.docs import catalogue
     from blocks.recipe.loading import recipe_schema
@@ -112,6 +115,7 @@ def cli_reference() -> str:
     """Markdown: `blocks --help` and every verb's `--help`, as argparse prints them."""
     import os
 
+    # lazy: `blocks --help` and `blocks validate` start without torch
     from blocks.cli import build_parser
 
     before = os.environ.get("COLUMNS")

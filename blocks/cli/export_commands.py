@@ -7,6 +7,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from blocks.core.errors import SpecError
+from blocks.core.files import atomic_write_text
+
 EPILOG = """examples:
   blocks export runs/digits --to onnx                 runs/digits/model.onnx
   blocks export runs/digits --to python               runs/digits/model.py (needs only torch)
@@ -63,6 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    # lazy: `blocks --help` and `blocks validate` start without torch
     from blocks.exporters import export_run
 
     result = export_run(args.source, args.to, args.out, probabilities=args.probabilities)
@@ -73,7 +77,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from blocks.core.errors import SpecError
+    # lazy: `blocks --help` and `blocks validate` start without torch
     from blocks.exporters.from_module import from_module, load_module_object
 
     if any(size < 1 for size in args.input_shape):
@@ -82,12 +86,12 @@ def run_import(args: argparse.Namespace) -> int:
     imported = from_module(module, args.input_shape, head=args.head, dtype=args.dtype,
                            name=args.reference.rpartition(":")[2])
     if args.out:
-        from blocks.core.files import atomic_write_text
 
         atomic_write_text(args.out, imported.yaml)
     else:
         sys.stdout.write(imported.yaml)
     if args.save:
+        # lazy: `blocks --help` and `blocks validate` start without torch
         from blocks.run.folder import save
 
         save(imported.model, args.save, recipe=imported.recipe)

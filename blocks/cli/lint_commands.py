@@ -40,6 +40,7 @@ class AuditInputError(BlocksError, ValueError):
 
 def register(subparsers: Any) -> None:
     """Add the `lint` and `audit` verbs."""
+    # lazy: `blocks --help` and `blocks validate` start without torch
     from blocks.lint import RULES
 
     rules = "\n".join(f"  {r.code}  {r.title}" for r in RULES)
@@ -76,6 +77,7 @@ def register(subparsers: Any) -> None:
 
 def run_lint(args: argparse.Namespace) -> int:
     """Lint the paths; print findings to stdout, input errors and a summary to stderr."""
+    # lazy: `blocks --help` and `blocks validate` start without torch
     from blocks.lint import lint_paths
 
     result = lint_paths(args.paths, select=args.select, ignore=args.ignore)
@@ -145,6 +147,7 @@ def run_audit(args: argparse.Namespace) -> int:
     """Build the class with no arguments, audit it on a random batch, print the report."""
     import torch
 
+    # lazy: `blocks --help` and `blocks validate` start without torch
     from blocks.lint.audit import audit
 
     shape = _parse_shape(args.input_shape)

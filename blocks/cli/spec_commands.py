@@ -7,6 +7,7 @@ import argparse
 import json
 
 from blocks.core.errors import SpecError, escape
+from blocks.core.files import atomic_write_text
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,6 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_validate(args: argparse.Namespace) -> int:
+    # lazy: `blocks --help` and `blocks validate` start without torch
     from blocks.run.validate import iter_recipe_errors
     from blocks.spec.budget import footprint
 
@@ -59,7 +61,7 @@ def run_validate(args: argparse.Namespace) -> int:
 
 
 def run_schema(args: argparse.Namespace) -> int:
-    from blocks.core.files import atomic_write_text
+    # lazy: `blocks --help` and `blocks validate` start without torch
     from blocks.recipe.loading import recipe_schema
 
     text = json.dumps(recipe_schema(), indent=2)
@@ -71,6 +73,7 @@ def run_schema(args: argparse.Namespace) -> int:
 
 
 def run_recipes(args: argparse.Namespace) -> int:
+    # lazy: `blocks --help` and `blocks validate` start without torch
     from blocks.recipe.loading import bundled_recipes
     from blocks.run.validate import load_recipe
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from blocks.core.errors import SpecError
+from blocks.core.files import atomic_write_bytes, atomic_write_text
 from blocks.core.numbers import MAX_SIZE
 
 SUMMARY_EPILOG = """examples:
@@ -65,6 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_summary(args: argparse.Namespace) -> int:
+    # lazy: `blocks --help` and `blocks validate` start without torch
     from blocks.inspect.summary import compare, summarize
     from blocks.run.validate import load_recipe
 
@@ -102,7 +104,7 @@ def _label(name: str) -> str:
 
 
 def run_graph(args: argparse.Namespace) -> int:
-    from blocks.core.files import atomic_write_bytes, atomic_write_text
+    # lazy: `blocks --help` and `blocks validate` start without torch
     from blocks.inspect.graph import model_graph, render
     from blocks.run.validate import load_recipe
 
@@ -125,6 +127,7 @@ def run_graph(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
+    # lazy: `blocks --help` and `blocks validate` start without torch
     from blocks.run.report import report
 
     print(report(args.run_dir, plots=not args.no_plots).text())

@@ -9,6 +9,9 @@ import json
 import os
 import sys
 
+from blocks.core.errors import Problem, SpecError
+from blocks.core.files import atomic_write_text
+
 TRAIN_EPILOG = """examples:
   blocks train seed_cnn --out runs/demo               a bundled recipe on its bundled data
   blocks train my.yaml --epochs 3 --device cpu        a quick try of your own recipe
@@ -78,6 +81,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_train(args: argparse.Namespace) -> int:
     """Train a recipe; under torchrun (`torchrun --nproc_per_node=N -m blocks train RECIPE`) every
     rank trains its share with DDP and rank 0 alone writes the run folder and prints."""
+    # lazy: `blocks --help` and `blocks validate` start without torch
     from blocks.train import distributed as dist
 
     if not dist.launched_by_torchrun():
@@ -102,6 +106,7 @@ def _distributed_device(args: argparse.Namespace) -> str:
     """'cuda' or 'cpu': where a distributed run trains (picks NCCL or gloo)."""
     import torch
 
+    # lazy: `blocks --help` and `blocks validate` start without torch
     from blocks.recipe.overrides import apply_sets
     from blocks.run.validate import load_recipe
 
@@ -112,6 +117,7 @@ def _distributed_device(args: argparse.Namespace) -> str:
 
 
 def _run_train(args: argparse.Namespace, dist_info) -> int:
+    # lazy: `blocks --help` and `blocks validate` start without torch
     from blocks.run.training import run_recipe
 
     run_recipe(args.recipe, args.out, epochs=args.epochs, device=args.device, seed=args.seed,
@@ -121,7 +127,7 @@ def _run_train(args: argparse.Namespace, dist_info) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from blocks.core.errors import Problem, SpecError
+    # lazy: `blocks --help` and `blocks validate` start without torch
     from blocks.run.predicting import evaluate_run
 
     if args.data_file and args.data:
@@ -141,7 +147,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def run_predict(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from blocks.core.errors import Problem, SpecError
+    # lazy: `blocks --help` and `blocks validate` start without torch
     from blocks.run.predicting import predict_run
 
     path = Path(args.input)
@@ -150,7 +156,6 @@ def run_predict(args: argparse.Namespace) -> int:
                                 "would_overwrite", str(path)))
     header, rows = predict_run(args.run_dir, path).table()
     if args.out:
-        from blocks.core.files import atomic_write_text
 
         buffer = io.StringIO()
         csv.writer(buffer).writerows([header, *rows])

@@ -9,9 +9,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import torch
-
 from blocks.core.errors import BlocksError
+from blocks.core.lazy import torch  # torch loads with the first digest, not with this module
 
 
 class DamagedWeightsError(BlocksError):

@@ -96,11 +96,16 @@ class _MovedLoader(importlib.abc.Loader):
 
 
 def _caller_level() -> int:
-    """Stack level of the first frame outside the import machinery (the user's import)."""
-    frame, level = sys._getframe(1), 1
-    while frame is not None and (frame.f_code.co_filename.startswith("<frozen") or
-                                 frame.f_code.co_filename == __file__):
-        frame, level = frame.f_back, level + 1
+    """`stacklevel` of the user's import statement: the frames of this file count, the import
+    machinery's frozen frames do not (`warnings` skips those itself)."""
+    frame, level = sys._getframe(2), 2  # 1 is create_module; 2 the first frame outside
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if name == __file__:
+            level += 1
+        elif not name.startswith("<frozen"):
+            break
+        frame = frame.f_back
     return level
 
 
@@ -116,5 +121,7 @@ class MovedFinder(importlib.abc.MetaPathFinder):
 
 
 def install() -> None:
+    """First on `sys.meta_path`: a submodule of an old package path (`blocks.modules.axes`) must
+    be the moved module, not a second copy found through the package's `__path__`."""
     if not any(isinstance(finder, MovedFinder) for finder in sys.meta_path):
-        sys.meta_path.append(MovedFinder())
+        sys.meta_path.insert(0, MovedFinder())

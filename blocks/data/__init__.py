@@ -10,6 +10,7 @@ __all__ = ["DataSpec", "Split", "Splits", "load_splits", "prepare_targets"]
 def __getattr__(name: str) -> Any:
     # blocks.spec.model imports DataSpec from here, and splits imports blocks.spec.model: load splits lazily.
     if name in __all__:
+        # lazy: `import blocks.data` stays torch-free
         from blocks.data import splits
 
         return getattr(splits, name)

@@ -28,17 +28,21 @@ FORMATS: dict[str, str] = {  # format -> default file suffix
 def _exporter(fmt: str) -> tuple[Callable[[ExportGraph, Path], ExportResult], tuple[str, ...]]:
     """The format's export function and accepted suffixes (imported only when used)."""
     if fmt == "onnx":
+        # lazy: a format loads its libraries only when used
         from blocks.exporters import onnx_export as module
 
         return module.export_onnx, module.SUFFIXES
     if fmt == "pt2":
+        # lazy: a format loads its libraries only when used
         from blocks.exporters import pt2_export as module
 
         return module.export_pt2, module.SUFFIXES
     if fmt == "torchscript":
+        # lazy: a format loads its libraries only when used
         from blocks.exporters import torchscript_export as module
 
         return module.export_torchscript, module.SUFFIXES
+    # lazy: a format loads its libraries only when used
     from blocks.exporters import python_source as module
 
     return module.export_python, module.SUFFIXES
@@ -70,6 +74,7 @@ def export_run(source: str | Path, to: str, out: str | Path | None = None, *,
     The file goes to `out`, by default `RUN_DIR/model.<suffix>` for a run and
     `./<recipe name>.<suffix>` for a recipe.
     """
+    # lazy: a format loads its libraries only when used
     from blocks.builder.model import build
     from blocks.recipe.loading import load_recipe
     from blocks.run.folder import RECIPE, load

@@ -16,6 +16,7 @@ from blocks.exporters.common import (
     check_at_batches,
     output_names,
     quiet_export_warnings,
+    require_modules,
     sample_input,
     staged,
 )
@@ -27,8 +28,6 @@ INPUT = "x"  # the ONNX input's name (`input` if a head is called `x`)
 
 
 def export_onnx(graph: ExportGraph, path: Path) -> ExportResult:
-    from blocks.exporters.common import require_modules
-
     require_modules(("onnx", "onnxscript", "onnxruntime"), "onnx", "ONNX export")
     names = output_names(graph.model)
     x = sample_input(graph.model, EXPORT_BATCH)

@@ -80,6 +80,7 @@ def finetune_problems(recipe: Recipe) -> list[Problem]:
 def model_parameter_names(model_spec: Any) -> list[str] | None:
     """Parameter names of the model a spec builds, from a build on the `meta` device (no
     weights); None when some block cannot be built there (the Trainer checks the real model)."""
+    # lazy: `blocks validate` stays torch-free
     from blocks.builder.model import BlocksModel  # lazy: `blocks validate` stays torch-free
     from blocks.core.lazy import torch
 
@@ -152,6 +153,7 @@ def _data_problems(recipe: Recipe, base_dir: Path | None) -> list[Problem]:
 def _reading_problems(recipe: Recipe, base_dir: Path | None) -> list[Problem]:
     """Read a CSV/npz source as training would (no model is built): every target fits its head
     in type and range, cells parse, the encoded input fits `model.input.shape`."""
+    # lazy: `blocks validate` stays torch-free
     from blocks.core.errors import SpecError
     from blocks.data.splits import load_splits
 
@@ -206,6 +208,7 @@ def _bundled_problems(recipe: Recipe) -> list[Problem]:
 
 def _image_problems(recipe: Recipe, root: Path) -> list[Problem]:
     """One softmax head over [C, H, W] input, with as many classes as class folders."""
+    # lazy: `blocks validate` stays torch-free
     from blocks.core.errors import SpecError
     from blocks.data.images import image_shape
 
@@ -227,6 +230,7 @@ def _image_problems(recipe: Recipe, root: Path) -> list[Problem]:
 
 def _csv_problems(recipe: Recipe, path: Path) -> list[Problem]:
     """Target columns exist in the header and fit the heads in number (types need the rows)."""
+    # lazy: `blocks validate` stays torch-free
     from blocks.core.errors import SpecError
     from blocks.data.sources import target_columns
 
@@ -265,6 +269,7 @@ def read_csv_header(line: str, delimiter: str) -> list[str]:
 
 
 def _early_stopping_problems(recipe: Recipe) -> list[Problem]:
+    # lazy: `blocks validate` stays torch-free
     from blocks.spec.metric_names import record_metric_names
 
     rule = recipe.train.early_stopping
