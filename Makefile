@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint docs clean
+.PHONY: demo test bench lint docs architecture clean
 
 $(STAMP): pyproject.toml
 	@# Graphviz renders `blocks graph --format svg|png`; optional, a Debian package away.
@@ -23,7 +23,7 @@ demo: $(STAMP)
 	$(VENV)/bin/blocks train seed_cnn --out runs/demo --force
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check blocks tests benchmarks
+	$(VENV)/bin/ruff check blocks tests benchmarks tools
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
@@ -33,8 +33,12 @@ bench: $(STAMP)
 docs: $(STAMP)
 	$(VENV)/bin/mkdocs build --strict
 
+# Redraw docs/architecture.md from the imports and check the layering rules.
+architecture:
+	python3 tools/architecture.py --write
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check blocks tests benchmarks
+	$(VENV)/bin/ruff check blocks tests benchmarks tools
 	$(VENV)/bin/blocks lint blocks
 
 clean:

@@ -110,6 +110,7 @@ def test_old_names_are_the_same_objects():
         warnings.simplefilter("ignore", DeprecationWarning)
         from blocks.registry import register_block
         from blocks.runs import evaluate_run, load, run_recipe
+
         from blocks.spec import ModelSpec
     assert register_block is blocks.register_block
     assert (load, run_recipe, evaluate_run) == (blocks.load, blocks.run_recipe,
