@@ -41,10 +41,11 @@ from blocks.exporters.common import (
     sample_input,
     staged,
 )
-from blocks.exporters.source_writer import (  # noqa: F401 - register_emitter, SourceWriter: their old home
+from blocks.exporters.source_writer import (  # noqa: F401 - SUFFIXES, register_emitter: their old home
     LINE_LENGTH,
     PROBABILITIES,
     ROLES,
+    SUFFIXES,
     Expr,
     SourceWriter,
     call,
