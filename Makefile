@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint docs architecture clean
+.PHONY: demo test test-all bench lint docs architecture clean
 
 $(STAMP): pyproject.toml
 	@# Graphviz renders `blocks graph --format svg|png`; optional, a Debian package away.
@@ -22,7 +22,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/blocks train seed_cnn --out runs/demo --force
 
+# The default run skips the tests marked slow or multiprocess (a few minutes on 2 cores); CI
+# (CI=true) and `make test-all` run every test.
+MARKERS := $(if $(filter true 1,$(CI)),,-m "not slow and not multiprocess")
+
 test: $(STAMP)
+	$(VENV)/bin/ruff check blocks tests benchmarks tools
+	$(PY) -m pytest -q $(MARKERS)
+
+test-all: $(STAMP)
 	$(VENV)/bin/ruff check blocks tests benchmarks tools
 	$(PY) -m pytest -q
 
