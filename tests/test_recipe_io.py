@@ -150,10 +150,16 @@ def schema():
     return schema
 
 
+@pytest.fixture(scope="module")
+def validator(schema):
+    """One checked validator: `jsonschema.validate` re-checks the schema itself on every call."""
+    return jsonschema.Draft202012Validator(schema)
+
+
 @pytest.mark.parametrize("name", sorted(blocks.bundled_recipes()))
-def test_bundled_recipes_validate_against_schema(schema, name):
+def test_bundled_recipes_validate_against_schema(validator, name):
     data = yaml.safe_load(blocks.bundled_recipes()[name].read_text())
-    jsonschema.validate(data, schema, cls=jsonschema.Draft202012Validator)
+    validator.validate(data)
 
 
 @pytest.mark.parametrize("broken", [
@@ -167,9 +173,9 @@ def test_bundled_recipes_validate_against_schema(schema, name):
     {"model": {"input": {"shape": [4]}, "head": {"type": "softmax", "classes": 1}}},
     {"model": {"input": {"shape": [4]}, "head": {"type": "softmax", "classes": 2}}, "train": {"epochs": 0}},
 ])
-def test_broken_recipe_fails_schema(schema, broken):
+def test_broken_recipe_fails_schema(validator, broken):
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(broken, schema, cls=jsonschema.Draft202012Validator)
+        validator.validate(broken)
 
 
 def test_schema_lists_every_block_type(schema):
