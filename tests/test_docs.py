@@ -8,7 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from vision_support import import_torchvision
+from tests.vision_support import import_torchvision
 
 import blocks
 import blocks.spec.registry
@@ -43,7 +43,7 @@ def _one_thread():
 def vision_libraries(text: str) -> None:
     """Docs using timm / torchvision blocks import them the tests' way (skipped if missing)."""
     if "type: timm" in text or "type: torchvision" in text:
-        from vision_support import import_timm
+        from tests.vision_support import import_timm
 
         import_timm()
 

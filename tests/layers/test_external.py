@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 from torch import nn
-from vision_support import import_timm, import_torchvision
+from tests.vision_support import import_timm, import_torchvision
 
 import blocks
 from blocks.layers.external import MissingExtraError, WeightsFileError

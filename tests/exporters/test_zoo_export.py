@@ -281,14 +281,14 @@ model:
 
 
 def _torchvision_model() -> nn.Module:
-    from vision_support import import_torchvision
+    from tests.vision_support import import_torchvision
 
     import_torchvision()
     return blocks.build(blocks.load_recipe(TORCHVISION_RESNET).model, seed=0)
 
 
 def _timm_model() -> nn.Module:
-    from vision_support import import_timm
+    from tests.vision_support import import_timm
 
     import_timm()
     return blocks.build(blocks.load_recipe(TORCHVISION_RESNET.replace(

@@ -157,7 +157,7 @@ def test_wrong_input_shape_is_reported():
 
 @pytest.mark.slow
 def test_torchvision_resnet18_imports_with_equal_count_and_logits():
-    from vision_support import import_torchvision
+    from tests.vision_support import import_torchvision
 
     torchvision = import_torchvision()
     module = _randomise_batchnorm(torchvision.models.resnet18()).eval()
