@@ -34,7 +34,7 @@ MOVED: dict[str, str | tuple[str, ...]] = {
     "blocks.schema_tags": "blocks.spec.schema_tags",
     "blocks.train.metric_names": "blocks.spec.metric_names",
     "blocks.recipe_yaml": "blocks.recipe.bounded_yaml",
-    "blocks.recipe_io": "blocks.recipe.loading",
+    "blocks.recipe_io": ("blocks.run.validate", "blocks.recipe.loading"),
     "blocks.overrides": "blocks.recipe.overrides",
     "blocks.recipe_checks": "blocks.run.validate",
     "blocks.catalogue": "blocks.layers.catalogue",
