@@ -29,8 +29,10 @@ def check_stopping_metric(rule: EarlyStopping, heads: Heads, *, has_val: bool) -
                             "after `train/` or `val/`")
 
 
-def track_best(rule: EarlyStopping, record: dict[str, Any], best: dict[str, Any]) -> bool:
-    """Update `best` (`value`, `epoch`, `wait`) from one epoch `record`; True when it improved."""
+def track_best(rule: EarlyStopping, record: dict[str, Any], best: dict[str, Any]
+               ) -> tuple[dict[str, Any], bool]:
+    """`best` (`value`, `epoch`, `wait`) after one epoch `record`, and whether it improved: a new
+    dict when it did, `best` with one more epoch of waiting when not."""
     if rule.metric not in record:
         raise TrainingError(f"early_stopping.metric {rule.metric!r} is not a recorded metric "
                             f"(recorded: {', '.join(k for k in record if '/' in k)})")
@@ -38,7 +40,6 @@ def track_best(rule: EarlyStopping, record: dict[str, Any], best: dict[str, Any]
     better = previous is None or (value < previous - rule.min_delta if rule.resolved_mode == "min"
                                   else value > previous + rule.min_delta)
     if better:
-        best.update(value=value, epoch=record["epoch"], wait=0)
-    else:
-        best["wait"] += 1
-    return better
+        return {"value": value, "epoch": record["epoch"], "wait": 0}, True
+    best["wait"] += 1
+    return best, False

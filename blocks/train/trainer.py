@@ -493,7 +493,8 @@ class Trainer:
         rule = self.spec.early_stopping
         if rule is None:
             return
-        if track_best(rule, record, self.best):
+        self.best, improved = track_best(rule, record, self.best)
+        if improved:
             if rule.restore_best:
                 self._best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         elif self.best["wait"] >= rule.patience:
