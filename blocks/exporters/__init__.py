@@ -45,7 +45,7 @@ def _exporter(fmt: str) -> tuple[Callable[[ExportGraph, Path], ExportResult], tu
     # lazy: a format loads its libraries only when used
     from blocks.exporters import python_source as module
 
-    return module.export_python, module.SUFFIXES
+    return module.export_python, (FORMATS["python"],)  # SUFFIXES left python_source in b3e0934
 
 
 def export(model: nn.Module, to: str, path: str | Path, *, probabilities: bool = False

@@ -3,13 +3,16 @@
 Each optimizer step backpropagates the mean loss of its samples, once per micro-batch, scaled so
 that `accumulate` micro-batches of any sizes give exactly the gradient of one batch holding all
 of them. Epoch metrics weight every sample equally, the last, smaller batch included.
+
+This module is the epoch loop and the optimizer step; around it, each in its own module of
+`blocks.train`: `targets` (checked once, converted once), `early_stopping`, `resume` (the
+trainer's state in a checkpoint) and `progress` (the bar and the epoch lines).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -19,40 +22,35 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from blocks.builder.device import resolve_device
 from blocks.builder.model import BlocksModel
-from blocks.core.errors import BlocksError, DeviceMismatchError
 from blocks.recipe.loading import validate_section
 from blocks.spec.heads import SigmoidHead, SoftmaxHead
-from blocks.spec.metric_names import record_metric_names
 from blocks.spec.model import SINGLE_HEAD
 from blocks.spec.train import TrainSpec
 from blocks.train import compiled_step, loggers
 from blocks.train import distributed as _dist
 from blocks.train.batches import Batch, TensorBatches, batch_size_of, make_batches
-from blocks.train.checkpoint import load_checkpoint, save_checkpoint
 from blocks.train.compiled import CompiledForward
+from blocks.train.early_stopping import check_stopping_metric, track_best
+from blocks.train.errors import TrainingError, TrainingWarning
 from blocks.train.finetune import Freezing, load_initial_weights
-from blocks.train.guards import lone_last_sample, non_finite_feature
+from blocks.train.guards import lone_last_sample
 from blocks.train.history import History
 from blocks.train.inputs import as_tensor_pair
 from blocks.train.losses import HeadLoss
 from blocks.train.metrics import HeadMetrics
 from blocks.train.nonfinite import NonFiniteGuard
 from blocks.train.optim import make_optimizer, make_scheduler, rebuild_scheduler
+from blocks.train.progress import epoch_bar, epoch_line, write_line
+from blocks.train.resume import resume_trainer_state, save_trainer_state
+from blocks.train.targets import check_batch, check_data, is_tensor_pair, prepared_targets
+
+__all__ = ["CHECKPOINT", "Callback", "Trainer", "TrainingError", "TrainingWarning"]
 
 Callback = Callable[["Trainer", dict[str, Any]], None]
 CHECKPOINT = "checkpoint.safetensors"
-
-
-class TrainingError(BlocksError):
-    """Training cannot go on: a non-finite loss, targets that do not fit the heads, ..."""
-
-
-class TrainingWarning(UserWarning):
-    """Training goes on, but not exactly as asked (e.g. a lone last sample left out)."""
 
 
 class Trainer:
@@ -127,10 +125,10 @@ class Trainer:
         spec = self.spec
         train = as_tensor_pair(train, self.model, "training data")
         val = as_tensor_pair(val, self.model, "validation data")
-        if _is_tensor_pair(train):
+        if is_tensor_pair(train):
             self.check_targets(*train, where="training data")
             train = self._prepared(*train)  # targets as the losses want them: once, not per batch
-        if _is_tensor_pair(val):
+        if is_tensor_pair(val):
             self.check_targets(*val, where="validation data")
         drop_last = spec.drop_last or self._drop_lone_sample(train)
         batches = make_batches(train, spec.batch_size, shuffle=spec.shuffle, drop_last=drop_last,
@@ -144,7 +142,8 @@ class Trainer:
         except TypeError:
             steps_per_epoch = 0
         self._steps_per_epoch = steps_per_epoch or None
-        self._check_early_stopping_metric(has_val=val is not None)
+        if spec.early_stopping is not None:
+            check_stopping_metric(spec.early_stopping, self.heads, has_val=val is not None)
         if steps_per_epoch == 0 and spec.scheduler is not None:
             raise TrainingError("the learning-rate schedule needs data with a known length "
                                 "(tensors, a sized Dataset or DataLoader)")
@@ -197,7 +196,7 @@ class Trainer:
         """Loss and accuracy per head on `data`, keys like `test/loss`, `test/<head>/accuracy`."""
         model = self.model
         data = as_tensor_pair(data, model, f"{split} data")
-        checked = _is_tensor_pair(data)
+        checked = is_tensor_pair(data)
         if checked:  # checked once here: no per-batch check (a host sync each) below
             self.check_targets(*data, where=f"{split} data")
             data = self._prepared(*data)
@@ -225,9 +224,8 @@ class Trainer:
         model, spec = self.model, self.spec
         self._train_mode()
         metrics = {name: HeadMetrics(name, head, self.device) for name, head in self.heads.items()}
-        bar = tqdm(total=_length(batches), desc=f"epoch {self.epoch + 1}/{spec.epochs}",
-                   leave=False, disable=self.quiet or not self.is_main or not sys.stderr.isatty(),
-                   unit="batch")
+        bar = epoch_bar(_length(batches), self.epoch + 1, spec.epochs,
+                        shown=not self.quiet and self.is_main)
         params = [p for p in model.parameters() if p.requires_grad]
         # checked, converted and placed once in `fit`: batches need no per-step preparation
         ready = (isinstance(batches, TensorBatches) and isinstance(batches.y, dict)
@@ -457,13 +455,12 @@ class Trainer:
                    for name, values in targets.items()}
 
     def _prepared(self, x: torch.Tensor, y: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        targets = y if isinstance(y, dict) else {SINGLE_HEAD: y}
-        return x, {name: _target(values, self.heads.get(name)) for name, values in targets.items()}
+        return x, prepared_targets(y, self.heads)
 
     # --- checks ----------------------------------------------------------------------------------
     def _drop_lone_sample(self, train: Any) -> bool:
         """True when a last batch of one sample must be left out: batchnorm cannot train on it."""
-        if self.dist is not None or not _is_tensor_pair(train):
+        if self.dist is not None or not is_tensor_pair(train):
             return False
         try:
             why = lone_last_sample(self.model, len(train[0]), self.spec.batch_size)
@@ -475,37 +472,11 @@ class Trainer:
 
     def check_targets(self, x: torch.Tensor, y: Any, *, where: str = "data") -> None:
         """Validate features and targets against the model's input and heads, naming the culprit."""
-        expected = tuple(self.model.spec.sample_shape)
-        if tuple(x.shape[1:]) != expected:
-            raise TrainingError(f"{where}: features have per-sample shape {list(x.shape[1:])}, the "
-                                f"model expects {list(expected)}")
-        pre = self.model.spec.preprocess
-        not_finite = non_finite_feature(x, allow_nan=pre is not None and pre.impute is not None)
-        if not_finite is not None:
-            raise TrainingError(f"{where}: {not_finite}")
-        targets = y if isinstance(y, dict) else {SINGLE_HEAD: y}
-        unknown = set(targets) - set(self.heads)
-        if unknown or set(self.heads) - set(targets):
-            raise TrainingError(f"{where}: targets are given for {sorted(targets)} but the model's "
-                                f"heads are {sorted(self.heads)}")
-        for name, head in self.heads.items():
-            raw = targets[name]
-            if isinstance(head, SoftmaxHead) and isinstance(raw, torch.Tensor) and raw.is_floating_point():
-                bad = (raw.reshape(-1) != raw.reshape(-1).round()).nonzero()  # NaN included
-                if len(bad):  # .long() would truncate 1.5 to 1 silently
-                    i = int(bad[0])
-                    label = f"head {name!r}" if name != SINGLE_HEAD else "the head"
-                    raise TrainingError(f"{where}: {label} (softmax) needs integer class ids; "
-                                        f"sample {i} has {float(raw.reshape(-1)[i])}")
-            _check_head_targets(name, head, _target(raw, head), where)
+        check_data(self.model, self.heads, x, y, where=where)
 
     def _check_batch(self, x: torch.Tensor, y: dict[str, torch.Tensor]) -> None:
         """Batches from a Dataset or DataLoader (not checked up front): heads, range, shape."""
-        if set(y) != set(self.heads):
-            raise TrainingError(f"batch targets are for {sorted(y)} but the model's heads are "
-                                f"{sorted(self.heads)}")
-        for name, head in self.heads.items():
-            _check_head_targets(name, head, y[name], "a batch")
+        check_batch(self.heads, y)
 
     # --- bookkeeping -----------------------------------------------------------------------------
     def _reduce(self, metrics: dict[str, HeadMetrics], split: str) -> dict[str, float]:
@@ -518,125 +489,36 @@ class Trainer:
             out |= m.compute(f"{split}/{name}/")
         return out
 
-    def _check_early_stopping_metric(self, *, has_val: bool) -> None:
-        """Refuse, before the first epoch, a metric no epoch record will have."""
-        rule = self.spec.early_stopping
-        if rule is None:
-            return
-        split, _, rest = rule.metric.partition("/")
-        if split == "val" and not has_val:
-            raise TrainingError(f"early_stopping.metric {rule.metric!r} needs validation data: "
-                                "pass `val` to fit (or a recipe with val_fraction > 0), or watch "
-                                "a train/ metric")
-        if split not in ("train", "val") or rest not in self._metric_names():
-            raise TrainingError(f"early_stopping.metric {rule.metric!r} is not a metric blocks "
-                                f"records; choose one of: {', '.join(sorted(self._metric_names()))} "
-                                "after `train/` or `val/`")
-
-    def _metric_names(self) -> set[str]:
-        """The metric names an epoch record has after its `train/` or `val/` prefix."""
-        return record_metric_names(self.heads)
-
     def _early_stopping(self, record: dict[str, Any]) -> None:
         rule = self.spec.early_stopping
         if rule is None:
             return
-        if rule.metric not in record:
-            raise TrainingError(f"early_stopping.metric {rule.metric!r} is not a recorded metric "
-                                f"(recorded: {', '.join(k for k in record if '/' in k)})")
-        value, best = record[rule.metric], self.best["value"]
-        better = best is None or (value < best - rule.min_delta if rule.resolved_mode == "min"
-                                  else value > best + rule.min_delta)
-        if better:
-            self.best = {"value": value, "epoch": record["epoch"], "wait": 0}
+        self.best, improved = track_best(rule, record, self.best)
+        if improved:
             if rule.restore_best:
                 self._best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        else:
-            self.best["wait"] += 1
-            if self.best["wait"] >= rule.patience:
-                self.stopped_early = True
+        elif self.best["wait"] >= rule.patience:
+            self.stopped_early = True
 
     def _log(self, record: dict[str, Any]) -> None:
         if self.quiet or not self.is_main:
             return
-        shown = "  ".join(f"{k} {v:.4f}" for k, v in record.items()
-                          if "/" in k and k.count("/") <= 2 and isinstance(v, float))
-        stop = "  (early stop)" if self.stopped_early else ""
+        note = "  (early stop)" if self.stopped_early else ""
         compiled = self.compiled_step or self.compiled
         if compiled is not None and compiled.compile_seconds is not None and not self._compile_shown:
             self._compile_shown = True  # the one slow epoch explained, once
-            stop += f"  (compiling took {compiled.compile_seconds:.1f}s of it, once per run)"
-        tqdm.write(f"epoch {record['epoch']}/{self.spec.epochs}  {shown}  [{record['time']:.1f}s]{stop}")
+            note += f"  (compiling took {compiled.compile_seconds:.1f}s of it, once per run)"
+        write_line(epoch_line(record, self.spec.epochs, note))
 
     # --- checkpoints -----------------------------------------------------------------------------
     def save_checkpoint(self, path: str | Path | None = None) -> Path:
-        path = Path(path) if path is not None else self._checkpoint_path()
-        states: dict[str, Any] = {
-            "optimizer": self.optimizer.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "data": self.generator.get_state()},
-        }
-        if self.scheduler is not None:
-            states["scheduler"] = self.scheduler.state_dict()
-        if torch.cuda.is_available():
-            states["rng"]["cuda"] = torch.cuda.get_rng_state_all()
-        if self.dist is not None:  # every rank's RNG (a collective: all ranks call this); rank 0 writes
-            states["rng"] |= _dist.gather_rng_states(cuda=self.device.type == "cuda")
-            if not self.is_main:
-                return path
-        if self._best_state is not None:
-            states["best_state"] = self._best_state
-        meta = {"epoch": self.epoch, "global_step": self.global_step,
-                "steps_per_epoch": self._steps_per_epoch, "history": self.history.to_list(),
-                "best": self.best, "stopped_early": self.stopped_early,
-                "unfrozen": self.freezing is not None and bool(self.freezing.names)
-                and not self.freezing.frozen,
-                "train": self.spec.model_dump(mode="json")}
-        return save_checkpoint(path, model_state=self.model.state_dict(), states=states, meta=meta)
+        """Write everything `resume` needs to continue bit-identically (`blocks.train.resume`);
+        by default to `run_dir/checkpoint.safetensors`."""
+        return save_trainer_state(self, Path(path) if path is not None else self._checkpoint_path())
 
     def resume(self, path: str | Path | None = None) -> None:
         """Restore weights, optimizer, schedule, RNG streams, epoch and history from a checkpoint."""
-        path = Path(path) if path is not None else self._checkpoint_path()
-        model_state, states, meta = load_checkpoint(path)
-        planned = meta.get("train", {}).get("epochs")
-        if self.per_step_schedule and planned is not None and planned != self.spec.epochs:
-            raise TrainingError(
-                f"{path} was trained with a per-step {self.spec.scheduler.type} schedule laid out "
-                f"for {planned} epochs; resuming with epochs: {self.spec.epochs} would change (or "
-                f"run past) it. Resume with epochs: {planned}, or start a new run")
-        saved_optimizer = meta.get("train", {}).get("optimizer", {}).get("type")
-        if saved_optimizer not in (None, self.spec.optimizer.type):
-            raise TrainingError(f"{path} was trained with optimizer {saved_optimizer!r}, this run "
-                                f"uses {self.spec.optimizer.type!r}; its state cannot carry over. "
-                                "Resume with the same optimizer, or start a new run")
-        saved_steps = meta.get("steps_per_epoch")
-        if self.per_step_schedule and saved_steps not in (None, self._steps_per_epoch):
-            raise TrainingError(f"{path} has {saved_steps} optimizer steps per epoch, this run "
-                                f"{self._steps_per_epoch} (batch_size, accumulate or the data "
-                                "changed); its per-step schedule would not fit. Start a new run")
-        if meta.get("unfrozen") and self.freezing is not None and self.freezing.frozen:
-            self._unfreeze()  # the saved optimizer holds the unfrozen groups too
-        try:
-            self.model.load_state_dict(model_state)
-            self.optimizer.load_state_dict(states["optimizer"])
-            if self.scheduler is not None and "scheduler" in states:
-                self.scheduler.load_state_dict(
-                    {k: v for k, v in states["scheduler"].items() if v is not None})
-        except (RuntimeError, KeyError, ValueError) as err:
-            first = str(err).strip().splitlines()[0][:300]
-            raise TrainingError(f"{path} does not fit this model or optimizer (was the recipe "
-                                f"changed?): {first}. Start a new run, or resume with the recipe "
-                                "it was written with") from None
-        torch.set_rng_state(states["rng"]["torch"])
-        self.generator.set_state(states["rng"]["data"])
-        if "cuda" in states["rng"] and torch.cuda.is_available() and self.dist is None:
-            torch.cuda.set_rng_state_all(states["rng"]["cuda"])
-        if self.dist is not None:
-            _dist.restore_rng_states(states["rng"], self.dist, self.spec.seed, meta["global_step"])
-        self._best_state = states.get("best_state")
-        self.epoch, self.global_step = meta["epoch"], meta["global_step"]
-        self.history = History(meta["history"])
-        self.best, self.stopped_early = meta["best"], meta["stopped_early"]
-        self._seeded = True
+        resume_trainer_state(self, Path(path) if path is not None else self._checkpoint_path())
 
     def _checkpoint_path(self) -> Path:
         if self.run_dir is None:
@@ -654,10 +536,6 @@ def _seed_device_rngs(seed: int, device: torch.device) -> None:
         torch.mps.manual_seed(seed)
 
 
-def _is_tensor_pair(data: Any) -> bool:
-    return isinstance(data, tuple | list) and len(data) == 2 and isinstance(data[0], torch.Tensor)
-
-
 def _windows(batches: Iterator[Batch], size: int) -> Iterator[list[Batch]]:
     if size == 1:
         for batch in batches:
@@ -672,39 +550,3 @@ def _length(batches: Any) -> int | None:
         return len(batches)
     except TypeError:
         return None
-
-
-def _target(values: torch.Tensor, head: SoftmaxHead | SigmoidHead | None) -> torch.Tensor:
-    """Class ids as int64 for softmax heads; float `[N, C]` for sigmoid heads."""
-    if head is None or not isinstance(values, torch.Tensor):
-        return values
-    if isinstance(head, SoftmaxHead):
-        return values if values.dtype == torch.long else values.long()
-    if values.dim() == 1 and head.classes == 1:
-        values = values.unsqueeze(1)
-    return values if values.dtype == torch.float32 else values.float()
-
-
-def _check_head_targets(name: str, head: SoftmaxHead | SigmoidHead, y: torch.Tensor, where: str) -> None:
-    label = f"head {name!r}" if name != SINGLE_HEAD else "the head"
-    if y.device.type == "meta":
-        raise DeviceMismatchError(f"{where}: targets for {label} are on the meta device")
-    if isinstance(head, SoftmaxHead):
-        if y.dim() != 1:
-            raise TrainingError(f"{where}: {label} (softmax, {head.classes} classes) needs one class "
-                                f"index per sample, got targets of shape {list(y.shape)}")
-        bad = ((y < 0) | (y >= head.classes)).nonzero()
-        if len(bad):
-            i = int(bad[0])
-            raise TrainingError(f"{where}: {label} (softmax) has {head.classes} classes, so targets "
-                                f"must be in [0, {head.classes - 1}]; sample {i} has {int(y[i])} "
-                                f"({len(bad)} such samples)")
-        return
-    if y.dim() != 2 or y.shape[1] != head.classes:
-        raise TrainingError(f"{where}: {label} (sigmoid, {head.classes} label(s)) needs targets of "
-                            f"shape [N, {head.classes}], got {list(y.shape)}")
-    bad = (~((y >= 0) & (y <= 1))).nonzero()
-    if len(bad):
-        i, j = (int(v) for v in bad[0])
-        raise TrainingError(f"{where}: {label} (sigmoid) needs targets in [0, 1]; sample {i}, label "
-                            f"{j} is {float(y[i, j])}")
