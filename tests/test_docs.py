@@ -8,10 +8,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from tests.vision_support import import_torchvision
 
 import blocks
 import blocks.spec.registry
+from tests.vision_support import import_torchvision
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = sorted(p for p in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")] if p.exists())

@@ -8,10 +8,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 from torch import nn
-from tests.vision_support import import_timm, import_torchvision
 
 import blocks
 from blocks.layers.external import MissingExtraError, WeightsFileError
+from tests.vision_support import import_timm, import_torchvision
 
 
 def spec(block: dict, classes: int = 7, shape=(3, 64, 64)) -> blocks.ModelSpec:
