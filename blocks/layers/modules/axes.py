@@ -1,4 +1,5 @@
-"""Moved to `blocks.layers.axes` (one file per block family); this old path still finds the names."""
+"""Moved to `blocks.layers.axes` (`LayerNorm2d` to `blocks.layers.norm`), one file per block
+family; this old path still finds the names."""
 
 from blocks.core.lazy import moved_to
 
