@@ -90,3 +90,10 @@ class DeviceMismatchError(BlocksError, RuntimeError):
 
 class InputShapeError(BlocksError, ValueError):
     """A forward input whose per-sample shape or dtype is not the one the spec declares."""
+
+
+class ExportError(BlocksError, RuntimeError):
+    """An export that could not be written, or whose reloaded file did not match the model.
+
+    Defined here, below `exporters/`, because block families raise it from their source emitters
+    (`emit_source`) without importing the exporters; `blocks.exporters.common` re-exports it."""

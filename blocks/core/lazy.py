@@ -4,12 +4,14 @@ The spec side of `blocks` (pydantic models, shape rules, parameter counts) never
 `blocks validate`, `blocks schema` and `blocks --help` start in a fraction of the 1 s that
 `import torch` costs. Spec modules write `nn.Linear(...)` inside `build` exactly as with the real
 module; the import happens on the first attribute lookup, which is the first build. The
-`nn.Module` subclasses themselves live in `blocks.layers.modules`, which imports torch directly.
+`nn.Module` subclasses a family defines are written inside a function that runs at the first
+build (`blocks.layers.base.torch_modules`).
 """
 
 from __future__ import annotations
 
 import importlib
+import warnings
 from types import ModuleType
 from typing import Any
 
@@ -40,13 +42,17 @@ nn: Any = LazyModule("torch.nn")
 F: Any = LazyModule("torch.nn.functional")
 
 
-def moved_to(module: str, names: set[str], here: str) -> Any:
+def moved_to(module: str, names: set[str], here: str, *, warn: bool = False) -> Any:
     """A module `__getattr__` (PEP 562) that still finds `names`, which moved to `module`:
-    code written as `from blocks.layers.transformer import EncoderLayer` keeps working, and
-    importing the spec module still does not import torch."""
+    code written as `from blocks.layers.modules.axes import Permute` keeps working, and
+    importing the old module still does not import torch. `warn`: a `DeprecationWarning`
+    names the new home at each lookup."""
 
     def __getattr__(name: str) -> Any:
         if name in names:
+            if warn:
+                warnings.warn(f"{here}.{name} moved to {module}.{name}; the old path works until "
+                              "the next release", DeprecationWarning, stacklevel=2)
             return getattr(importlib.import_module(module), name)
         raise AttributeError(f"module {here!r} has no attribute {name!r}")
 

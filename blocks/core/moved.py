@@ -57,6 +57,13 @@ MOVED: dict[str, str | tuple[str, ...]] = {
     "blocks.report": "blocks.run.report",
     "blocks.runs": ("blocks.run.folder", "blocks.run.training", "blocks.run.predicting"),
     "blocks.module_import": "blocks.exporters.from_module",
+    # the emitters went into the block family files, as `emit_source` methods
+    "blocks.exporters.layer_source": ("blocks.exporters.preprocessing_source",
+                                      "blocks.exporters.source_writer", "blocks.layers.axes",
+                                      "blocks.layers.norm", "blocks.layers.branches",
+                                      "blocks.layers.gating", "blocks.layers.regularize",
+                                      "blocks.layers.transformer", "blocks.layers.composites",
+                                      "blocks.layers.pooling"),
     "blocks.audit": "blocks.lint.audit",
     "blocks.docgen": "blocks.cli.docgen",
 }

@@ -17,16 +17,12 @@ import torch
 from torch import nn
 
 from blocks.builder.model import BlocksModel
-from blocks.core.errors import BlocksError
+from blocks.core.errors import ExportError
 
 EXPORT_BATCH = 2  # the example batch a graph is exported with
 CHECK_BATCHES = (3, 1)  # batch sizes the reloaded export is compared at (other than EXPORT_BATCH)
 
 Outputs = dict[str, torch.Tensor]
-
-
-class ExportError(BlocksError, RuntimeError):
-    """An export that could not be written, or whose reloaded file did not match the model."""
 
 
 @dataclass

@@ -1,9 +1,10 @@
 """Plain PyTorch source for a built model: one readable `.py` file that needs only torch (and
 safetensors to read weights), whose layers carry the built model's names.
 
-The writer walks the module tree. Each module *type* has an emitter, a function returning the
-Python expression that constructs it (and, for blocks' own modules, registering a small helper
-class that carries its forward). Plain `torch.nn` layers take one generic road: their constructor
+The writer walks the module tree. Each module *type* has an emitter returning the Python
+expression that constructs it (and, for blocks' own modules, registering a small helper class
+that carries its forward): the module's own `emit_source` method (every block family's module,
+see docs/contributing.md) or a function registered with `register_emitter`. Plain `torch.nn` layers take one generic road: their constructor
 arguments are read back from the instance, and the rebuilt layer is compared with the original
 (hyper-parameters, parameter and buffer shapes) before a line is written. A module type without
 an emitter is an `ExportError` naming its path and type, never a guess:
@@ -28,7 +29,7 @@ import torch
 from torch import nn
 
 from blocks.core.version import __version__
-from blocks.exporters import layer_source  # noqa: F401 - registers the emitters of blocks' own modules
+from blocks.exporters import preprocessing_source  # noqa: F401 - registers Preprocessing's emitter
 from blocks.exporters.common import (
     CHECK_BATCHES,
     EXPORT_BATCH,

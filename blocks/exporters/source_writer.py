@@ -1,7 +1,11 @@
-"""The machinery of the Python-source export: the emitter registry (module type -> function
-writing the expression that constructs it), `SourceWriter` (walks the module tree, collects
-helper classes and imports), expression helpers, and the generic road for plain `torch.nn`
-layers (constructor arguments read back from the instance, the rebuilt layer compared).
+"""The machinery of the Python-source export: `SourceWriter` (walks the module tree, collects
+helper classes and imports), the generic road for plain `torch.nn` layers (constructor
+arguments read back from the instance, the rebuilt layer compared), and the emitter registry
+(module type -> function writing the expression that constructs it).
+
+A module with an `emit_source(writer, path)` method writes itself: that is how every block
+family's module does it (`blocks/layers/*.py`, docs/contributing.md), so the families need not
+import this package. The registry is for module types one cannot add a method to:
 
     @register_emitter(MyGate)
     def _my_gate(module: MyGate, writer: SourceWriter, path: str) -> str:
@@ -12,18 +16,25 @@ layers (constructor arguments read back from the instance, the rebuilt layer com
 from __future__ import annotations
 
 import inspect
-import json
-import math
 import textwrap
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
-from blocks.exporters.common import (
-    ExportError,
+from blocks.core.errors import ExportError
+from blocks.core.pysource import (  # noqa: F401 - re-exported: emitters import them from here
+    LINE_LENGTH,
+    Call,
+    Expr,
+    call,
+    flat,
+    literal,
+    number,
+    prefixed,
+    quote,
+    render,
 )
 
 SUFFIXES = (".py",)
@@ -41,7 +52,6 @@ _NOT_LAYERS = {"Module", "ParameterList", "ParameterDict", "DataParallel", "Cont
 _MODULE_KEYS = frozenset(vars(nn.Module()))  # nn.Module's own bookkeeping attributes
 #: libraries whose models (the `torchvision` and `timm` blocks) the writer cannot turn into source
 LIBRARIES = frozenset({"torchvision", "timm"})
-LINE_LENGTH = 88  # the generated file keeps to the formatters' default
 
 
 def register_emitter(*module_types: type[nn.Module]) -> Callable[[E], E]:
@@ -53,6 +63,12 @@ def register_emitter(*module_types: type[nn.Module]) -> Callable[[E], E]:
         return fn
 
     return decorate
+
+
+def has_emitter(cls: type) -> bool:
+    """Whether the writer knows how to write modules of type `cls`: its own `emit_source`
+    method, a registered emitter, or the generic road of plain `torch.nn` layers."""
+    return callable(getattr(cls, "emit_source", None)) or cls in _EMITTERS or _is_torch_layer(cls)
 
 
 class SourceWriter:
@@ -71,6 +87,9 @@ class SourceWriter:
                 f"{path}: the python source writer cannot inline a library model "
                 f"({cls.__module__}.{cls.__qualname__}, from {library}); export it to pt2 or onnx, "
                 f"which record the computation, or to torchscript")
+        own = getattr(module, "emit_source", None)
+        if callable(own):  # a block family's module writes itself (see docs/contributing.md)
+            return own(self, path)
         emitter = _EMITTERS.get(cls)
         if emitter is None and _is_torch_layer(cls):
             emitter = torch_layer
@@ -85,77 +104,32 @@ class SourceWriter:
         return [(name, self.construct(child, f"{path}.{name}" if path else name))
                 for name, child in module.named_children()]
 
+    def checked(self, module: nn.Module, expression: Expr, path: str) -> Expr:
+        """`expression` (which may use this writer's helper classes), once it is shown to build
+        `module`: it is built on the meta device and compared with `module` (every submodule's
+        type and hyper-parameters, every parameter and buffer shape). The top level is a helper
+        class, so its type name differs; its attributes must not."""
+        namespace: dict = {"nn": nn, "torch": torch}
+        text = flat(expression)
+        try:
+            for source in self.helpers.values():
+                exec(source, namespace)  # noqa: S102 - the helper classes written above
+            with torch.device("meta"):
+                rebuilt = eval(text, namespace)  # noqa: S307 - our own expression
+        except Exception as err:  # noqa: BLE001 - any failure means we cannot write this layer
+            raise ExportError(f"{path}: the written construction {text} fails: {err}") from None
+        problem = module_difference(module, rebuilt, helper=True)
+        if problem:
+            raise ExportError(f"{path}: {type(module).__name__} cannot be rebuilt as {text} "
+                              f"({problem})")
+        return expression
+
     def helper(self, name: str, source: str) -> str:
         """Add a helper class (plain torch source) once; returns its name."""
         source = textwrap.dedent(source).strip() + "\n"
         if self.helpers.setdefault(name, source) != source:
             raise ExportError(f"two different helper classes want the name {name!r}")
         return name
-
-
-# --- expressions ---------------------------------------------------------------------------------
-def literal(value: Any, where: str) -> str:
-    """A Python literal that evaluates to `value` (numbers, strings, None, tuples, lists)."""
-    if isinstance(value, str):
-        return quote(value)
-    if value is None or isinstance(value, (bool, int)):
-        return repr(value)
-    if isinstance(value, float):
-        return repr(value) if math.isfinite(value) else f'float("{value}")'
-    if isinstance(value, (tuple, list)):
-        items = [literal(v, where) for v in value]
-        if isinstance(value, list):
-            return "[" + ", ".join(items) + "]"
-        return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
-    raise ExportError(f"{where} = {value!r} ({type(value).__name__}) cannot be written as a "
-                      "Python literal")
-
-
-@dataclass(frozen=True)
-class Call:
-    """`func(arg, ...)` (or a dict / list display): rendered on one line when it fits, else one
-    argument per line, like a code formatter would."""
-
-    func: str
-    args: tuple[Expr, ...]
-    opener: str = "("
-    closer: str = ")"
-
-    def flat(self) -> str:
-        return f"{self.func}{self.opener}{', '.join(flat(a) for a in self.args)}{self.closer}"
-
-
-Expr = str | Call
-
-
-def call(func: str, args: list[Expr] | tuple[Expr, ...], opener: str = "(",
-         closer: str = ")") -> Call:
-    return Call(func, tuple(args), opener, closer)
-
-
-def flat(expr: Expr) -> str:
-    return expr if isinstance(expr, str) else expr.flat()
-
-
-def prefixed(prefix: str, expr: Expr) -> Expr:
-    """`prefix` written before `expr` (e.g. a dict key), keeping `expr` breakable."""
-    return prefix + expr if isinstance(expr, str) else replace(expr, func=prefix + expr.func)
-
-
-def render(expr: Expr, indent: int, start: int, tail: int = 0) -> str:
-    """`expr` as text starting at column `start` on a line indented by `indent`, followed by
-    `tail` characters; lines after the first carry their indentation."""
-    one_line = flat(expr)
-    if isinstance(expr, str) or start + len(one_line) + tail <= LINE_LENGTH:
-        return one_line
-    inner = indent + 4
-    body = "".join(" " * inner + render(arg, inner, inner, 1) + ",\n" for arg in expr.args)
-    return f"{expr.func}{expr.opener}\n{body}{' ' * indent}{expr.closer}"
-
-
-def quote(text: str) -> str:
-    """A double-quoted Python string literal (JSON string escapes are Python's too)."""
-    return json.dumps(text, ensure_ascii=False)
 
 
 # --- plain torch.nn layers -----------------------------------------------------------------------

@@ -1,4 +1,6 @@
-"""Axis plumbing: `permute`, `reshape`, `unflatten`, and the channels-first `layernorm2d`."""
+"""Axis plumbing: `flatten`, `permute`, `reshape`, `unflatten`. Nothing learned; the
+`Permute` and `Reshape` modules, their source emitters and helper classes live here.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +10,76 @@ from typing import Annotated
 from pydantic import Field, field_validator
 
 from blocks.core.errors import ShapeError
-from blocks.core.lazy import LazyModule, moved_to, nn
+from blocks.core.lazy import nn
+from blocks.core.numbers import NonNegativeSize
+from blocks.core.pysource import literal
+from blocks.layers.base import module_getattr, torch_modules
 from blocks.spec import counts
 from blocks.spec.registry import Block, register_block
 from blocks.spec.shapes import Shape, fmt_shape
 
-impl = LazyModule("blocks.layers.modules.axes")  # the nn.Module classes, imported at the first build
+PERMUTE = '''
+class Permute(nn.Module):
+    """`x.permute(dims)`; `dims` start with the batch axis, 0."""
+
+    def __init__(self, dims: list[int]) -> None:
+        super().__init__()
+        self.dims = list(dims)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(self.dims)
+'''
+
+RESHAPE = '''
+class Reshape(nn.Module):
+    """Reshape each sample: [batch, ...] -> [batch, *shape]."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.shape = tuple(shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(x.shape[0], *self.shape)
+'''
+
+
+@torch_modules("Permute", "Reshape")
+def modules(torch, nn):  # defined on first build: importing this file needs no torch
+    class Permute(nn.Module):
+        """`x.permute(0, *dims)`: reorders the per-sample axes, batch first and untouched."""
+
+        def __init__(self, dims: list[int]) -> None:
+            super().__init__()
+            self.dims = [0, *(d + 1 for d in dims)]
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.permute(self.dims)
+
+        def extra_repr(self) -> str:
+            return f"dims={self.dims[1:]}"
+
+        def emit_source(self, writer, path: str):
+            name = writer.helper("Permute", PERMUTE)
+            return writer.checked(self, f"{name}({literal(list(self.dims), path)})", path)
+
+    class Reshape(nn.Module):
+        """`x.reshape(batch, *shape)`."""
+
+        def __init__(self, shape: tuple[int, ...]) -> None:
+            super().__init__()
+            self.shape = shape
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.reshape(x.shape[0], *self.shape)
+
+        def extra_repr(self) -> str:
+            return f"shape={list(self.shape)}"
+
+        def emit_source(self, writer, path: str):
+            name = writer.helper("Reshape", RESHAPE)
+            return writer.checked(self, f"{name}({literal(tuple(self.shape), path)})", path)
+
+    return {"Permute": Permute, "Reshape": Reshape}
 
 
 def _axis(axis: int, shape: Shape, field: str) -> int:
@@ -24,9 +90,31 @@ def _axis(axis: int, shape: Shape, field: str) -> int:
     return axis % len(shape)
 
 
+@register_block("flatten")
+class Flatten(Block):
+    """Flatten every per-sample axis from `start_dim` on (0 = all of them), like `x.flatten(1)`."""
+
+    start_dim: NonNegativeSize = Field(0, description="first per-sample axis to flatten")
+
+    def output_shape(self, shape: Shape) -> Shape:
+        if not shape:
+            raise ShapeError("has nothing to flatten: the input is a scalar per sample")
+        if self.start_dim >= len(shape):
+            raise ShapeError(f"start_dim {self.start_dim} is out of range for input {fmt_shape(shape)}")
+        return (*shape[: self.start_dim], math.prod(shape[self.start_dim:]))
+
+    def build(self, shape: Shape) -> nn.Module:
+        return nn.Flatten(start_dim=self.start_dim + 1)
+
+    def parameter_count(self, shape: Shape) -> counts.Counts:
+        return counts.NOTHING
+
+
 @register_block("permute")
 class PermuteBlock(Block):
     """Reorder the per-sample axes: `dims: [1, 2, 0]` takes `[C, H, W]` to `[H, W, C]`."""
+
+    example = ([3, 32, 32], {"type": "permute", "dims": [1, 2, 0]})
 
     dims: Annotated[list[int], Field(min_length=1)] = Field(
         description="the new order of the per-sample axes (a permutation of 0..rank-1)")
@@ -45,7 +133,7 @@ class PermuteBlock(Block):
         return tuple(shape[d] for d in self.dims)
 
     def build(self, shape: Shape) -> nn.Module:
-        return impl.Permute(self.dims)
+        return modules().Permute(self.dims)
 
     def parameter_count(self, shape: Shape) -> counts.Counts:
         return counts.NOTHING
@@ -73,6 +161,8 @@ def _check_sizes(sizes: list[int]) -> list[int]:
 class ReshapeBlock(Block):
     """Reshape each sample to `shape` (one entry may be -1, inferred), e.g. `[768]` -> `[12, 64]`."""
 
+    example = ([768], {"type": "reshape", "shape": [12, 64]})
+
     shape: Annotated[list[int], Field(min_length=1)] = Field(
         description="new per-sample shape; one entry may be -1 (inferred)")
 
@@ -85,7 +175,7 @@ class ReshapeBlock(Block):
         return _resolve_sizes(self.shape, math.prod(shape), "shape")
 
     def build(self, shape: Shape) -> nn.Module:
-        return impl.Reshape(self.output_shape(shape))
+        return modules().Reshape(self.output_shape(shape))
 
     def parameter_count(self, shape: Shape) -> counts.Counts:
         return counts.NOTHING
@@ -94,6 +184,8 @@ class ReshapeBlock(Block):
 @register_block("unflatten")
 class UnflattenBlock(Block):
     """`nn.Unflatten` on per-sample axis `dim`: `[768, 196]` with `dim: 1, sizes: [14, 14]`."""
+
+    example = ([768, 196], {"type": "unflatten", "dim": 1, "sizes": [14, 14]})
 
     dim: int = Field(description="per-sample axis to split")
     sizes: Annotated[list[int], Field(min_length=1)] = Field(
@@ -116,28 +208,20 @@ class UnflattenBlock(Block):
         return counts.NOTHING
 
 
-@register_block("layernorm2d")
-class LayerNorm2dBlock(Block):
-    """Layer norm over the channel axis of `[C, H, W]` (or `[C, L]`), each position on its own:
-    ConvNeXt's `LayerNorm2d`, the same as `permute` -> `layernorm` -> `permute` back."""
+EXAMPLE_RECIPES: dict[str, tuple[str, str]] = {  # title -> (what it shows, recipe)
+    "reshape, unflatten, softmax_act": (
+        "Axis plumbing: features to a grid and back; a softmax inside the backbone.", """\
+model:
+  input: {shape: [48]}
+  backbone:
+    - {type: reshape, shape: [3, -1]}
+    - {type: unflatten, dim: 1, sizes: [4, 4]}
+    - {type: softmax_act, dim: 0}
+    - flatten
+  head: {type: softmax, classes: 10}
+"""),
+}
 
-    eps: Annotated[float, Field(gt=0)] = Field(1e-5, description="added to the variance")
-    elementwise_affine: bool = Field(True, description="learn a per-channel scale (and shift)")
-    bias: bool = Field(True, description="learn the shift too")
-
-    def output_shape(self, shape: Shape) -> Shape:
-        if len(shape) < 2:
-            raise ShapeError(f"expects [channels, *spatial] per sample, got {fmt_shape(shape)}; "
-                             "use `layernorm` on a feature vector")
-        return shape
-
-    def build(self, shape: Shape) -> nn.Module:
-        return impl.LayerNorm2d(shape[0], eps=self.eps, elementwise_affine=self.elementwise_affine,
-                           bias=self.bias)
-
-    def parameter_count(self, shape: Shape) -> counts.Counts:
-        return counts.layernorm(shape[0], self.elementwise_affine, self.bias)
-
-
-# the nn.Module classes moved to the torch side; old imports still find them
-__getattr__ = moved_to("blocks.layers.modules.axes", {'Permute', 'Reshape', 'LayerNorm2d'}, __name__)
+# layernorm2d moved to blocks.layers.norm (it is a norm); old imports still find it
+__getattr__ = module_getattr(__name__, modules, moved={"LayerNorm2d": "blocks.layers.norm",
+                                                        "LayerNorm2dBlock": "blocks.layers.norm"})

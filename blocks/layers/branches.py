@@ -1,5 +1,7 @@
 """Branches: `concat` (parallel block lists, outputs joined) and `dense_concat` (DenseNet's
-connection: a block list's output appended to its input along the channels)."""
+connection: a block list's output appended to its input along the channels). Their modules,
+source emitters (each child written by the writer and checked on its own) and examples live
+here."""
 
 from __future__ import annotations
 
@@ -8,7 +10,9 @@ from typing import Annotated
 from pydantic import Field
 
 from blocks.core.errors import ShapeError
-from blocks.core.lazy import LazyModule, moved_to, nn
+from blocks.core.lazy import nn
+from blocks.core.pysource import call, literal
+from blocks.layers.base import module_getattr, torch_modules
 from blocks.layers.composites import (
     BlockList,
     Composite,
@@ -20,7 +24,66 @@ from blocks.spec import counts
 from blocks.spec.registry import register_block
 from blocks.spec.shapes import Shape, fmt_shape
 
-impl = LazyModule("blocks.layers.modules.branches")  # the nn.Module classes, imported at the first build
+CONCAT = '''
+class Concat(nn.Module):
+    """Parallel branches on the same input, their outputs concatenated on axis `dim`."""
+
+    def __init__(self, branches: list[nn.Module], dim: int) -> None:
+        super().__init__()
+        self.branches = nn.ModuleList(branches)
+        self.dim = dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([branch(x) for branch in self.branches], dim=self.dim)
+'''
+
+DENSE_CONCAT = '''
+class DenseConcat(nn.Module):
+    """DenseNet's connection: the input, then body(x), on the channel axis."""
+
+    def __init__(self, body: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, self.body(x)], dim=1)
+'''
+
+
+@torch_modules("ConcatModule", "DenseConcatModule")
+def modules(torch, nn):  # defined on first build: importing this file needs no torch
+    class ConcatModule(nn.Module):
+        """`torch.cat([branch(x) for branch in branches], dim)`."""
+
+        def __init__(self, branches: list[nn.Module], dim: int) -> None:
+            super().__init__()
+            self.branches = nn.ModuleList(branches)
+            self.dim = dim
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.cat([branch(x) for branch in self.branches], dim=self.dim)
+
+        def emit_source(self, writer, path: str):
+            name = writer.helper("Concat", CONCAT)
+            branches = writer.children(self.branches, f"{path}.branches")
+            return call(name, [call("", [expr for _, expr in branches], "[", "]"),
+                               literal(self.dim, f"{path}.dim")])
+
+    class DenseConcatModule(nn.Module):
+        """`torch.cat([x, body(x)], 1)`: DenseNet's layer, its input passed on beside its output."""
+
+        def __init__(self, body: nn.Module) -> None:
+            super().__init__()
+            self.body = body
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.cat([x, self.body(x)], dim=1)
+
+        def emit_source(self, writer, path: str):
+            name = writer.helper("DenseConcat", DENSE_CONCAT)
+            return call(name, [writer.construct(self.body, f"{path}.body")])
+
+    return {"ConcatModule": ConcatModule, "DenseConcatModule": DenseConcatModule}
 
 
 def _joined(shapes: list[Shape], axis: int, what: str) -> Shape:
@@ -39,6 +102,10 @@ def _joined(shapes: list[Shape], axis: int, what: str) -> Shape:
 class Concat(Composite):
     """Several block lists on the same input, outputs concatenated on per-sample axis `dim`
     (0: channels of `[C, H, W]`, features of `[F]`): Inception modules, SqueezeNet's fire."""
+
+    example = ([3, 32, 32], {"type": "concat", "branches": [
+        [{"type": "conv2d", "out_channels": 8, "kernel_size": 1}],
+        [{"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1}]]})
 
     branches: Annotated[list[BlockList], Field(min_length=2)] = Field(
         description="two or more block lists, each applied to the same input")
@@ -82,7 +149,7 @@ class Concat(Composite):
     def build(self, shape: Shape) -> nn.Module:
         outs = self._traces(shape)[1]
         branches = [build_sequence(blocks, shape)[0] for blocks in self.branches]
-        return impl.ConcatModule(branches, self._axis(len(outs[0])) + 1)
+        return modules().ConcatModule(branches, self._axis(len(outs[0])) + 1)
 
     def parameter_count(self, shape: Shape) -> counts.Counts | None:
         return counts.total(counts.sequence(blocks, shape)[0] for blocks in self.branches)
@@ -92,6 +159,10 @@ class Concat(Composite):
 class DenseConcat(Composite):
     """`blocks` whose output is concatenated to their input on the channel axis (DenseNet):
     `[C, H, W]` -> `[C + growth, H, W]`. Inside `repeat`, each layer sees every earlier output."""
+
+    example = ([8, 16, 16], {"type": "dense_concat", "blocks": [
+        "batchnorm2d", "relu", {"type": "conv2d", "out_channels": 4, "kernel_size": 3,
+                                "padding": 1}]})
 
     blocks: BlockList = Field(description="blocks whose output is appended to their input")
 
@@ -122,11 +193,36 @@ class DenseConcat(Composite):
         return None
 
     def build(self, shape: Shape) -> nn.Module:
-        return impl.DenseConcatModule(build_sequence(self.blocks, shape)[0])
+        return modules().DenseConcatModule(build_sequence(self.blocks, shape)[0])
 
     def parameter_count(self, shape: Shape) -> counts.Counts | None:
         return counts.sequence(self.blocks, shape)[0]
 
 
-# the nn.Module classes moved to the torch side; old imports still find them
-__getattr__ = moved_to("blocks.layers.modules.branches", {'ConcatModule', 'DenseConcatModule'}, __name__)
+EXAMPLE_RECIPES: dict[str, tuple[str, str]] = {  # title -> (what it shows, recipe)
+    "concat": ("Two branches on the same input, joined on the channels (an Inception module).", """\
+model:
+  input: {shape: [3, 32, 32]}
+  backbone:
+    - type: concat
+      branches:
+        - [{type: conv2d, out_channels: 8, kernel_size: 1}, relu]
+        - [{type: conv2d, out_channels: 4, kernel_size: 3, padding: 1}, relu]
+    - global_avgpool
+  head: {type: softmax, classes: 10}
+"""),
+    "dense_concat": ("DenseNet's connection: each layer's 4 new channels appended to its input.", """\
+model:
+  input: {shape: [8, 16, 16]}
+  backbone:
+    - type: repeat
+      times: 3
+      blocks:
+        - type: dense_concat
+          blocks: [batchnorm2d, relu, {type: conv2d, out_channels: 4, kernel_size: 3, padding: 1}]
+    - global_avgpool
+  head: {type: softmax, classes: 10}
+"""),
+}
+
+__getattr__ = module_getattr(__name__, modules)

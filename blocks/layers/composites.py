@@ -1,4 +1,6 @@
-"""Block lists and the block types made of block lists: `residual`, `repeat`, and `torch`."""
+"""Block lists and the block types made of block lists: `residual` and `repeat`; and `torch`,
+any `torch.nn` layer by name. The residual connection's module, its source emitter and helper
+class live here; `repeat` builds an `nn.Sequential` and `torch` a named torch class."""
 
 from __future__ import annotations
 
@@ -12,15 +14,50 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator, model_validator
 
 from blocks.core.errors import ShapeError
-from blocks.core.lazy import moved_to, nn, torch
+from blocks.core.lazy import nn, torch
 from blocks.core.limits import MAX_REPEAT_TIMES
 from blocks.core.numbers import size_type
+from blocks.core.pysource import call
+from blocks.layers.base import module_getattr, torch_modules
 from blocks.spec import counts
 from blocks.spec.registry import AnyBlock, Block, register_block, unknown_name_message
 from blocks.spec.shapes import Shape, fmt_shape
 from blocks.spec.trace import Composite, LayerTrace, trace_sequence
 
 BlockList = Annotated[list[AnyBlock], Field(min_length=1)]
+
+RESIDUAL = '''
+class Residual(nn.Module):
+    """body(x) + shortcut(x): a residual connection."""
+
+    def __init__(self, body: nn.Module, shortcut: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+        self.shortcut = shortcut
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x) + self.shortcut(x)
+'''
+
+
+@torch_modules("ResidualModule")
+def modules(torch, nn):  # defined on first build: importing this file needs no torch
+    class ResidualModule(nn.Module):
+        """`body(x) + shortcut(x)`; the shortcut is `nn.Identity` when shapes already match."""
+
+        def __init__(self, body: nn.Module, shortcut: nn.Module) -> None:
+            super().__init__()
+            self.body = body
+            self.shortcut = shortcut
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.body(x) + self.shortcut(x)
+
+        def emit_source(self, writer, path: str):
+            name = writer.helper("Residual", RESIDUAL)
+            return call(name, [expr for _, expr in writer.children(self, path)])
+
+    return {"ResidualModule": ResidualModule}
 
 
 def build_sequence(blocks: Sequence[Block], shape: Shape) -> tuple[nn.Sequential, Shape]:
@@ -41,6 +78,9 @@ class Residual(Composite):
     """`blocks` added to their input. `shortcut:` (e.g. 1x1 conv + batchnorm) maps the input to
     the body's output shape; without it, a shape change gets an automatic projection
     (a strided 1x1 conv for `[C, *spatial]`, a linear layer for `[features]`)."""
+
+    example = ([16, 8, 8], {"type": "residual", "blocks": [
+        {"type": "conv2d", "out_channels": 16, "kernel_size": 3, "padding": 1}, "relu"]})
 
     blocks: BlockList = Field(
         description="the branch; its output is added to the input (or to the shortcut's output)")
@@ -84,9 +124,7 @@ class Residual(Composite):
             else:
                 conv = nn.Conv1d if len(shape) == 2 else nn.Conv2d
                 shortcut = conv(shape[0], body_out[0], 1, stride=strides)
-        from blocks.layers.modules.residual import ResidualModule
-
-        return ResidualModule(body, shortcut)
+        return modules().ResidualModule(body, shortcut)
 
     def parameter_count(self, shape: Shape) -> counts.Counts | None:
         body, body_out = counts.sequence(self.blocks, shape)
@@ -119,6 +157,9 @@ def _projection_strides(shape: Shape, target: Shape) -> tuple[int, ...]:
 @register_block("repeat")
 class Repeat(Composite):
     """`blocks` repeated `times` times in sequence, each repetition with its own weights."""
+
+    example = ([16, 8, 8], {"type": "repeat", "times": 2, "blocks": [
+        {"type": "conv2d", "out_channels": 16, "kernel_size": 3, "padding": 1}, "relu"]})
 
     times: size_type(1, MAX_REPEAT_TIMES) = Field(
         description="how many copies, each with its own weights")  # type: ignore[valid-type]
@@ -179,6 +220,9 @@ class TorchLayer(Block):
     """Any `torch.nn` layer by class name, for what the catalogue lacks. Sizes are *not*
     inferred here (pass them in `kwargs`); the output shape comes from a meta-device forward."""
 
+    example = ([3, 32, 32], {"type": "torch", "layer": "Upsample",
+                             "kwargs": {"scale_factor": 2, "mode": "nearest"}})
+
     layer: str = Field(description="a torch.nn class name, e.g. Upsample")
     kwargs: dict[str, Any] = Field(
         default_factory=dict, description="its constructor arguments, sizes included")
@@ -223,5 +267,4 @@ def _kwargs_repr(kwargs: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
 
 
-# the nn.Module classes moved to the torch side; old imports still find them
-__getattr__ = moved_to("blocks.layers.modules.residual", {'ResidualModule'}, __name__)
+__getattr__ = module_getattr(__name__, modules)

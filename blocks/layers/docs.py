@@ -1,8 +1,9 @@
 """What a block type is, in words: one-line summary, fields, shape rule and an example.
 
-Read from the registry and each type's JSON Schema at call time, so `blocks blocks`, the docs
-site's recipe reference and plugins registered later all describe the same thing the validator
-checks. The shape line is *computed* from the example with the type's own `output_shape`.
+Read from the registry, each type's JSON Schema and its `example` class attribute at call time,
+so `blocks blocks`, the docs site's recipe reference and plugins registered later all describe
+the same thing the validator checks. The shape line is *computed* from the example with the
+type's own `output_shape` (external backbones state theirs: it needs their library).
 """
 
 from __future__ import annotations
@@ -14,41 +15,8 @@ from typing import Any
 from blocks.core.errors import BlocksError
 from blocks.spec.registry import Block, block_types, get_block_type
 
-# Examples of the block types whose fields are not all optional: (per-sample input, block).
-# Types whose fields all have defaults get `- name` on the first input shape they accept.
-EXAMPLES: dict[str, tuple[list[int], dict[str, Any]]] = {
-    "linear": ([64], {"type": "linear", "out_features": 10}),
-    "embedding": ([16], {"type": "embedding", "num_embeddings": 1000, "embedding_dim": 32}),
-    "conv1d": ([4, 100], {"type": "conv1d", "out_channels": 8, "kernel_size": 5}),
-    "conv2d": ([1, 28, 28], {"type": "conv2d", "out_channels": 32, "kernel_size": 3}),
-    "maxpool1d": ([8, 100], {"type": "maxpool1d", "kernel_size": 2}),
-    "maxpool2d": ([32, 26, 26], {"type": "maxpool2d", "kernel_size": 2}),
-    "avgpool1d": ([8, 100], {"type": "avgpool1d", "kernel_size": 2}),
-    "avgpool2d": ([32, 26, 26], {"type": "avgpool2d", "kernel_size": 2}),
-    "adaptive_avgpool2d": ([64, 7, 7], {"type": "adaptive_avgpool2d", "output_size": 1}),
-    "residual": ([16, 8, 8], {"type": "residual", "blocks": [
-        {"type": "conv2d", "out_channels": 16, "kernel_size": 3, "padding": 1}, "relu"]}),
-    "repeat": ([16, 8, 8], {"type": "repeat", "times": 2, "blocks": [
-        {"type": "conv2d", "out_channels": 16, "kernel_size": 3, "padding": 1}, "relu"]}),
-    "torch": ([3, 32, 32], {"type": "torch", "layer": "Upsample",
-                            "kwargs": {"scale_factor": 2, "mode": "nearest"}}),
-    "permute": ([3, 32, 32], {"type": "permute", "dims": [1, 2, 0]}),
-    "reshape": ([768], {"type": "reshape", "shape": [12, 64]}),
-    "unflatten": ([768, 196], {"type": "unflatten", "dim": 1, "sizes": [14, 14]}),
-    "concat": ([3, 32, 32], {"type": "concat", "branches": [
-        [{"type": "conv2d", "out_channels": 8, "kernel_size": 1}],
-        [{"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1}]]}),
-    "dense_concat": ([8, 16, 16], {"type": "dense_concat", "blocks": [
-        "batchnorm2d", "relu", {"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1}]}),
-    "squeeze_excite": ([72, 16, 16], {"type": "squeeze_excite", "ratio": 4, "divisor": 8}),
-    "patch_embed": ([3, 32, 32], {"type": "patch_embed", "dim": 64, "patch_size": 8}),
-    "transformer_encoder": ([17, 64], {"type": "transformer_encoder", "heads": 4}),
-}
-# External backbones load a library to learn their output: their shape line is stated, not run.
-STATED: dict[str, tuple[list[int], dict[str, Any], list[int]]] = {
-    "torchvision": ([3, 224, 224], {"type": "torchvision", "model": "resnet18"}, [512]),
-    "timm": ([3, 224, 224], {"type": "timm", "model": "resnet18"}, [512]),
-}
+# Each type's example is its class attribute `example` (see `Block.example`), written in its
+# family file; a type without one gets `- name` on the first of these input shapes it accepts.
 _TRY_SHAPES: tuple[list[int], ...] = ([16, 8, 8], [64], [17, 64])
 
 
@@ -185,10 +153,11 @@ def _dedent(doc: str | None) -> str:
 
 
 def _example(name: str, cls: type[Block]) -> tuple[Any, list[int] | None, list[int] | None]:
-    if name in STATED:
-        shape, spec, out = STATED[name]
-        return spec, shape, out
-    candidates = ([(EXAMPLES[name][0], EXAMPLES[name][1])] if name in EXAMPLES else
+    example = cls.example
+    if example is not None and len(example) == 3:  # stated: the output needs a library loaded
+        shape, spec, out = example
+        return spec, list(shape), list(out)
+    candidates = ([(example[0], example[1])] if example is not None else
                   [(shape, {"type": name}) for shape in _TRY_SHAPES] if cls.shorthand else [])
     for shape, spec in candidates:
         try:

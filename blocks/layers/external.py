@@ -180,6 +180,9 @@ class TorchvisionBackbone(_External):
     """A torchvision classification model (`resnet18`, `convnext_tiny`, ...) with its final
     `nn.Linear` replaced by `nn.Identity`; `weights`: a local file of the model's state dict."""
 
+    #: its shape needs the library loaded: the example's output is stated, not computed
+    example = ([3, 224, 224], {"type": "torchvision", "model": "resnet18"}, [512])
+
     weights: str | None = Field(
         None, description="torchvision weights name (e.g. IMAGENET1K_V1) or a local file")
 
@@ -215,6 +218,9 @@ class TimmBackbone(_External):
     """A timm model created with `num_classes=0` (pooled features, no classifier).
     `checkpoint`: a local file of the model's state dict; `pretrained: true` downloads timm's
     weights from the Hugging Face hub (the only block that may reach the network)."""
+
+    #: its shape needs the library loaded: the example's output is stated, not computed
+    example = ([3, 224, 224], {"type": "timm", "model": "resnet18"}, [512])
 
     checkpoint: str | None = Field(
         None, description="local checkpoint file with the model's weights")

@@ -1,4 +1,6 @@
-"""Gates and the activations they need: `squeeze_excite`, `hardswish`, `hardsigmoid`, `softmax_act`."""
+"""Channel gates: `squeeze_excite` (SENet, MobileNetV3, EfficientNet), with its module, source
+emitter, helper class and example. The activations gates use (`hardswish`, `hardsigmoid`,
+`sigmoid_act`, `softmax_act`) are in `blocks.layers.activations`."""
 
 from __future__ import annotations
 
@@ -7,52 +9,68 @@ from typing import Literal
 from pydantic import Field, PositiveInt, model_validator
 
 from blocks.core.errors import ShapeError
-from blocks.core.lazy import LazyModule, moved_to, nn
-from blocks.layers.catalogue import _Elementwise
+from blocks.core.lazy import nn
+from blocks.core.pysource import call
+from blocks.layers.base import module_getattr, torch_modules
 from blocks.spec import counts
 from blocks.spec.registry import Block, register_block
-from blocks.spec.shapes import Shape, fmt_shape, require_rank
+from blocks.spec.shapes import Shape, require_rank
 
-impl = LazyModule("blocks.layers.modules.gating")  # the nn.Module classes, imported at the first build
+SQUEEZE_EXCITE = '''
+class SqueezeExcite(nn.Module):
+    """Channel gating: global average -> 1x1 conv down -> activation -> 1x1 conv up ->
+    gate, times the input (torchvision's SqueezeExcitation layout)."""
+
+    def __init__(
+        self, channels: int, squeeze: int, activation: nn.Module, gate: nn.Module
+    ) -> None:
+        super().__init__()
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc1 = nn.Conv2d(channels, squeeze, 1)
+        self.fc2 = nn.Conv2d(squeeze, channels, 1)
+        self.activation = activation
+        self.scale_activation = gate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = self.fc2(self.activation(self.fc1(self.avgpool(x))))
+        return self.scale_activation(scale) * x
+'''
 
 
-@register_block("hardswish")
-class Hardswish(_Elementwise):
-    """`nn.Hardswish` (MobileNetV3)."""
+@torch_modules("SqueezeExcitation", "ACTIVATIONS")
+def modules(torch, nn):  # defined on first build: importing this file needs no torch
+    activations: dict[str, type[nn.Module]] = {
+        "relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU, "hardswish": nn.Hardswish,
+        "sigmoid": nn.Sigmoid, "hardsigmoid": nn.Hardsigmoid, "tanh": nn.Tanh,
+        "identity": nn.Identity,
+    }
 
-    def build(self, shape: Shape) -> nn.Module:
-        return nn.Hardswish()
+    class SqueezeExcitation(nn.Module):
+        """Global average -> 1x1 conv down -> activation -> 1x1 conv up -> gate, times the input.
 
+        Submodule names and order are torchvision's (`fc1`, `fc2`), so weights line up."""
 
-@register_block("hardsigmoid")
-class Hardsigmoid(_Elementwise):
-    """`nn.Hardsigmoid`, a gate inside the backbone (MobileNetV3's squeeze-excite)."""
+        def __init__(self, channels: int, squeeze: int, activation: str, gate: str) -> None:
+            super().__init__()
+            self.avgpool = nn.AdaptiveAvgPool2d(1)
+            self.fc1 = nn.Conv2d(channels, squeeze, 1)
+            self.fc2 = nn.Conv2d(squeeze, channels, 1)
+            self.activation = activations[activation]()
+            self.scale_activation = activations[gate]()
 
-    def build(self, shape: Shape) -> nn.Module:
-        return nn.Hardsigmoid()
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            scale = self.scale_activation(self.fc2(self.activation(self.fc1(self.avgpool(x)))))
+            return scale * x
 
+        def emit_source(self, writer, path: str):
+            name = writer.helper("SqueezeExcite", SQUEEZE_EXCITE)
+            activation = writer.construct(self.activation, f"{path}.activation")
+            gate = writer.construct(self.scale_activation, f"{path}.scale_activation")
+            expression = call(name, [str(self.fc1.in_channels), str(self.fc1.out_channels),
+                                     activation, gate])
+            return writer.checked(self, expression, path)
 
-@register_block("softmax_act")
-class SoftmaxActivation(Block):
-    """`nn.Softmax` *inside* the backbone (attention-style weights) over per-sample axis `dim`.
-    Never before a head: heads emit logits and their loss applies the softmax."""
-
-    dim: int = Field(-1, description="per-sample axis the softmax normalises over")
-
-    def _axis(self, shape: Shape) -> int:
-        if not -len(shape) <= self.dim < len(shape):
-            raise ShapeError(f"dim {self.dim} is out of range for input {fmt_shape(shape)}")
-        return self.dim % len(shape)
-
-    def output_shape(self, shape: Shape) -> Shape:
-        self._axis(shape)
-        return shape
-
-    def build(self, shape: Shape) -> nn.Module:
-        return nn.Softmax(dim=self._axis(shape) + 1)
-
-    def parameter_count(self, shape: Shape) -> counts.Counts:
-        return counts.NOTHING
+    return {"SqueezeExcitation": SqueezeExcitation, "ACTIVATIONS": activations}
 
 
 def make_divisible(value: float, divisor: int) -> int:
@@ -67,6 +85,8 @@ class SqueezeExcite(Block):
     """Channel gating on `[C, H, W]` (SENet, MobileNetV3, EfficientNet). The squeeze width is
     `squeeze_channels`, or `C // ratio` rounded to a multiple of `divisor` (torchvision's
     `_make_divisible`; MobileNetV3 uses `ratio: 4, divisor: 8`)."""
+
+    example = ([72, 16, 16], {"type": "squeeze_excite", "ratio": 4, "divisor": 8})
 
     squeeze_channels: PositiveInt | None = Field(
         None, description="width of the squeeze (or give ratio)")
@@ -100,7 +120,7 @@ class SqueezeExcite(Block):
         return shape
 
     def build(self, shape: Shape) -> nn.Module:
-        return impl.SqueezeExcitation(shape[0], self.squeeze(shape[0]), self.activation, self.gate)
+        return modules().SqueezeExcitation(shape[0], self.squeeze(shape[0]), self.activation, self.gate)
 
     def parameter_count(self, shape: Shape) -> counts.Counts | None:
         squeeze = self.squeeze(shape[0])  # fc1 and fc2: 1x1 convolutions with biases
@@ -108,5 +128,21 @@ class SqueezeExcite(Block):
                              counts.conv(squeeze, shape[0], (1, 1))))
 
 
-# the nn.Module classes moved to the torch side; old imports still find them
-__getattr__ = moved_to("blocks.layers.modules.gating", {'SqueezeExcitation', 'ACTIVATIONS'}, __name__)
+EXAMPLE_RECIPES: dict[str, tuple[str, str]] = {  # title -> (what it shows, recipe)
+    "squeeze_excite, hardswish, hardsigmoid": (
+        "MobileNetV3's gate: a quarter of the channels, rounded to a multiple of 8.", """\
+model:
+  input: {shape: [3, 32, 32]}
+  backbone:
+    - {type: conv2d, out_channels: 72, kernel_size: 3, padding: 1}
+    - hardswish
+    - {type: squeeze_excite, ratio: 4, divisor: 8, gate: hardsigmoid}
+    - global_avgpool
+  head: {type: softmax, classes: 10}
+"""),
+}
+
+# the activations moved to blocks.layers.activations; old imports still find them
+__getattr__ = module_getattr(__name__, modules, moved={
+    name: "blocks.layers.activations" for name in ("Hardswish", "Hardsigmoid", "SoftmaxActivation")
+})

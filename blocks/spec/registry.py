@@ -60,6 +60,10 @@ class Block(SpecModel):
     type: str
     #: True when every field has a default, so a bare `- relu` in YAML is a whole block.
     shorthand: ClassVar[bool] = False
+    #: the documented example `blocks blocks TYPE` shows: (per-sample input shape, the block as
+    #: a recipe writes it), plus the output shape when it is stated rather than computed (an
+    #: external backbone). None: a bare name on the first input shape the type accepts.
+    example: ClassVar[tuple[Any, ...] | None] = None
 
     def output_shape(self, shape: Shape) -> Shape:
         """Per-sample output shape for per-sample input `shape`; raise `ShapeError` if impossible.

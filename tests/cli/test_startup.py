@@ -64,10 +64,13 @@ def test_import_blocks_is_lazy_but_complete():
 
 
 @pytest.mark.parametrize(("old", "new", "name"), [
-    ("blocks.layers.transformer", "blocks.layers.modules.transformer", "EncoderLayer"),
-    ("blocks.layers.axes", "blocks.layers.modules.axes", "LayerNorm2d"),
-    ("blocks.layers.catalogue", "blocks.layers.modules.pooling", "GlobalAvgPool"),
-    ("blocks.layers.composites", "blocks.layers.modules.residual", "ResidualModule"),
+    ("blocks.layers.modules.transformer", "blocks.layers.transformer", "EncoderLayer"),
+    ("blocks.layers.modules.axes", "blocks.layers.norm", "LayerNorm2d"),
+    ("blocks.layers.axes", "blocks.layers.norm", "LayerNorm2d"),
+    ("blocks.layers.catalogue", "blocks.layers.pooling", "GlobalAvgPool"),
+    ("blocks.layers.modules.pooling", "blocks.layers.pooling", "GlobalAvgPool"),
+    ("blocks.layers.modules.residual", "blocks.layers.composites", "ResidualModule"),
+    ("blocks.layers.modules.gating", "blocks.layers.gating", "SqueezeExcitation"),
     ("blocks.spec.preprocess", "blocks.builder.preprocessing", "Preprocessing"),
 ])
 def test_module_classes_are_still_found_where_they_used_to_live(old, new, name):

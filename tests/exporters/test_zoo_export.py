@@ -5,9 +5,6 @@ writer with a clear error, and exported to onnx / pt2 instead."""
 
 from __future__ import annotations
 
-import importlib
-import inspect
-import pkgutil
 import subprocess
 import sys
 
@@ -18,10 +15,10 @@ from torch import nn
 
 import blocks
 import blocks.layers
-import blocks.layers.modules
 from blocks.exporters import ExportError
 from blocks.exporters.python_source import model_source
-from blocks.exporters.source_writer import _EMITTERS
+from blocks.exporters.source_writer import has_emitter
+from blocks.layers.base import module_classes
 from blocks.lint import lint_paths
 
 ZOO = ("convnext_tiny", "densenet121", "efficientnet_b0", "mobilenet_v3_small", "resnet50",
@@ -135,21 +132,15 @@ def assert_ruff_clean(folder) -> None:
 
 
 def _module_classes() -> list[type[nn.Module]]:
-    """Every nn.Module class that blocks' own block types build (they all live in
-    `blocks.layers.modules`: layers, catalogue, composites, preprocessing), the model class aside."""
-    names = [f"blocks.layers.modules.{info.name}" for info in pkgutil.iter_modules(blocks.layers.modules.__path__)]
-    classes = []
-    for name in names:
-        module = importlib.import_module(name)
-        classes += [cls for _, cls in inspect.getmembers(module, inspect.isclass)
-                    if issubclass(cls, nn.Module) and cls.__module__ == name]
-    return classes
+    """Every nn.Module class that blocks' own block types build (each defined in its family
+    file, `blocks/layers/*.py`, on first use), the model class aside."""
+    return [cls for cls in module_classes() if issubclass(cls, nn.Module)]
 
 
 def test_every_module_type_blocks_builds_has_a_source_emitter():
     classes = _module_classes()
     assert len(classes) >= 15  # the scan found the zoo's modules, not an empty package
-    missing = [f"{cls.__module__}.{cls.__qualname__}" for cls in classes if cls not in _EMITTERS]
+    missing = [f"{cls.__module__}.{cls.__qualname__}" for cls in classes if not has_emitter(cls)]
     assert missing == []
 
 

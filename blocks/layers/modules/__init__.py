@@ -1,5 +1,6 @@
-"""The torch side of the block types: the `nn.Module` classes their `build` methods create.
+"""Where the block types' `nn.Module` classes used to live, kept so old imports still work.
 
-They live apart from the specs (`blocks.layers.catalogue`, `blocks.layers`, ...) so that the spec side
-imports without torch: validating a recipe or printing its schema never needs a tensor.
+Each class now lives in its family's file (`blocks.layers.gating.SqueezeExcitation`, ...),
+defined on first use so the family imports without torch; these modules find them there and
+warn with a `DeprecationWarning` naming the new place.
 """

@@ -1,18 +1,7 @@
-"""The module a `residual` block builds."""
+"""Moved to `blocks.layers.composites` (one file per block family); this old path
+still finds the names."""
 
-from __future__ import annotations
+from blocks.core.lazy import moved_to
 
-import torch
-from torch import nn
-
-
-class ResidualModule(nn.Module):
-    """`body(x) + shortcut(x)`; the shortcut is `nn.Identity` when shapes already match."""
-
-    def __init__(self, body: nn.Module, shortcut: nn.Module) -> None:
-        super().__init__()
-        self.body = body
-        self.shortcut = shortcut
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x) + self.shortcut(x)
+__getattr__ = moved_to("blocks.layers.composites", {"ResidualModule"},
+                       __name__, warn=True)
