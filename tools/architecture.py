@@ -250,7 +250,8 @@ def violations(package_dir: Path = PACKAGE) -> list[str]:
             problems.append(f"{at}: local import of {item.target} without a comment saying why "
                             f"(one of: {', '.join(LOCAL_REASONS)}); import it at the top")
     for group in cycles(imports):
-        problems.append(f"import circle: {' -> '.join(group)}")
+        problems.append(f"import circle of {len(group)} modules (each one imports, directly or "
+                        f"through the others, every other): {', '.join(group)}")
     for name, line in torch_at_import(package_dir):
         problems.append(f"{where[name]}:{line}: {package_of(name)}/ must import without torch "
                         "(use blocks.core.lazy, or import inside the function that needs it)")
