@@ -75,6 +75,12 @@ class Splits:
     model_spec: ModelSpec
     info: dict[str, Any] = field(default_factory=dict)
 
+    def __getattr__(self, name: str) -> Any:
+        if name == "build_model":  # data never builds models: say where it went
+            raise AttributeError("Splits.build_model moved: build with "
+                                 "`blocks.run.training.build_model(splits, ...)`")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
 
 def learned_spec(model: ModelSpec, preprocess: PreprocessSpec | None,
                  labels: dict[str, list[str]] | None) -> ModelSpec:

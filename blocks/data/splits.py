@@ -1,8 +1,9 @@
 """From a recipe's `data:` section to raw train/val tensors and the model's preprocessing.
 
 Splits hold *raw* inputs (what the source produced, shaped `preprocess.raw_shape`): scaling,
-standardisation and resizing are the model's own `preprocess` module (blocks/preprocess.py), so
-training, evaluation and prediction all run the same code on the same numbers.
+standardisation and resizing are the model's own `preprocess` module
+(`blocks/builder/preprocessing.py`, its spec `blocks/spec/preprocess.py`), so training,
+evaluation and prediction all run the same code on the same numbers.
 """
 
 from __future__ import annotations
