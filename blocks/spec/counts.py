@@ -5,7 +5,7 @@ module its `build(shape)` makes would hold, without building it and without impo
 so the size check inside `blocks.build` and `blocks validate` cost microseconds. `None` means
 "unknown" (a plugin without the rule, a `torch` layer, a library backbone): `budget.footprint`
 then builds that one block on the `meta` device and counts. The rules here are torch's own
-layers' (tests/test_param_counts.py holds every block type to a real build).
+layers' (tests/spec/test_param_counts.py holds every block type to a real build).
 """
 
 from __future__ import annotations
