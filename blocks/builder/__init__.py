@@ -6,13 +6,8 @@ May import: `blocks.core`, `blocks.spec`, `blocks.recipe`, `blocks.layers`. Neve
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from blocks.core.lazy import names_from
 
-_NAMES = {"BlocksModel": "model", "build": "model", "Output": "model"}
-
-
-def __getattr__(name: str) -> Any:  # torch loads with the first name used, not with the package
-    if name in _NAMES:
-        return getattr(importlib.import_module(f"blocks.builder.{_NAMES[name]}"), name)
-    raise AttributeError(f"module 'blocks.builder' has no attribute {name!r}")
+# torch loads with the first name used, not with the package
+__getattr__ = names_from(__name__, dict.fromkeys(("BlocksModel", "build", "Output"),
+                                                 "blocks.builder.model"))

@@ -42,18 +42,26 @@ nn: Any = LazyModule("torch.nn")
 F: Any = LazyModule("torch.nn.functional")
 
 
-def moved_to(module: str, names: set[str], here: str, *, warn: bool = False) -> Any:
-    """A module `__getattr__` (PEP 562) that still finds `names`, which moved to `module`:
-    code written as `from blocks.layers.modules.axes import Permute` keeps working, and
-    importing the old module still does not import torch. `warn`: a `DeprecationWarning`
-    names the new home at each lookup."""
+def names_from(here: str, homes: dict[str, str], *, warn: bool = False) -> Any:
+    """A module `__getattr__` (PEP 562) finding each name of `homes` in its module, imported at
+    the first lookup: a package offers names of its submodules without importing them (and
+    torch) up front, and an old module still finds names that moved. `warn`: a
+    `DeprecationWarning` names the new home at each lookup."""
 
     def __getattr__(name: str) -> Any:
-        if name in names:
-            if warn:
-                warnings.warn(f"{here}.{name} moved to {module}.{name}; the old path works until "
-                              "the next release", DeprecationWarning, stacklevel=2)
-            return getattr(importlib.import_module(module), name)
-        raise AttributeError(f"module {here!r} has no attribute {name!r}")
+        module = homes.get(name)
+        if module is None:
+            raise AttributeError(f"module {here!r} has no attribute {name!r}")
+        if warn:
+            warnings.warn(f"{here}.{name} moved to {module}.{name}; the old path works until "
+                          "the next release", DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(module), name)
 
     return __getattr__
+
+
+def moved_to(module: str, names: set[str], here: str, *, warn: bool = False) -> Any:
+    """`names_from` for names that all moved to one `module`: code written as
+    `from blocks.layers.modules.gating import SqueezeExcitation` keeps working, and importing
+    the old module still does not import torch."""
+    return names_from(here, dict.fromkeys(names, module), warn=warn)

@@ -1,17 +1,13 @@
-"""Data: the `data:` spec, bundled offline datasets, CSV/NPZ loading, splits."""
+"""Data: bundled offline datasets, CSV/NPZ/image-folder reading, splits (the `data:` spec
+itself is `blocks.spec.data`).
 
-from typing import Any
+May import: `blocks.core`, `blocks.spec`, `blocks.recipe`. Never `builder` or `train`.
+"""
 
+from blocks.core.lazy import names_from
 from blocks.spec.data import DataSpec
 
 __all__ = ["DataSpec", "Split", "Splits", "load_splits", "prepare_targets"]
 
-
-def __getattr__(name: str) -> Any:
-    # blocks.spec.model imports DataSpec from here, and splits imports blocks.spec.model: load splits lazily.
-    if name in __all__:
-        # lazy: `import blocks.data` stays torch-free
-        from blocks.data import splits
-
-        return getattr(splits, name)
-    raise AttributeError(f"module 'blocks.data' has no attribute {name!r}")
+# `import blocks.data` stays torch-free: the readers load with the first name used
+__getattr__ = names_from(__name__, dict.fromkeys(__all__[1:], "blocks.data.splits"))

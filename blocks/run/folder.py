@@ -124,7 +124,6 @@ def load(path: str | Path, *, device: str | torch.device = "cpu") -> BlocksModel
         spec = spec.model_copy(update={"preprocess": legacy[0]})
     # seeded: the weights are overwritten anyway, and the caller's global RNG stays untouched;
     # external backbones' own weight files are not read again (model.safetensors holds all)
-
     with skip_weight_files():  # and not model.weights either: the run's own come next
         model = build(spec, device="cpu", seed=0, weights=False)
     state = read_weights(run_dir / WEIGHTS)

@@ -10,15 +10,10 @@ May import: `blocks.core`. Never `layers`, `builder`, `data`, `train`, `run` or 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from blocks.core.lazy import names_from
 
 #: the names this package has always offered, found in the module that now defines them
-_NAMES = {"ModelSpec": "model", "InputSpec": "model", "ShapeReport": "model",
-          "SINGLE_HEAD": "model", "ELEMENT_SIZES": "model", "Recipe": "recipe"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _NAMES:
-        return getattr(importlib.import_module(f"blocks.spec.{_NAMES[name]}"), name)
-    raise AttributeError(f"module 'blocks.spec' has no attribute {name!r}")
+__getattr__ = names_from(__name__, {
+    **dict.fromkeys(("ModelSpec", "InputSpec", "ShapeReport", "SINGLE_HEAD", "ELEMENT_SIZES"),
+                    "blocks.spec.model"),
+    "Recipe": "blocks.spec.recipe"})

@@ -1,11 +1,7 @@
 """Moved to `blocks.layers.axes` (`LayerNorm2d` to `blocks.layers.norm`), one file per block
 family; this old path still finds the names."""
 
-from blocks.core.lazy import moved_to
+from blocks.core.lazy import names_from
 
-_axes = moved_to("blocks.layers.axes", {"Permute", "Reshape"}, __name__, warn=True)
-_norm = moved_to("blocks.layers.norm", {"LayerNorm2d"}, __name__, warn=True)
-
-
-def __getattr__(name: str) -> object:  # noqa: F811 - LayerNorm2d went to the norm family
-    return _norm(name) if name == "LayerNorm2d" else _axes(name)
+__getattr__ = names_from(__name__, {"Permute": "blocks.layers.axes", "Reshape": "blocks.layers.axes",
+                                    "LayerNorm2d": "blocks.layers.norm"}, warn=True)
