@@ -38,6 +38,7 @@ _EXPORTS: dict[str, str] = {
     "evaluate_run": "blocks.run.predicting", "load": "blocks.run.folder",
     "predict_run": "blocks.run.predicting", "run_recipe": "blocks.run.training",
     "save": "blocks.run.folder",
+    "sweep": "blocks.sweeps.study",
     "InputSpec": "blocks.spec.model", "ModelSpec": "blocks.spec.model",
     "summarize": "blocks.inspect.summary",
     "History": "blocks.train.history",
@@ -90,6 +91,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from blocks.spec.recipe import Recipe
     from blocks.spec.registry import Block, block_types, register_block
     from blocks.spec.train import TrainSpec
+    from blocks.sweeps.study import sweep
     from blocks.train.history import History
     from blocks.train.trainer import Trainer, TrainingError
 

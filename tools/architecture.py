@@ -41,10 +41,11 @@ LAYERS: dict[str, set[str]] = {
     "run": {"core", "spec", "recipe", "layers", "builder", "data", "train", "inspect"},
     "exporters": {"core", "spec", "recipe", "layers", "builder", "data", "train", "inspect",
                   "run", "lint"},
+    "sweeps": {"core", "spec", "recipe", "layers", "builder", "data", "train", "inspect", "run"},
     "cli": {"core", "spec", "recipe", "layers", "builder", "data", "train", "inspect", "run",
-            "exporters", "lint", "(root)"},
+            "exporters", "sweeps", "lint", "(root)"},
     "(root)": {"core", "spec", "recipe", "layers", "builder", "data", "train", "inspect", "run",
-               "exporters", "lint", "cli"},
+               "exporters", "sweeps", "lint", "cli"},
 }
 #: the one module of `data/` the trainer may use: containers, not file readers
 TRAIN_MAY_USE_FROM_DATA = {"blocks.data.arrays"}
@@ -65,6 +66,7 @@ JOBS = {
     "inspect": "summaries and graphs of models",
     "run": "the run folder's life: validate, train, save, load, evaluate, predict",
     "exporters": "ONNX, torch.export, TorchScript, Python source, from_module",
+    "sweeps": "hyperparameter sweeps on Optuna: space, trials as run folders, pruning, sweep.json",
     "cli": "argument parsing and printing only",
     "(root)": "`import blocks`: the public names, loaded on first use",
 }

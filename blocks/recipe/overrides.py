@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -46,41 +47,62 @@ def parse_set(text: str) -> tuple[tuple[str | int, ...], Any]:
     except yaml.YAMLError as err:
         raise SpecError(Problem("", f"the value is not valid YAML: {' '.join(str(err).split())}",
                                 "bad_argument", _flag(text))) from None
-    if isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
-        value = float(value)
-    return tuple(path), value
+    return tuple(path), as_number(value)
+
+
+@dataclass(frozen=True)
+class Override:
+    """One recipe key set to a value, and where the setting came from: a `--set` flag
+    (`file` is the flag's text) or a line of a file such as a sweep's space file."""
+
+    path: tuple[str | int, ...]
+    value: Any
+    file: str
+    line: int | None = None
+    column: int | None = None
+
+    def problem(self, path: str, message: str, kind: str) -> Problem:
+        return Problem(path, message, kind, self.file, self.line, self.column)
 
 
 def apply_sets(recipe: Recipe, sets: Sequence[str]) -> Recipe:
     """The recipe with every `KEY=VALUE` applied, validated as a whole."""
     if not sets:
         return recipe
+    return apply_overrides(recipe, [Override(*parse_set(text), _flag(text)) for text in sets])
+
+
+def apply_overrides(recipe: Recipe, overrides: Sequence[Override]) -> Recipe:
+    """The recipe with every override applied, validated as a whole; each problem is located
+    at the override it comes from (the flag, or the file, line and column)."""
+    if not overrides:
+        return recipe
     data = recipe.model_dump(mode="json", exclude_none=True)
-    parsed = [(text, *parse_set(text)) for text in sets]
-    for text, path, value in parsed:
-        _put(data, path, value, text)
+    for override in overrides:
+        _put(data, override)
     try:
         updated = load_recipe(data)
     except SpecError as err:
-        raise SpecError([_blame(problem, parsed) for problem in err.problems]) from None
+        raise SpecError([_blame(problem, overrides) for problem in err.problems]) from None
     updated._source_path = recipe.source_path
     return updated
 
 
-def _put(data: dict[str, Any], path: tuple[str | int, ...], value: Any, text: str) -> None:
+def _put(data: dict[str, Any], override: Override) -> None:
+    path, value = override.path, override.value
     node: Any = data
     for depth, part in enumerate(path[:-1]):
         following = path[depth + 1]
         if isinstance(part, int):
             if not isinstance(node, list) or not -len(node) <= part < len(node):
-                raise SpecError(_out_of_range(path[:depth], node, part, text))
+                raise SpecError(_out_of_range(path[:depth], node, part, override))
             if isinstance(node[part], str) and isinstance(following, str):
                 node[part] = {"type": node[part]}  # `- relu` gets a key: a mapping now
             node = node[part]
             continue
         if not isinstance(node, dict):
-            raise SpecError(Problem(_dotted(path[:depth]), "is not a mapping", "bad_argument",
-                                    _flag(text)))
+            raise SpecError(override.problem(_dotted(path[:depth]), "is not a mapping",
+                                             "bad_argument"))
         child = node.get(part)
         if child is None or isinstance(child, str) and isinstance(following, str):
             node[part] = {"type": child} if isinstance(child, str) else (
@@ -89,36 +111,48 @@ def _put(data: dict[str, Any], path: tuple[str | int, ...], value: Any, text: st
     last = path[-1]
     if isinstance(last, int):
         if not isinstance(node, list) or not -len(node) <= last < len(node):
-            raise SpecError(_out_of_range(path[:-1], node, last, text))
+            raise SpecError(_out_of_range(path[:-1], node, last, override))
     elif not isinstance(node, dict):
-        raise SpecError(Problem(_dotted(path[:-1]), "is not a mapping", "bad_argument",
-                                _flag(text)))
+        raise SpecError(override.problem(_dotted(path[:-1]), "is not a mapping", "bad_argument"))
     node[last] = value
 
 
-def _out_of_range(where: tuple[str | int, ...], node: Any, index: int, text: str) -> Problem:
+def _out_of_range(where: tuple[str | int, ...], node: Any, index: int,
+                  override: Override) -> Problem:
     size = len(node) if isinstance(node, list) else 0
-    return Problem(_dotted(where), f"has {size} entries, no [{index}]", "bad_argument",
-                   _flag(text))
+    return override.problem(_dotted(where), f"has {size} entries, no [{index}]", "bad_argument")
 
 
-def _dotted(path: tuple[str | int, ...]) -> str:
+def dotted(path: tuple[str | int, ...]) -> str:
+    """(("model", "backbone", 0, "out_features")) -> "model.backbone[0].out_features"."""
     out = ""
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
     return out
 
 
-def _blame(problem: Problem, parsed: list[tuple[str, tuple[str | int, ...], Any]]) -> Problem:
-    """Name the `--set` a problem comes from (the longest key path it lies under)."""
-    owners = [text for text, path, _ in parsed
-              if problem.path == _dotted(path) or problem.path.startswith(_dotted(path) + ".")
-              or problem.path.startswith(_dotted(path) + "[")
-              or _dotted(path).startswith(problem.path + ".") and problem.type == "extra_forbidden"]
-    flags = owners[:1] or [text for text, _, _ in parsed]
-    return Problem(problem.path, problem.message, problem.type, _flag(*flags))
+_dotted = dotted
+
+
+def _blame(problem: Problem, overrides: Sequence[Override]) -> Problem:
+    """Name the override a problem comes from (the longest key path it lies under)."""
+    owners = [o for o in overrides
+              if problem.path == _dotted(o.path) or problem.path.startswith(_dotted(o.path) + ".")
+              or problem.path.startswith(_dotted(o.path) + "[")
+              or _dotted(o.path).startswith(problem.path + ".") and problem.type == "extra_forbidden"]
+    if owners:
+        return owners[0].problem(problem.path, problem.message, problem.type)
+    files = list(dict.fromkeys(o.file for o in overrides))  # every flag, or the one file
+    return Problem(problem.path, problem.message, problem.type, ", ".join(files))
 
 
 def _flag(*texts: str) -> str:
     """Where a problem is: the flag, as a recipe problem names its file."""
     return ", ".join(f"--set {text}" for text in texts)
+
+
+def as_number(value: Any) -> Any:
+    """`"3e-4"` (text to YAML 1.1 and to the bounded recipe reader) -> 0.0003; anything else as is."""
+    if isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
+        return float(value)
+    return value

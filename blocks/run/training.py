@@ -38,7 +38,7 @@ from blocks.run.report import PlotsUnavailableError, draw_run_plots
 from blocks.run.validate import check_recipe, load_recipe
 from blocks.spec.recipe import Recipe
 from blocks.train import loggers
-from blocks.train.trainer import Trainer
+from blocks.train.trainer import Callback, Trainer
 
 
 @dataclass
@@ -54,13 +54,16 @@ class RunResult:
 def run_recipe(recipe: str | Path | Recipe, out: str | Path | None = None, *,
                epochs: int | None = None, device: str | None = None, seed: int | None = None,
                resume: bool = False, force: bool = False, quiet: bool = True, plots: bool = True,
-               dist_info: Any = None, sets: Sequence[str] = ()) -> RunResult:
+               dist_info: Any = None, sets: Sequence[str] = (),
+               callbacks: Sequence[Callback] = ()) -> RunResult:
     """Train a recipe on its data end to end and write its run folder (what `blocks train` does).
 
     `out` defaults to `runs/<recipe name>`. An existing folder needs `resume` (continue from its
     checkpoint) or `force` (replace a blocks run folder; nothing else is ever deleted).
     `sets` are `KEY=VALUE` overrides of any recipe key (`blocks train --set`), validated like
-    the recipe's own keys and recorded in the run's recipe.yaml.
+    the recipe's own keys and recorded in the run's recipe.yaml. `callbacks` are the
+    Trainer's per-epoch hook, `fn(trainer, record)` after every epoch (a sweep prunes from it:
+    an exception raised there stops training, leaving the folder's run.json `running`).
     """
     loaded = apply_sets(recipe if isinstance(recipe, Recipe) else load_recipe(recipe), sets)
     if sets or isinstance(recipe, Recipe):
@@ -76,7 +79,7 @@ def run_recipe(recipe: str | Path | Recipe, out: str | Path | None = None, *,
     splits = load_splits(train_recipe)
     model = build_model(splits, device=train_recipe.train.device, seed=train_recipe.train.seed)
     trainer = Trainer(model, train_recipe.train, run_dir=out, quiet=quiet or not main,
-                      distributed=dist_info is not None)
+                      distributed=dist_info is not None, callbacks=callbacks)
     saved = _data_paths_absolute(run.model_copy(update={"model": splits.model_spec}), source)
     lock = run_lock(out) if main else contextlib.nullcontext()
     if main:
