@@ -78,8 +78,9 @@ def apply_overrides(recipe: Recipe, overrides: Sequence[Override]) -> Recipe:
     if not overrides:
         return recipe
     data = recipe.model_dump(mode="json", exclude_none=True)
+    written = recipe.model_dump(mode="json", exclude_none=True, exclude_unset=True)
     for override in overrides:
-        _put(data, override)
+        _put(data, override, written)
     try:
         updated = load_recipe(data)
     except SpecError as err:
@@ -88,7 +89,7 @@ def apply_overrides(recipe: Recipe, overrides: Sequence[Override]) -> Recipe:
     return updated
 
 
-def _put(data: dict[str, Any], override: Override) -> None:
+def _put(data: dict[str, Any], override: Override, written: dict[str, Any]) -> None:
     path, value = override.path, override.value
     node: Any = data
     for depth, part in enumerate(path[:-1]):
@@ -114,7 +115,24 @@ def _put(data: dict[str, Any], override: Override) -> None:
             raise SpecError(_out_of_range(path[:-1], node, last, override))
     elif not isinstance(node, dict):
         raise SpecError(override.problem(_dotted(path[:-1]), "is not a mapping", "bad_argument"))
+    if last == "type" and node.get("type") not in (None, value):
+        # another type (`train.optimizer.type=adam` on sgd): the old type's defaults (momentum)
+        # go, the keys the recipe itself wrote stay and are checked against the new type
+        node.clear()
+        node.update(_written_at(written, path[:-1]))
     node[last] = value
+
+
+def _written_at(written: Any, path: tuple[str | int, ...]) -> dict[str, Any]:
+    node = written
+    for part in path:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return {}
+        if isinstance(node, str):
+            node = {"type": node}
+    return {k: v for k, v in node.items() if k != "type"} if isinstance(node, dict) else {}
 
 
 def _out_of_range(where: tuple[str | int, ...], node: Any, index: int,
@@ -140,6 +158,8 @@ def _blame(problem: Problem, overrides: Sequence[Override]) -> Problem:
               if problem.path == _dotted(o.path) or problem.path.startswith(_dotted(o.path) + ".")
               or problem.path.startswith(_dotted(o.path) + "[")
               or _dotted(o.path).startswith(problem.path + ".") and problem.type == "extra_forbidden"]
+    if not owners and len(overrides) == 1:
+        owners = list(overrides)  # one override: whatever broke, it did
     if owners:
         return owners[0].problem(problem.path, problem.message, problem.type)
     files = list(dict.fromkeys(o.file for o in overrides))  # every flag, or the one file

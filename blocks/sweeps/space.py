@@ -130,8 +130,18 @@ def _decode(drawn: Any, choices: tuple[Any, ...]) -> Any:
 def load_space(source: str | os.PathLike[str] | Mapping[str, Any] | Space) -> Space:
     """A `Space` from a YAML file or a mapping `{key: {kind: ...}}`; every problem of its
     shape (unknown kind, bad bounds, a key that is no path) raised at once, located."""
+    space, problems = read_space(source)
+    if problems:
+        raise SpecError(problems)
+    return space
+
+
+def read_space(source: str | os.PathLike[str] | Mapping[str, Any] | Space
+               ) -> tuple[Space, list[Problem]]:
+    """The well-formed part of a space and the problems of the rest (so that a sweep reports
+    the shape problems and the recipe problems of the good keys together)."""
     if isinstance(source, Space):
-        return source
+        return source, []
     positions: Positions | None = None
     shown = "<space>"
     if isinstance(source, Mapping):
@@ -162,9 +172,7 @@ def load_space(source: str | os.PathLike[str] | Mapping[str, Any] | Space) -> Sp
             continue
         seen[param.path] = param.key
         params.append(param)
-    if problems:
-        raise SpecError(problems)
-    return Space(params, shown)
+    return Space(params, shown), problems
 
 
 def _param(key: str, spec: Any, file: str, line: int | None, column: int | None,
@@ -235,14 +243,19 @@ def check_space(recipe: Recipe, space: Space) -> None:
     """Every key exists in the recipe and every value the sweep may draw gives a valid recipe
     (each key at each probe alone, then all keys at their low ends and at their high ends
     together); all problems at once, each located at its key in the space file."""
+    problems = space_problems(recipe, space)
+    if problems:
+        raise SpecError(problems)
+
+
+def space_problems(recipe: Recipe, space: Space) -> list[Problem]:
+    """What `check_space` raises, as a list."""
     problems: list[Problem] = []
-    failed: set[str] = set()
     for param in space.params:
         for value in param.probes():
             found = _trial_problems(recipe, [param.override(value)])
             if found:
                 problems += [_with_value(p, param, value) for p in found]
-                failed.add(param.key)
                 break  # one value's problems per key: the others usually repeat them
     if not problems and len(space.params) > 1:
         for end in (0, -1):
@@ -251,8 +264,7 @@ def check_space(recipe: Recipe, space: Space) -> None:
             shown = ", ".join(f"{k}={v!r}" for k, v in values.items())
             problems += [Problem(p.path, f"{p.message} (when the sweep draws {shown})", p.type,
                                  p.file, p.line, p.column) for p in found]
-    if problems:
-        raise SpecError(_unique(problems))
+    return _unique(problems)
 
 
 def trial_recipe(recipe: Recipe, space: Space, values: Mapping[str, Any]) -> Recipe:
@@ -291,4 +303,5 @@ def _unique(problems: list[Problem]) -> list[Problem]:
     return list(dict.fromkeys(problems))
 
 
-__all__ = ["KINDS", "Param", "Space", "check_space", "dotted", "load_space", "trial_recipe"]
+__all__ = ["KINDS", "Param", "Space", "check_space", "dotted", "load_space", "read_space",
+           "space_problems", "trial_recipe"]

@@ -37,7 +37,7 @@ from blocks.run.validate import check_recipe, load_recipe
 from blocks.spec.metric_names import record_metric_names
 from blocks.spec.recipe import Recipe
 from blocks.sweeps import report
-from blocks.sweeps.space import Space, check_space, load_space, trial_recipe
+from blocks.sweeps.space import Space, read_space, space_problems, trial_recipe
 
 STUDY_DB = "study.db"
 PRUNERS = ("median", "halving", "none")
@@ -87,8 +87,10 @@ def sweep(recipe: str | os.PathLike[str] | Recipe, space: str | os.PathLike[str]
     loaded = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     if isinstance(recipe, Recipe):
         check_recipe(loaded)
-    space = load_space(space)
-    check_space(loaded, space)
+    space, problems = read_space(space)
+    problems += space_problems(loaded, space)
+    if problems:  # the whole space, before the first trial, in the file's order
+        raise SpecError(sorted(problems, key=lambda p: (p.line or 0, p.column or 0)))
     direction = _direction(loaded, metric, direction)
     if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
         raise SpecError(Problem("", f"--trials must be a positive integer, got {trials!r}",
