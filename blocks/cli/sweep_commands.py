@@ -10,7 +10,7 @@ SWEEP_EPILOG = """examples:
   blocks sweep my.yaml --space space.yaml --trials 50 --pruner halving --metric val/loss
   blocks sweep my.yaml --space space.yaml --trials 100 --study my \\
       --storage postgresql://user@db.example/sweeps             the same on every machine
-  blocks export sweeps/my/best --format onnx                   the best trial's run folder
+  blocks export sweeps/my/best --to onnx                   the best trial's run folder
 
 space.yaml maps recipe keys (as for --set) to distributions:
   train.optimizer.lr: {log_uniform: [1e-4, 1e-1]}
