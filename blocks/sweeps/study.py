@@ -93,7 +93,7 @@ def sweep(recipe: str | os.PathLike[str] | Recipe, space: str | os.PathLike[str]
         raise SpecError(sorted(problems, key=lambda p: (p.line or 0, p.column or 0)))
     direction = _direction(loaded, metric, direction)
     if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
-        raise SpecError(Problem("", f"--trials must be a positive integer, got {trials!r}",
+        raise SpecError(Problem("", f"must be a positive integer, got {trials!r}",
                                 "bad_argument", "--trials"))
     name = (Path(loaded.source_path).stem if loaded.source_path is not None
             else loaded.model.name or "sweep")
@@ -346,7 +346,7 @@ def _pruner(optuna: Any, pruner: str | Any) -> Any:
         return optuna.pruners.SuccessiveHalvingPruner()
     if pruner == "none":
         return optuna.pruners.NopPruner()
-    raise SpecError(Problem("", f"--pruner is one of {', '.join(PRUNERS)}, not {pruner!r}",
+    raise SpecError(Problem("", f"one of {', '.join(PRUNERS)}, not {pruner!r}",
                             "bad_argument", "--pruner"))
 
 
@@ -365,7 +365,7 @@ def _direction(recipe: Recipe, metric: str, direction: str | None) -> str:
     if direction is None:
         return "minimize" if rest.endswith("loss") else "maximize"
     if direction not in ("maximize", "minimize"):
-        raise SpecError(Problem("", f"--direction is maximize or minimize, not {direction!r}",
+        raise SpecError(Problem("", f"maximize or minimize, not {direction!r}",
                                 "bad_argument", "--direction"))
     return direction
 

@@ -117,3 +117,19 @@ def test_a_killed_sweep_resumes_and_reruns_the_killed_trial(tmp_path):
     assert retry["params"] == killed["params"]  # re-run with the same values
     assert fresh["state"] == "complete" and fresh["trial"] == 2
     assert json.loads((out / "trials/trial-0000/run.json").read_text())["status"] == "killed"
+
+
+def test_bad_arguments_are_named_and_a_timeout_stops_new_trials(tmp_path, capsys):
+    space = tmp_path / "space.yaml"
+    space.write_text("train.optimizer.lr: {log_uniform: [1e-2, 1.0]}\n")
+    args = ["sweep", str(RECIPE), "--space", str(space), "--out", str(tmp_path / "s")]
+    assert main([*args, "--trials", "0"]) == EXIT_BAD_INPUT
+    assert capsys.readouterr().err == "error: --trials: must be a positive integer, got 0\n"
+    assert main([*args, "--trials", "3", "--storage", "nosuchdb://x"]) == EXIT_BAD_INPUT
+    assert capsys.readouterr().err.startswith(
+        "error: --storage: cannot open the study storage nosuchdb://x: ")
+    result = blocks.sweep(RECIPE, space, trials=3, out=tmp_path / "t", timeout=0, plot=False)
+    assert result.info["counts"] == {} and result.best is None and result.best_run is None
+    assert main(["sweep", str(RECIPE), "--space", str(space), "--out", str(tmp_path / "t"),
+                 "--trials", "3", "--timeout", "0"]) == 0
+    assert "no trial finished; nothing to export" in capsys.readouterr().out
