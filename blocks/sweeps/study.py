@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import hashlib
 import inspect
 import json
 import math
@@ -112,7 +113,7 @@ def sweep(recipe: str | os.PathLike[str] | Recipe, space: str | os.PathLike[str]
                                    load_if_exists=True, direction=direction,
                                    sampler=sampler or optuna.samplers.TPESampler(seed=seed),
                                    pruner=_pruner(optuna, pruner))
-        _check_study(made, space, metric, direction, out)
+        _check_study(made, loaded, space, metric, direction, out)
     except BaseException:
         optuna.logging.set_verbosity(logger)
         raise
@@ -318,12 +319,25 @@ def _storage(optuna: Any, url: str | Any, heartbeat_s: int, grace_s: int) -> Any
     kwargs[stale] = _stale_retry
     if url.startswith("sqlite"):  # concurrent workers wait for the file's lock, not fail
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
-    try:
-        return optuna.storages.RDBStorage(url, **kwargs)
-    except Exception as err:  # noqa: BLE001 - a URL or database Optuna cannot use
-        raise SpecError(Problem("", f"cannot open the study storage {_shown_url(url)}: "
-                                f"{type(err).__name__}: {' '.join(str(err).split())[:300]}",
-                                "bad_storage", "--storage")) from None
+    for attempt in range(4):
+        try:
+            return optuna.storages.RDBStorage(url, **kwargs)
+        except Exception as err:  # noqa: BLE001 - a URL or database Optuna cannot use
+            if attempt < 3 and _may_be_a_race(err):
+                # workers started together on a new database race to create its tables; the
+                # loser finds them made on its next try
+                time.sleep(0.2 * (attempt + 1))
+                continue
+            raise SpecError(Problem("", f"cannot open the study storage {_shown_url(url)}: "
+                                    f"{type(err).__name__}: {' '.join(str(err).split())[:300]}",
+                                    "bad_storage", "--storage")) from None
+    raise AssertionError("unreachable")
+
+
+def _may_be_a_race(err: Exception) -> bool:
+    """A database error (not a bad URL or a missing driver): worth another try."""
+    return type(err).__module__.startswith("sqlalchemy") and type(err).__name__ in (
+        "IntegrityError", "OperationalError")
 
 
 def _shown_url(url: str | Any) -> str:
@@ -381,19 +395,21 @@ def _check_out(out: Path) -> None:
                                 f"{report.SWEEP_INFO}); choose another --out", "bad_out", "--out"))
 
 
-def _check_study(study: Any, space: Space, metric: str, direction: str, out: Path) -> None:
-    """A study loaded from its storage searches the same space for the same metric; a new
-    one records them (and the folder its trials go to)."""
-    wanted = {"space": json.loads(json.dumps(space.describe())), "metric": metric}
+def _check_study(study: Any, recipe: Recipe, space: Space, metric: str, direction: str,
+                 out: Path) -> None:
+    """A study loaded from its storage searches the same recipe and space for the same metric
+    (else its trials would mix two searches); a new one records them."""
+    trials_dir = out / report.TRIALS
+    if not study.get_trials(deepcopy=False) and trials_dir.is_dir() and any(trials_dir.iterdir()):
+        raise SpecError(Problem("", f"{out} holds the trials of another study (a new --study "
+                                f"name, another --storage, or {STUDY_DB} was deleted); choose "
+                                "another --out", "bad_out", "--out"))
+    wanted = {"space": json.loads(json.dumps(space.describe())), "metric": metric,
+              "recipe": recipe_digest(recipe)}
     attrs = study.user_attrs
     if "space" not in attrs:
         for key, value in wanted.items():
             study.set_user_attr(key, value)
-        trials_dir = out / report.TRIALS
-        if not study.get_trials(deepcopy=False) and trials_dir.is_dir() and any(trials_dir.iterdir()):
-            raise SpecError(Problem("", f"{out} holds trials of another study (its {STUDY_DB} is "
-                                    "gone or --storage changed); choose another --out",
-                                    "bad_out", "--out"))
         return
     if study.direction.name.lower() != direction:
         raise SpecError(Problem("", f"study {study.study_name!r} "
@@ -401,7 +417,18 @@ def _check_study(study: Any, space: Space, metric: str, direction: str, out: Pat
                                 "pass --study with a new name", "study_mismatch", "--study"))
     for key, value in wanted.items():
         if attrs.get(key) != value:
+            shown = "recipe (its keys changed since)" if key == "recipe" else (
+                f"{key} ({json.dumps(attrs.get(key))})")
             raise SpecError(Problem("", f"study {study.study_name!r} was started with another "
-                                    f"{key} ({json.dumps(attrs.get(key))}); resume it with the same "
-                                    f"one, or pass --study with a new name", "study_mismatch",
-                                    "--study"))
+                                    f"{shown}; resume it with the same one, or pass --study with "
+                                    "a new name", "study_mismatch", "--study"))
+
+
+def recipe_digest(recipe: Recipe) -> str:
+    """What the study's trials start from, as a short hash; data file paths left out, so that
+    machines holding the same data at other paths share one study."""
+    data = recipe.model_dump(mode="json", exclude_none=True)
+    for key in ("csv", "npz", "images"):
+        (data.get("data") or {}).get(key, {}).pop("path", None)
+    text = json.dumps(data, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -133,3 +133,20 @@ def test_bad_arguments_are_named_and_a_timeout_stops_new_trials(tmp_path, capsys
     assert main(["sweep", str(RECIPE), "--space", str(space), "--out", str(tmp_path / "t"),
                  "--trials", "3", "--timeout", "0"]) == 0
     assert "no trial finished; nothing to export" in capsys.readouterr().out
+
+
+def test_a_study_is_resumed_only_with_the_recipe_it_started_with(tmp_path, capsys):
+    recipe, space = tmp_path / "r.yaml", tmp_path / "space.yaml"
+    recipe.write_text(RECIPE.read_text())
+    space.write_text("train.optimizer.lr: {log_uniform: [1e-2, 1.0]}\n")
+    args = ["sweep", str(recipe), "--space", str(space), "--out", str(tmp_path / "s"), "-q",
+            "--no-plot", "--trials", "1"]
+    assert main(args) == 0
+    recipe.write_text(RECIPE.read_text().replace("out_features: 32", "out_features: 48"))
+    assert main(args) == EXIT_BAD_INPUT
+    assert capsys.readouterr().err == (
+        "error: --study: study 's' was started with another recipe (its keys changed since); "
+        "resume it with the same one, or pass --study with a new name\n")
+    # a new study name in the same folder would reuse its trial folders' names: refused
+    assert main([*args, "--study", "other"]) == EXIT_BAD_INPUT
+    assert "holds the trials of another study" in capsys.readouterr().err
