@@ -147,6 +147,9 @@ def draw_trials(path: Path, info: dict[str, Any]) -> Path:
         for number, value in done:
             best = value if best is None or (value > best if maximize else value < best) else best
             so_far.append((number, best))
+        last = max(r["trial"] for r in info["trials"])
+        if last > so_far[-1][0]:
+            so_far.append((last, so_far[-1][1]))  # the line runs to the latest trial
         axes.step(*zip(*so_far, strict=True), where="post", color="C1", label="best so far")
     if pruned:
         axes.scatter(*zip(*pruned, strict=True), marker="x", color="C3", label="pruned")
