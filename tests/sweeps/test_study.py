@@ -59,6 +59,8 @@ def test_failed_trials_are_recorded_and_the_sweep_goes_on(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "trial 0: train.optimizer.lr=1e+09: failed: TrainingError: the training loss" in printed
     assert os.readlink(out / "best") == "trials/trial-0001"
+    pytest.importorskip("matplotlib")
+    assert (out / "trials.png").read_bytes()[:4] == b"\x89PNG"
     model = blocks.load(out / "best")  # the best run folder, as `blocks export` reads it
     assert model.spec.name == "digits-mlp"
 
