@@ -15,6 +15,18 @@ import blocks
 optuna = pytest.importorskip("optuna")
 
 RECIPE = Path(__file__).with_name("digits_mlp.yaml")
+# `blocks sweep ...` once both workers have imported what they need: on a busy machine one
+# worker's imports could otherwise outlast the other's whole sweep
+WORKER = """
+import sys, time, pathlib
+import optuna, sklearn.datasets, torch
+import blocks.cli, blocks.sweeps.study
+ready = pathlib.Path(sys.argv[1])
+(ready / sys.argv[2]).touch()
+while len(list(ready.iterdir())) < 2:
+    time.sleep(0.01)
+sys.exit(blocks.cli.main(sys.argv[3:]))
+"""
 
 
 @pytest.mark.slow
@@ -23,12 +35,14 @@ def test_two_processes_share_one_study_and_beat_the_default_recipe(tmp_path):
     space = tmp_path / "space.yaml"
     space.write_text("train.optimizer.lr: {log_uniform: [1e-3, 1.0]}\n"
                      "model.backbone[0].out_features: {choice: [16, 64]}\n")
-    out = tmp_path / "sweep"
-    cmd = [sys.executable, "-m", "blocks", "sweep", str(RECIPE), "--space", str(space),
-           "--trials", "8", "--out", str(out), "--pruner", "median", "--no-plot", "-q"]
+    out, ready = tmp_path / "sweep", tmp_path / "ready"
+    ready.mkdir()
+    args = ["sweep", str(RECIPE), "--space", str(space), "--trials", "8", "--out", str(out),
+            "--pruner", "median", "--no-plot", "-q"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    workers = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True) for _ in range(2)]
+    workers = [subprocess.Popen([sys.executable, "-c", WORKER, str(ready), str(i), *args], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for i in range(2)]
     default = blocks.run_recipe(RECIPE, tmp_path / "default", plots=False)  # meanwhile
     for worker in workers:
         _, err = worker.communicate(timeout=240)
@@ -41,7 +55,8 @@ def test_two_processes_share_one_study_and_beat_the_default_recipe(tmp_path):
     assert 8 <= len(trials) <= 9
     assert all(t.state in (states.COMPLETE, states.PRUNED) for t in trials)
     assert sorted(t.number for t in trials) == list(range(len(trials)))
-    assert len({t.user_attrs["worker"]["pid"] for t in trials}) == 2  # both processes worked
+    shown = [(t.number, t.state.name, t.value, t.user_attrs["worker"]["pid"]) for t in trials]
+    assert len({t.user_attrs["worker"]["pid"] for t in trials}) == 2, shown  # both worked
     assert {p.name for p in (out / "trials").iterdir()} == {
         f"trial-{t.number:04d}" for t in trials}
     for t in trials:  # pruned ones stopped early; the others trained every epoch
@@ -49,7 +64,7 @@ def test_two_processes_share_one_study_and_beat_the_default_recipe(tmp_path):
         assert epochs < 3 if t.state == states.PRUNED else epochs == 3
 
     baseline = default.info["final"]["val/accuracy"]
-    assert study.best_value > baseline + 0.2
+    assert study.best_value > baseline + 0.2, (baseline, shown)
     best = blocks.load(out / "best")  # the best run, ready for `blocks export`
     assert (out / "best").resolve() == (out / "trials" / f"trial-{study.best_trial.number:04d}")
     assert best.spec.backbone[0].out_features == study.best_params[
