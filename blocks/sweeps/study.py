@@ -214,7 +214,9 @@ class _Context:
 
 class _Pruning:
     """The trainer callback: report the metric each epoch, raise TrialPruned when the pruner
-    says so (after writing the epochs so far to the run folder's history)."""
+    says so (after writing the epochs so far to the run folder's history). Never after the
+    last epoch: a trial that trained to its end is complete, whatever its value.
+    """
 
     def __init__(self, optuna: Any, trial: Any, metric: str) -> None:
         self.optuna, self.trial, self.metric = optuna, trial, metric
@@ -227,7 +229,8 @@ class _Pruning:
             return  # a missing or NaN metric fails the trial at its end, not here
         self.epoch, self.value = record["epoch"], float(value)
         self.trial.report(float(value), record["epoch"])
-        if self.trial.should_prune():
+        last = record["epoch"] >= trainer.spec.epochs or trainer.stopped_early
+        if not last and self.trial.should_prune():  # a trial that trained to its end is kept
             if trainer.run_dir is not None:
                 trainer.history.write(trainer.run_dir)  # the partial run keeps its epochs
             raise self.optuna.TrialPruned(f"pruned at epoch {record['epoch']}: {self.metric} "

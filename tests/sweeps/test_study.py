@@ -46,6 +46,14 @@ def test_a_trial_whose_metric_is_bad_is_pruned_at_an_early_epoch(tmp_path):
     assert json.loads((finished / "run.json").read_text())["sweep"]["params"] == good[0]
 
 
+def test_a_trial_is_never_pruned_after_its_last_epoch(tmp_path):
+    recipe = tmp_path / "two_epochs.yaml"  # the median pruner could first prune at epoch 2
+    recipe.write_text(RECIPE.read_text().replace("epochs: 3", "epochs: 2"))
+    enqueue = [{"train.optimizer.lr": lr} for lr in (0.5, 0.4, 0.3, 1e-3)]
+    blocks.sweep(recipe, LR, trials=4, out=tmp_path / "s", enqueue=enqueue, plot=False)
+    assert [(r["state"], r["epochs"]) for r in rows(tmp_path / "s")] == [("complete", 2)] * 4
+
+
 def test_failed_trials_are_recorded_and_the_sweep_goes_on(tmp_path, capsys):
     out = tmp_path / "sweep"
     space = {"train.optimizer.lr": {"log_uniform": [1e-3, 1e9]}}
