@@ -96,6 +96,11 @@ def sweep(recipe: str | os.PathLike[str] | Recipe, space: str | os.PathLike[str]
     if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
         raise SpecError(Problem("", f"must be a positive integer, got {trials!r}",
                                 "bad_argument", "--trials"))
+    for values in enqueue:
+        unknown = [k for k in values if k not in space.describe()]
+        if unknown:
+            raise SpecError(Problem("", f"enqueue names {unknown[0]!r}, which the space does not "
+                                    "search", "bad_argument"))
     name = (Path(loaded.source_path).stem if loaded.source_path is not None
             else loaded.model.name or "sweep")
     out = Path(out) if out is not None else Path("sweeps") / name
@@ -114,15 +119,11 @@ def sweep(recipe: str | os.PathLike[str] | Recipe, space: str | os.PathLike[str]
                                    sampler=sampler or optuna.samplers.TPESampler(seed=seed),
                                    pruner=_pruner(optuna, pruner))
         _check_study(made, loaded, space, metric, direction, out)
+        for values in enqueue:  # skipped when a resumed study has them already
+            made.enqueue_trial(space.encode(values), skip_if_exists=True)
     except BaseException:
         optuna.logging.set_verbosity(logger)
         raise
-    for values in enqueue:
-        unknown = [k for k in values if k not in space.describe()]
-        if unknown:
-            raise SpecError(Problem("", f"enqueue names {unknown[0]!r}, which the space does not "
-                                    "search", "bad_argument"))
-        made.enqueue_trial(space.encode(values), skip_if_exists=True)
     shown_url = _shown_url(url)
     context = _Context(optuna, made, loaded, space, out, metric, quiet)
 
