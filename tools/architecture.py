@@ -41,8 +41,9 @@ LAYERS: dict[str, set[str]] = {
     "run": {"core", "spec", "recipe", "layers", "builder", "data", "train", "inspect"},
     "exporters": {"core", "spec", "recipe", "layers", "builder", "data", "train", "inspect",
                   "run", "lint"},
+    "serve": {"core", "spec", "recipe", "layers", "builder", "data", "train", "inspect", "run"},
     "cli": {"core", "spec", "recipe", "layers", "builder", "data", "train", "inspect", "run",
-            "exporters", "lint", "(root)"},
+            "exporters", "lint", "serve", "(root)"},
     "(root)": {"core", "spec", "recipe", "layers", "builder", "data", "train", "inspect", "run",
                "exporters", "lint", "cli"},
 }
@@ -65,6 +66,7 @@ JOBS = {
     "inspect": "summaries and graphs of models",
     "run": "the run folder's life: validate, train, save, load, evaluate, predict",
     "exporters": "ONNX, torch.export, TorchScript, Python source, from_module",
+    "serve": "`blocks serve`: a run behind HTTP (FastAPI), micro-batched",
     "cli": "argument parsing and printing only",
     "(root)": "`import blocks`: the public names, loaded on first use",
 }

@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "blocks.cli.lint_commands",
     "blocks.cli.export_commands",
     "blocks.cli.catalogue_commands",
+    "blocks.cli.serve_commands",
 )
 
 EPILOG = """examples:
