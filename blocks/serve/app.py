@@ -11,6 +11,7 @@ own readers decode (`blocks.serve.rows`), batched across concurrent requests
 from __future__ import annotations
 
 import contextlib
+import difflib
 import email.message
 import logging
 from pathlib import Path
@@ -125,7 +126,7 @@ async def _read(request: Request, schema: InputSchema, adapter: Any, model: Bloc
     try:
         rows = adapter.validate_json(body)["rows"]
     except ValidationError as err:
-        raise _Refused(422, _pydantic_errors(err)) from None
+        raise _Refused(422, _pydantic_errors(err, schema)) from None
     try:
         return features_for(schema, rows, model, limits)
     except RowError:
@@ -161,9 +162,13 @@ def _problem(status: int, kind: str, loc: list[Any], msg: str) -> JSONResponse:
     return JSONResponse({"detail": [_error(kind, loc, msg)]}, status)
 
 
-def _where(row: int | None, field: str | None) -> str:
-    parts = ([f"row {row}"] if row is not None else []) + (
-        [f"field {escape(field[:60])!r}"] if field is not None else [])
+def _where(row: int | None, field: str | int | None) -> str:
+    """`row 3, field 'colour'` (a named column) or `row 3, value 17` (a row of numbers)."""
+    parts = [f"row {row}"] if row is not None else []
+    if isinstance(field, int):
+        parts.append(f"value {field}")
+    elif field is not None:
+        parts.append(f"field {escape(field[:60])!r}")
     return ", ".join(parts)
 
 
@@ -174,27 +179,44 @@ def _row_problem(err: RowError) -> JSONResponse:
     return _problem(422, err.kind, loc, f"{where}: {err.message}" if where else err.message)
 
 
-def _pydantic_errors(err: ValidationError) -> list[dict[str, Any]]:
+def _pydantic_errors(err: ValidationError, schema: InputSchema) -> list[dict[str, Any]]:
     """pydantic's errors in FastAPI's shape (`loc` under `body`), each message naming its row
-    and field; the input values are not echoed back."""
-    out = []
-    for item in err.errors(include_url=False, include_input=False)[:MAX_ERRORS]:
+    and field; a row's missing fields are one error; the input values are not echoed back."""
+    out: list[dict[str, Any]] = []
+    missing: dict[int, list[str]] = {}
+    names = [f.name for f in schema.features]
+    for item in err.errors(include_url=False, include_input=False):
         loc = list(item["loc"])
         row = loc[1] if len(loc) > 1 and loc[0] == "rows" and isinstance(loc[1], int) else None
-        field = str(loc[2]) if row is not None and len(loc) > 2 else (
-            str(loc[0]) if loc and row is None and len(loc) == 1 else None)
-        msg = escape(item["msg"])
+        field = loc[2] if row is not None and len(loc) > 2 else (
+            str(loc[0]) if len(loc) == 1 else None)
+        if item["type"] == "missing" and row is not None and len(loc) == 3:
+            if row not in missing:
+                missing[row] = []
+                out.append(_error("missing", ["body", "rows", row], ""))
+            missing[row].append(str(loc[2]))
+            continue
+        msg = escape(item["msg"].replace(" after validation", ""))
         if item["type"] == "json_invalid":
             msg = f"the body is not valid JSON: {msg.removeprefix('Invalid JSON: ')}"
         elif item["type"] == "extra_forbidden" and row is not None:
-            msg = "not a feature of this model (GET /schema lists them)"
-        elif item["type"] == "missing" and row is not None:
-            msg = "missing: every feature needs a value (null for a missing one, when the model imputes)"
+            close = difflib.get_close_matches(str(loc[-1]), names, 1, 0.7)
+            msg = "not a feature of this model" + (
+                f"; did you mean {close[0]!r}?" if close else " (GET /schema lists them)")
         where = _where(row, field)
         out.append(_error(item["type"], ["body", *loc], f"{where}: {msg}" if where else msg))
-    extra = err.error_count() - len(out)
-    if extra > 0:
-        out.append(_error("too_many_errors", ["body"], f"... and {extra} more problems"))
+    for error in out:
+        if error["type"] == "missing" and not error["msg"]:
+            row = error["loc"][2]
+            fields = missing[row]
+            shown = ", ".join(repr(f) for f in fields[:5]) + (
+                f" and {len(fields) - 5} more" if len(fields) > 5 else "")
+            hint = " (null for a missing value)" if any(f.nullable for f in schema.features) else ""
+            error["msg"] = escape(f"row {row}: missing field{'s' if len(fields) > 1 else ''} "
+                                  f"{shown}; every feature needs a value{hint}")
+    if len(out) > MAX_ERRORS:
+        extra = len(out) - MAX_ERRORS
+        out = out[:MAX_ERRORS] + [_error("too_many_errors", ["body"], f"... and {extra} more")]
     return out
 
 

@@ -33,7 +33,7 @@ _FLOAT32_MAX = float(np.finfo(np.float32).max)
 class RowError(Exception):
     """One bad row: its index in the request, the field (column) and what is wrong."""
 
-    def __init__(self, row: int | None, field: str | None, message: str,
+    def __init__(self, row: int | None, field: str | int | None, message: str,
                  kind: str = "value_error") -> None:
         super().__init__(message)
         self.row, self.field, self.message, self.kind = row, field, message, kind
@@ -49,9 +49,11 @@ def rows_to_features(rows: list[dict[str, Any]], model: BlocksModel) -> np.ndarr
     features = list(pre.features)
     cells = [[_cell(row[name]) for name in features] for row in rows]
     try:
-        decoded = decode_columns(cells, features, [], _ROWS, "", list(range(len(rows))),
-                                 categories=pre.categories, missing_ok=pre.impute is not None,
-                                 unknown_category=pre.unknown_category)
+        with np.errstate(over="ignore"):  # a number beyond float32: refused just below
+            decoded = decode_columns(cells, features, [], _ROWS, "", list(range(len(rows))),
+                                     categories=pre.categories,
+                                     missing_ok=pre.impute is not None,
+                                     unknown_category=pre.unknown_category)
     except SpecError as err:
         raise _located(err, features) from None
     _check_float32(decoded.x, features)
@@ -84,7 +86,7 @@ def _check_float32(x: np.ndarray, features: list[str] | None) -> None:
     bad = np.isinf(x)
     if bad.any():
         i, j = (int(v) for v in np.argwhere(bad)[0])
-        raise RowError(i, features[j] if features else str(j),
+        raise RowError(i, features[j] if features else j,
                        f"{'-' if x[i, j] < 0 else ''}{_FLOAT32_MAX:.4g} is the largest magnitude "
                        "the model's float32 input holds; this value is larger", "float32_overflow")
 
@@ -100,7 +102,7 @@ def arrays_to_features(rows: list[list[Any]], model: BlocksModel) -> np.ndarray:
         for i, row in enumerate(rows):
             for j, value in enumerate(row):
                 if not -(1 << 63) <= value < (1 << 63):
-                    raise RowError(i, str(j), "does not fit in the model's int64 input",
+                    raise RowError(i, j, "does not fit in the model's int64 input",
                                    "int64_overflow") from None
         raise
     if np_dtype == np.float32:
