@@ -75,7 +75,8 @@ class InputSchema:
         rows = Annotated[list[self._row_type()], Field(  # type: ignore[misc]
             min_length=1, max_length=limits.max_rows,
             description=f"1 to {limits.max_rows} rows, answered in order")]
-        body = TypedDict("PredictRequest", {"rows": rows})  # type: ignore[misc]
+        # functional form: the row type is built at run time (noqa: class syntax cannot see it)
+        body = TypedDict("PredictRequest", {"rows": rows})  # type: ignore[misc]  # noqa: UP013
         body.__pydantic_config__ = FORBID  # type: ignore[attr-defined]
         return body
 
