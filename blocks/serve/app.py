@@ -14,6 +14,7 @@ import contextlib
 import difflib
 import email.message
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from starlette.datastructures import UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from blocks.builder.model import BlocksModel
-from blocks.core.errors import escape
+from blocks.core.errors import SpecError, escape
 from blocks.core.version import __version__
 from blocks.run.folder import load
 from blocks.run.predicting import predict_run
@@ -81,6 +82,8 @@ def create_app(run: str | Path | BlocksModel, *, limits: Limits | None = None) -
             return _row_problem(err)
         except _Refused as err:
             return JSONResponse({"detail": err.errors}, err.status)
+        except SpecError as err:  # the model refused a row (a non-finite output)
+            return _model_problem(err)
         return JSONResponse({"predictions": answers(predictions)})
 
     def openapi() -> dict[str, Any]:
@@ -141,7 +144,7 @@ async def _uploads(request: Request, limits: Limits) -> list[bytes]:
     try:
         for key, value in form.multi_items():
             if key != IMAGE_FIELD or not isinstance(value, UploadFile):
-                raise _Refused(422, [_error("unknown_field", ["body", key],
+                raise _Refused(422, [_error("unknown_field", ["body", _short(key)],
                                              f"field {escape(key[:40])!r}: upload image files "
                                              f"as fields named {IMAGE_FIELD!r}")])
             blobs.append(await value.read())
@@ -179,6 +182,22 @@ def _row_problem(err: RowError) -> JSONResponse:
     return _problem(422, err.kind, loc, f"{where}: {err.message}" if where else err.message)
 
 
+def _model_problem(err: SpecError) -> JSONResponse:
+    """`predict_run`'s refusal of a row, located by its index in this request."""
+    problem = err.first
+    match = re.search(r"for input row (\d+) ", problem.message)
+    if match is None:
+        return _problem(422, problem.type, ["body", "rows"], escape(problem.message))
+    row = int(match.group(1)) - 1  # predict_run counts rows from 1, JSON arrays from 0
+    message = problem.message.replace(match.group(0), "")
+    return _problem(422, problem.type, ["body", "rows", row], escape(f"row {row}: {message}"))
+
+
+def _short(part: Any) -> Any:
+    """A `loc` entry as sent back: a client's key is cut to 100 characters and escaped."""
+    return escape(part[:100]) if isinstance(part, str) else part
+
+
 def _pydantic_errors(err: ValidationError, schema: InputSchema) -> list[dict[str, Any]]:
     """pydantic's errors in FastAPI's shape (`loc` under `body`), each message naming its row
     and field; a row's missing fields are one error; the input values are not echoed back."""
@@ -204,7 +223,8 @@ def _pydantic_errors(err: ValidationError, schema: InputSchema) -> list[dict[str
             msg = "not a feature of this model" + (
                 f"; did you mean {close[0]!r}?" if close else " (GET /schema lists them)")
         where = _where(row, field)
-        out.append(_error(item["type"], ["body", *loc], f"{where}: {msg}" if where else msg))
+        out.append(_error(item["type"], ["body", *map(_short, loc)],
+                          f"{where}: {msg}" if where else msg))
     for error in out:
         if error["type"] == "missing" and not error["msg"]:
             row = error["loc"][2]

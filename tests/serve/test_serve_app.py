@@ -226,3 +226,56 @@ def test_limits_reach_the_schema(shop_run):
         response = client.post("/predict", json={"rows": ROWS})
         assert response.status_code == 422
         assert "at most 2 items" in response.json()["detail"][0]["msg"]
+
+
+def test_a_row_that_makes_the_output_non_finite_is_a_422_naming_it():
+    model = blocks.build(blocks.ModelSpec(name="big", input={"shape": [2]},
+                                          backbone=[{"type": "linear", "out_features": 2}],
+                                          head={"type": "softmax", "classes": 2}), seed=0)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.fill_(10.0)
+    with TestClient(create_app(model)) as client:
+        response = client.post("/predict", json={"rows": [[1, 2], [3e38, 3e38], [0, 1]]})
+        assert response.status_code == 422, response.text
+        detail = response.json()["detail"][0]
+        assert detail["type"] == "non_finite_output" and detail["loc"] == ["body", "rows", 1]
+        assert detail["msg"].startswith("row 1: the model's output is not finite")
+        assert client.post("/predict", json={"rows": [[1, 2]]}).status_code == 200
+
+
+def test_one_bad_request_in_a_batch_fails_alone():
+    from blocks.core.errors import Problem, SpecError
+
+    def predict(x: np.ndarray) -> Predictions:
+        if (x < 0).any():
+            raise SpecError(Problem("", "the model's output for input row 1 is not finite",
+                                    "non_finite_output"))
+        return Predictions({"output": torch.as_tensor(x[:, 0]).long()}, {"output": torch.as_tensor(x)},
+                           {"output": ["a"]}, {"output": "softmax"})
+
+    async def scenario() -> list:
+        batcher = MicroBatcher(predict, max_batch=64, max_wait_s=1.0)
+        await batcher.start()
+
+        async def client(i: int):
+            with batcher.arriving():
+                await asyncio.sleep(0.01)
+            try:
+                return (await batcher.submit(np.full((2, 1), -1.0 if i == 3 else i, np.float32))
+                        ).labels["output"].tolist()
+            except SpecError as err:
+                return err.first.type
+
+        try:
+            return await asyncio.gather(*(client(i) for i in range(6)))
+        finally:
+            await batcher.stop()
+
+    assert asyncio.run(scenario()) == [[0, 0], [1, 1], [2, 2], "non_finite_output", [4, 4], [5, 5]]
+
+
+def test_a_huge_unknown_key_is_not_echoed_back(client):
+    key = "k" * 100_000
+    response = client.post("/predict", json={"rows": [{**ROWS[0], key: 1}]})
+    assert response.status_code == 422 and len(response.content) < 2_000
