@@ -29,6 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
     p.add_argument("--threads", type=int, help="torch threads per worker (default: CPUs / workers)")
+    p.add_argument("--device", default="cpu", help="where the model runs: cpu (default), cuda, "
+                                                   "cuda:1, mps or auto")
     p.add_argument("--max-batch", type=int, default=64,
                    help="most rows in one forward pass of batched requests (default 64)")
     p.add_argument("--max-wait-ms", type=float, default=5.0,
@@ -70,5 +72,5 @@ def run_serve(args: argparse.Namespace) -> int:
     limits = Limits(max_rows=args.max_rows, max_request_bytes=args.max_request_bytes,
                     max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
     serve(args.run_dir, host=args.host, port=args.port, workers=args.workers, limits=limits,
-          threads=args.threads, log_level=args.log_level)
+          threads=args.threads, device=args.device, log_level=args.log_level)
     return 0

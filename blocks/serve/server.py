@@ -18,22 +18,28 @@ import torch
 import uvicorn
 from fastapi import FastAPI
 
+from blocks.builder.device import resolve_device
 from blocks.core.errors import Problem, SpecError
 from blocks.run.folder import load
 from blocks.serve.app import create_app
 from blocks.serve.inputs import Limits
 
-ENVIRONMENT = "BLOCKS_SERVE_OPTIONS"  # JSON: run, limits, threads (read by each worker)
+ENVIRONMENT = "BLOCKS_SERVE_OPTIONS"  # JSON: run, limits, threads, device (read by each worker)
 
 
 def serve(run: str | Path, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
-          limits: Limits | None = None, threads: int | None = None,
+          limits: Limits | None = None, threads: int | None = None, device: str = "cpu",
           log_level: str = "info") -> None:
     """Serve the run folder `run` until interrupted (Ctrl+C). `threads`: torch's intra-op
-    threads per worker (default: the CPU count divided among the workers)."""
+    threads per worker (default: the CPU count divided among the workers); `device`: where
+    the model runs (`cpu`, `cuda`, `cuda:1`, `mps`, `auto`)."""
     limits = limits or Limits()
     run = Path(run)
-    model = load(run)  # a damaged or foreign folder is refused here, before binding
+    try:
+        device = str(resolve_device(device))  # an unknown or unavailable device is refused here
+    except ValueError as err:
+        raise SpecError(Problem("", f"--device: {err}", "bad_argument")) from None
+    model = load(run, device=device)  # a damaged or foreign folder too, before binding
     _check_port(host, port)
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
     if workers == 1:
@@ -41,7 +47,7 @@ def serve(run: str | Path, *, host: str = "127.0.0.1", port: int = 8000, workers
         uvicorn.run(create_app(model, limits=limits), host=host, port=port, log_level=log_level)
         return
     os.environ[ENVIRONMENT] = json.dumps({"run": str(run.resolve()), "threads": threads,
-                                          "limits": dataclasses.asdict(limits)})
+                                          "device": device, "limits": dataclasses.asdict(limits)})
     uvicorn.run("blocks.serve.server:app_from_environment", factory=True, host=host, port=port,
                 workers=workers, log_level=log_level)
 
@@ -50,7 +56,8 @@ def app_from_environment() -> FastAPI:
     """The app of one uvicorn worker process, from the options `serve` put in the environment."""
     options = json.loads(os.environ[ENVIRONMENT])
     torch.set_num_threads(int(options["threads"]))
-    return create_app(options["run"], limits=Limits(**options["limits"]))
+    model = load(options["run"], device=options["device"])
+    return create_app(model, limits=Limits(**options["limits"]))
 
 
 def is_loopback(host: str) -> bool:

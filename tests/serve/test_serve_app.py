@@ -191,7 +191,8 @@ def test_a_missing_serve_extra_exits_2_naming_it(shop_run, monkeypatch, capsys):
 
 @pytest.mark.parametrize(("flags", "words"), [
     (["--port", "0"], "--port must be 1..65535"), (["--max-batch", "0"], "--max-batch must be"),
-    (["--workers", "0"], "--workers must be"), (["--max-wait-ms", "-1"], "--max-wait-ms must be")])
+    (["--workers", "0"], "--workers must be"), (["--max-wait-ms", "-1"], "--max-wait-ms must be"),
+    (["--device", "tpu"], "device")])
 def test_bad_options_exit_2(shop_run, capsys, flags, words):
     assert main(["serve", str(shop_run), *flags]) == 2
     assert words in capsys.readouterr().err
