@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import email.message
+import importlib.util
 import logging
 import re
 from pathlib import Path
@@ -22,11 +23,12 @@ from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from blocks.builder.model import BlocksModel
-from blocks.core.errors import SpecError, escape
+from blocks.core.errors import Problem, SpecError, escape
 from blocks.core.version import __version__
 from blocks.run.folder import load
 from blocks.run.predicting import predict_run
@@ -36,6 +38,7 @@ from blocks.serve.rows import RowError, features_for, images_to_features
 
 log = logging.getLogger("blocks.serve")
 MAX_ERRORS = 20  # a body of 1,000 bad rows gets the first 20 problems and their count
+INLINE_ROWS = 64  # requests with more rows are decoded in a thread, off the event loop
 
 
 def create_app(run: str | Path | BlocksModel, *, limits: Limits | None = None) -> FastAPI:
@@ -44,6 +47,8 @@ def create_app(run: str | Path | BlocksModel, *, limits: Limits | None = None) -
     model = run if isinstance(run, BlocksModel) else load(run)
     model.eval()
     schema = input_schema(model.spec, {h: model.label_names(h) for h in model.spec.head_specs})
+    if schema.kind == "image":
+        _require_multipart()
     adapter = body_adapter(schema, limits)
     batcher = MicroBatcher(lambda x: predict_run(model, x), limits.max_batch,
                            limits.max_wait_ms / 1000)
@@ -99,6 +104,13 @@ def create_app(run: str | Path | BlocksModel, *, limits: Limits | None = None) -
     return app
 
 
+def _require_multipart() -> None:
+    """Image runs take uploads: starlette parses them with python-multipart (the serve extra)."""
+    if not any(importlib.util.find_spec(name) for name in ("python_multipart", "multipart")):
+        raise SpecError(Problem("", "serving an image run needs python-multipart for uploads: "
+                                "pip install 'blocks[serve]'", "missing_extra"))
+
+
 # --- reading a request ---------------------------------------------------------------------------
 class _Refused(Exception):
     """A request answered with a 4xx and these errors."""
@@ -119,7 +131,9 @@ async def _read(request: Request, schema: InputSchema, adapter: Any, model: Bloc
             raise _Refused(415, [_error("unsupported_media_type", ["header", "content-type"],
                                         "multipart uploads are for runs trained on image files; "
                                         "this run takes JSON rows (application/json)")])
-        return images_to_features(await _uploads(request, limits), model, limits)
+        blobs = await _uploads(request, limits)
+        # decoding images takes a while: in a thread, so the event loop keeps serving
+        return await run_in_threadpool(images_to_features, blobs, model, limits)
     if not (maintype == "application" and (subtype == "json" or subtype.endswith("+json"))):
         accepted = "application/json" + (" or multipart/form-data" if schema.kind == "image" else "")
         raise _Refused(415, [_error("unsupported_media_type", ["header", "content-type"],
@@ -131,9 +145,9 @@ async def _read(request: Request, schema: InputSchema, adapter: Any, model: Bloc
     except ValidationError as err:
         raise _Refused(422, _pydantic_errors(err, schema)) from None
     try:
-        return features_for(schema, rows, model, limits)
-    except RowError:
-        raise
+        if schema.kind == "image" or len(rows) > INLINE_ROWS:
+            return await run_in_threadpool(features_for, schema, rows, model, limits)
+        return features_for(schema, rows, model, limits)  # a few rows: quicker than a thread hop
     except ValueError as err:  # a reader's own refusal, not located to a row
         raise _Refused(422, [_error("bad_input", ["body"], escape(str(err)))]) from None
 
