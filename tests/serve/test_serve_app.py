@@ -280,3 +280,38 @@ def test_a_huge_unknown_key_is_not_echoed_back(client):
     key = "k" * 100_000
     response = client.post("/predict", json={"rows": [{**ROWS[0], key: 1}]})
     assert response.status_code == 422 and len(response.content) < 2_000
+
+
+def test_images_as_base64_and_uploads_answer_as_predict_on_the_files(tmp_path):
+    import base64
+
+    PIL = pytest.importorskip("PIL.Image")
+    spec = blocks.ModelSpec.model_validate({
+        "name": "pics", "input": {"shape": [1, 12, 12]},
+        "preprocess": {"raw_shape": [1, 12, 12], "images": "crop", "channel_mean": [0.4],
+                       "channel_std": [0.2]},
+        "backbone": [{"type": "conv2d", "out_channels": 2, "kernel_size": 3}, "relu", "flatten"],
+        "head": {"type": "softmax", "classes": 3, "labels": ["a", "b", "c"]}})
+    run = blocks.save(blocks.build(spec, seed=0), tmp_path / "run")
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        pixels = rng.integers(0, 255, (20 + i, 17), dtype=np.uint8)
+        PIL.fromarray(pixels).save(tmp_path / f"{i}.png")
+    files = sorted(tmp_path.glob("*.png"))
+    expected = predict_run(run, tmp_path).probabilities["output"].tolist()  # the folder, sorted
+    with TestClient(create_app(run)) as client:
+        rows = [{"image": base64.b64encode(f.read_bytes()).decode()} for f in files]
+        got = client.post("/predict", json={"rows": rows}).json()["predictions"]
+        assert [list(p["probabilities"].values()) for p in got] == expected
+        uploads = [("image", (f.name, f.read_bytes(), "image/png")) for f in files]
+        got = client.post("/predict", files=uploads).json()["predictions"]
+        assert [list(p["probabilities"].values()) for p in got] == expected
+        big = tmp_path / "big.png"
+        PIL.new("L", (6000, 5000)).save(big)
+        response = client.post("/predict", files=[("image", ("big.png", big.read_bytes(), "image/png"))])
+        assert response.status_code == 422 and "6000 x 5000 pixels" in response.text
+        response = client.post("/predict", json={"rows": [{"image": "%%%"}]})
+        assert response.status_code == 422 and "row 0, field 'image'" in response.text
+        assert client.get("/schema").json()["kind"] == "image"
+        content = client.get("/openapi.json").json()["paths"]["/predict"]["post"]["requestBody"]["content"]
+        assert set(content) == {"application/json", "multipart/form-data"}
