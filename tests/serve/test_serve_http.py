@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from serve_support import running_server
 
 from blocks.cli import main
-from tests.serve.conftest import running_server
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
