@@ -6,13 +6,16 @@ thread (so the event loop keeps reading and answering requests meanwhile), then 
 predictions back by each request's row count, in order. A batch never waits for nothing: it
 waits (up to `max_wait`) only while other requests have been received and are still being
 read, so one client alone pays no delay; under load, requests that arrive while a forward runs
-are the next batch. One thread runs every forward, so the model is never used concurrently.
+are the next batch. Forwards run one at a time, so the model is never used concurrently; a
+lone request on a model whose forward takes under a millisecond runs on the event loop itself
+(the hop to the thread and back costs more than that).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +29,9 @@ from blocks.core.errors import BlocksError
 from blocks.run.predicting import Predictions
 
 Batch = np.ndarray | torch.Tensor
+#: a lone request whose forward took less than this last time runs on the event loop itself:
+#: handing it to the worker thread and back costs more than that, and blocks nobody longer
+INLINE_S = 0.001
 
 
 @dataclass
@@ -48,6 +54,7 @@ class MicroBatcher:
         self._executor: ThreadPoolExecutor | None = None
         self.batches = 0  # forwards run, and the rows they held (for /health)
         self.rows = 0
+        self._quick = False  # the last forward took under INLINE_S: a lone one may run inline
 
     async def start(self) -> None:
         self._wakeup = asyncio.Event()
@@ -114,7 +121,10 @@ class MicroBatcher:
             if not jobs:
                 continue
             try:
-                results = await loop.run_in_executor(self._executor, self._forward, jobs)
+                if self._quick and len(jobs) == 1 and not self._jobs and not self._arriving:
+                    results = self._forward(jobs)  # nobody waits: cheaper than a thread hop
+                else:
+                    results = await loop.run_in_executor(self._executor, self._forward, jobs)
             except Exception as err:  # noqa: BLE001 - a bug below: every waiting request hears it
                 results = [err] * len(jobs)
             for job, result in zip(jobs, results, strict=True):
@@ -140,6 +150,13 @@ class MicroBatcher:
 
     # --- in the worker thread --------------------------------------------------------------------
     def _forward(self, jobs: list[_Job]) -> list[Predictions | BaseException]:
+        start = time.perf_counter()
+        try:
+            return self._forward_timed(jobs)
+        finally:
+            self._quick = time.perf_counter() - start < INLINE_S
+
+    def _forward_timed(self, jobs: list[_Job]) -> list[Predictions | BaseException]:
         if len(jobs) == 1:
             return [self._alone(jobs[0].x)]
         sizes = [len(job.x) for job in jobs]

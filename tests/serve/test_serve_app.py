@@ -315,3 +315,37 @@ def test_images_as_base64_and_uploads_answer_as_predict_on_the_files(tmp_path):
         assert client.get("/schema").json()["kind"] == "image"
         content = client.get("/openapi.json").json()["paths"]["/predict"]["post"]["requestBody"]["content"]
         assert set(content) == {"application/json", "multipart/form-data"}
+
+
+def test_a_slow_forward_runs_off_the_event_loop_and_a_quick_one_on_it():
+    import threading
+    import time
+
+    threads: list[str] = []
+
+    def predict(x):
+        threads.append(threading.current_thread().name)
+        if x[0, 0] > 0:
+            time.sleep(0.3)
+        return Predictions({"output": torch.zeros(len(x), dtype=torch.long)},
+                           {"output": torch.ones(len(x), 1)}, {"output": ["a"]}, {"output": "softmax"})
+
+    async def scenario() -> tuple[float, float]:
+        batcher = MicroBatcher(predict, max_batch=64, max_wait_s=0.0)
+        await batcher.start()
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        slow = asyncio.ensure_future(batcher.submit(np.ones((1, 1), dtype=np.float32)))
+        await asyncio.sleep(0.05)  # the loop keeps running while the slow forward does
+        ticked = loop.time() - start
+        await slow
+        await batcher.submit(np.ones((1, 1), dtype=np.float32))   # slow last time: a thread
+        await batcher.submit(np.zeros((1, 1), dtype=np.float32))  # quick now: inline
+        await batcher.submit(np.zeros((1, 1), dtype=np.float32))
+        await batcher.stop()
+        return ticked, loop.time() - start
+
+    ticked, total = asyncio.run(scenario())
+    assert ticked < 0.2 <= total
+    assert threads[0].startswith("blocks-serve-forward") and threads[1].startswith("blocks-serve")
+    assert threads[3] == threading.main_thread().name
