@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from blocks.core.errors import BlocksError
+from blocks.core.errors import BlocksError, Problem, SpecError
 from blocks.run.predicting import Predictions
 
 Batch = np.ndarray | torch.Tensor
@@ -165,7 +165,7 @@ class MicroBatcher:
                  else torch.cat([torch.as_tensor(x) for x in xs]))
         try:
             predictions = self._count(self.predict(batch), len(batch))
-        except BlocksError:  # one request's rows broke the batch (non-finite output): alone
+        except (BlocksError, IndexError):  # one request's rows broke the batch: each alone
             return [self._alone(job.x) for job in jobs]
         out: list[Predictions | BaseException] = []
         start = 0
@@ -179,6 +179,9 @@ class MicroBatcher:
             return self._count(self.predict(x), len(x))
         except BlocksError as err:
             return err
+        except IndexError as err:  # an id past an embedding's table, say: the input's fault
+            return SpecError(Problem("", f"a value is out of the range the model takes ({err})",
+                                     "out_of_range"))
 
     def _count(self, predictions: Predictions, rows: int) -> Predictions:
         self.batches += 1

@@ -64,6 +64,7 @@ class InputSchema:
     features: list[Feature] = field(default_factory=list)
     unknown_category: str = "error"
     nullable: bool = False  # array rows: null is a missing value (the model imputes)
+    vocabulary: int | None = None  # int64 rows feeding an embedding: ids are 0..vocabulary-1
     heads: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
@@ -93,7 +94,10 @@ class InputSchema:
                 fields[feature.name] = value | None if feature.nullable else value
             row = TypedDict("Row", fields)  # type: ignore[misc]
         else:
-            value = Integer if self.dtype == "int64" else Number
+            value = Number
+            if self.dtype == "int64":
+                value = Integer if self.vocabulary is None else Annotated[
+                    int, Field(strict=True, ge=0, lt=self.vocabulary)]
             value = value | None if self.nullable else value
             size = self.row_size
             return Annotated[list[value], Field(  # type: ignore[valid-type]
@@ -114,6 +118,8 @@ class InputSchema:
         elif self.kind == "array":
             out["row_length"] = self.row_size
             out["nullable"] = self.nullable
+            if self.vocabulary is not None:
+                out["vocabulary"] = self.vocabulary
         else:
             out["image_field"] = IMAGE_FIELD
             out["content_types"] = ["application/json", "multipart/form-data"]
@@ -173,7 +179,10 @@ def input_schema(spec: ModelSpec, labels: dict[str, list[str]]) -> InputSchema:
         features = [Feature(name, categories.get(name), imputes) for name in pre.features]
         return InputSchema("tabular", features=features, unknown_category=pre.unknown_category,
                            **common)
-    return InputSchema("array", nullable=imputes, **common)
+    first = spec.backbone[0] if spec.backbone else None
+    vocabulary = (first.num_embeddings if pre is None and spec.input.dtype == "int64"
+                  and getattr(first, "type", None) == "embedding" else None)
+    return InputSchema("array", nullable=imputes, vocabulary=vocabulary, **common)
 
 
 def body_adapter(schema: InputSchema, limits: Limits) -> TypeAdapter:

@@ -349,3 +349,37 @@ def test_a_slow_forward_runs_off_the_event_loop_and_a_quick_one_on_it():
     assert ticked < 0.2 <= total
     assert threads[0].startswith("blocks-serve-forward") and threads[1].startswith("blocks-serve")
     assert threads[3] == threading.main_thread().name
+
+
+def test_token_ids_are_bounded_by_the_embedding_and_an_index_error_is_a_422():
+    spec = blocks.ModelSpec.model_validate({
+        "name": "tokens", "input": {"shape": [4], "dtype": "int64"},
+        "backbone": [{"type": "embedding", "num_embeddings": 10, "embedding_dim": 3}, "flatten"],
+        "head": {"type": "sigmoid", "classes": 1, "labels": ["spam"]}})
+    model = blocks.build(spec, seed=0)
+    with TestClient(create_app(model)) as client:
+        assert client.get("/schema").json()["vocabulary"] == 10
+        answer = client.post("/predict", json={"rows": [[1, 2, 3, 4]]}).json()["predictions"][0]
+        assert answer["probabilities"]["spam"] == model.predict_proba([[1, 2, 3, 4]])[0, 0].item()
+        assert set(answer["labels"]) == {"spam"}
+        response = client.post("/predict", json={"rows": [[1, 2, 3, 10], [1, -1, 0, 0], [1.5] * 4]})
+        messages = [d["msg"] for d in response.json()["detail"]]
+        assert response.status_code == 422
+        assert "row 0, value 3: Input should be less than 10" in messages
+        assert "row 1, value 1: Input should be greater than or equal to 0" in messages
+        assert "row 2, value 0: Input should be a valid integer" in messages
+
+    def predict(x):  # an embedding further in, which the schema cannot see
+        raise IndexError("index out of range in self")
+
+    async def scenario():
+        batcher = MicroBatcher(predict, max_batch=8, max_wait_s=0.0)
+        await batcher.start()
+        try:
+            await batcher.submit(np.zeros((1, 4), dtype=np.int64))
+        except blocks.SpecError as err:
+            return err.first.type
+        finally:
+            await batcher.stop()
+
+    assert asyncio.run(scenario()) == "out_of_range"
