@@ -27,7 +27,6 @@ from blocks.serve.inputs import IMAGE_FIELD, InputSchema, Limits
 
 _ROWS = Path("rows")  # the "file" decode_columns names in its messages
 _DECODE_ERROR = re.compile(r"^rows line (\d+), column (.*?): (.*)$", re.S)
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class RowError(Exception):
@@ -56,7 +55,7 @@ def rows_to_features(rows: list[dict[str, Any]], model: BlocksModel) -> np.ndarr
                                      unknown_category=pre.unknown_category)
     except SpecError as err:
         raise _located(err, features) from None
-    _check_float32(decoded.x, features)
+    _check_range(decoded.x, features, model, lambda i, j: rows[i][features[j]])
     return decoded.x
 
 
@@ -81,14 +80,23 @@ def _shown(name: str, limit: int = 40) -> str:  # how decode_columns quotes a co
     return repr(name if len(name) <= limit else name[:limit] + "...")
 
 
-def _check_float32(x: np.ndarray, features: list[str] | None) -> None:
-    """A finite number too large for float32 would reach the model as inf: refuse it."""
-    bad = np.isinf(x)
+def _check_range(x: np.ndarray, features: list[str] | None, model: BlocksModel,
+                 sent: Any = None) -> None:
+    """A finite number too large for the model's input dtype (float32: 3.4e38, float16: 65504)
+    would reach it as inf: refuse it, naming the row and column. `sent(i, j)`: the value as
+    the client sent it (`x` may hold it as inf already)."""
+    dtype = model.spec.input.torch_dtype
+    if not dtype.is_floating_point:
+        return
+    largest = float(torch.finfo(dtype).max)
+    with np.errstate(invalid="ignore"):
+        bad = np.abs(x.astype(np.float64)) > largest
     if bad.any():
         i, j = (int(v) for v in np.argwhere(bad)[0])
+        value = float(sent(i, j) if sent is not None else x[i, j])
         raise RowError(i, features[j] if features else j,
-                       f"{'-' if x[i, j] < 0 else ''}{_FLOAT32_MAX:.4g} is the largest magnitude "
-                       "the model's float32 input holds; this value is larger", "float32_overflow")
+                       f"{value:.4g} is beyond the model's {model.spec.input.dtype} input, "
+                       f"whose largest magnitude is {largest:.4g}", "out_of_range")
 
 
 def arrays_to_features(rows: list[list[Any]], model: BlocksModel) -> np.ndarray:
@@ -105,12 +113,8 @@ def arrays_to_features(rows: list[list[Any]], model: BlocksModel) -> np.ndarray:
                     raise RowError(i, j, "does not fit in the model's int64 input",
                                    "int64_overflow") from None
         raise
-    if np_dtype == np.float32:
-        with np.errstate(over="ignore"):
-            x32 = x.astype(np.float32)
-        _check_float32(x32, None)
-        return x32
-    return x
+    _check_range(x, None, model)
+    return x.astype(np_dtype) if np_dtype != x.dtype else x
 
 
 def images_to_features(blobs: list[bytes], model: BlocksModel, limits: Limits) -> torch.Tensor:
