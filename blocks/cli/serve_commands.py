@@ -24,19 +24,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "concurrent requests are batched into one forward pass.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("--host", default="127.0.0.1",
+    p.add_argument("--host", default="127.0.0.1", metavar="ADDRESS",
                    help="address to listen on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    p.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
-    p.add_argument("--threads", type=int, help="torch threads per worker (default: CPUs / workers)")
-    p.add_argument("--device", default="cpu", help="where the model runs: cpu (default), cuda, "
+    p.add_argument("--port", type=int, metavar="N", default=8000, help="port (default 8000)")
+    p.add_argument("--workers", type=int, metavar="N", default=1, help="server processes (default 1)")
+    p.add_argument("--threads", type=int, metavar="N", help="torch threads per worker (default: CPUs / workers)")
+    p.add_argument("--device", default="cpu", metavar="DEVICE", help="where the model runs: cpu (default), cuda, "
                                                    "cuda:1, mps or auto")
-    p.add_argument("--max-batch", type=int, default=64,
+    p.add_argument("--max-batch", type=int, metavar="ROWS", default=64,
                    help="most rows in one forward pass of batched requests (default 64)")
-    p.add_argument("--max-wait-ms", type=float, default=5.0,
+    p.add_argument("--max-wait-ms", type=float, metavar="MS", default=5.0,
                    help="longest a batch waits for requests still being read (default 5)")
-    p.add_argument("--max-rows", type=int, default=1024, help="most rows per request (default 1024)")
-    p.add_argument("--max-request-bytes", type=int, default=8 << 20,
+    p.add_argument("--max-rows", type=int, metavar="ROWS", default=1024, help="most rows per request (default 1024)")
+    p.add_argument("--max-request-bytes", type=int, metavar="BYTES", default=8 << 20,
                    help="largest request body, larger ones get 413 (default 8 MiB)")
     p.add_argument("--log-level", default="info",
                    choices=("critical", "error", "warning", "info", "debug"))
