@@ -94,6 +94,16 @@ def test_schema_and_openapi_are_the_runs_inputs_and_labels(client):
     assert answer["properties"]["kind"]["properties"]["label"] == {"enum": ["shoe", "sock"]}
     body = document["paths"]["/predict"]["post"]["requestBody"]["content"]
     assert body["application/json"]["schema"] == {"$ref": "#/components/schemas/PredictRequest"}
+    assert client.get("/docs").status_code == 200
+    jsonschema = pytest.importorskip("jsonschema")
+    published = {"$ref": "#/components/schemas/PredictRequest", "components": document["components"]}
+    jsonschema.validate(schema["example"], published)
+    jsonschema.validate({"rows": ROWS}, published)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"rows": [{**ROWS[0], "colour": "purple"}]}, published)
+    answer = client.post("/predict", json={"rows": ROWS}).json()
+    jsonschema.validate(answer, {"$ref": "#/components/schemas/PredictResponse",
+                                 "components": document["components"]})
 
 
 def test_bad_rows_are_422_naming_row_and_field(client):
