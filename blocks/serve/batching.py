@@ -29,8 +29,9 @@ from blocks.core.errors import BlocksError, Problem, SpecError
 from blocks.run.predicting import Predictions
 
 Batch = np.ndarray | torch.Tensor
-#: a lone request whose forward took less than this last time runs on the event loop itself:
-#: handing it to the worker thread and back costs more than that, and blocks nobody longer
+#: a lone request no larger than the last forward, when that took less than this, runs on the
+#: event loop itself: handing it to the worker thread and back costs about as much, and
+#: it blocks nobody for longer
 INLINE_S = 0.001
 
 
@@ -54,7 +55,9 @@ class MicroBatcher:
         self._executor: ThreadPoolExecutor | None = None
         self.batches = 0  # forwards run, and the rows they held (for /health)
         self.rows = 0
-        self._quick = False  # the last forward took under INLINE_S: a lone one may run inline
+        # rows of the last forward, when it took under INLINE_S (else 0): a lone request of at
+        # most that many rows may run inline
+        self._quick_rows = 0
 
     async def start(self) -> None:
         self._wakeup = asyncio.Event()
@@ -121,7 +124,8 @@ class MicroBatcher:
             if not jobs:
                 continue
             try:
-                if self._quick and len(jobs) == 1 and not self._jobs and not self._arriving:
+                if (len(jobs) == 1 and len(jobs[0].x) <= self._quick_rows and not self._jobs
+                        and not self._arriving):
                     results = self._forward(jobs)  # nobody waits: cheaper than a thread hop
                 else:
                     results = await loop.run_in_executor(self._executor, self._forward, jobs)
@@ -154,7 +158,8 @@ class MicroBatcher:
         try:
             return self._forward_timed(jobs)
         finally:
-            self._quick = time.perf_counter() - start < INLINE_S
+            quick = time.perf_counter() - start < INLINE_S
+            self._quick_rows = sum(len(job.x) for job in jobs) if quick else 0
 
     def _forward_timed(self, jobs: list[_Job]) -> list[Predictions | BaseException]:
         if len(jobs) == 1:
