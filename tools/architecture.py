@@ -42,8 +42,9 @@ LAYERS: dict[str, set[str]] = {
     "exporters": {"core", "spec", "recipe", "layers", "builder", "data", "train", "inspect",
                   "run", "lint"},
     "sweeps": {"core", "spec", "recipe", "layers", "builder", "data", "train", "inspect", "run"},
+    "serve": {"core", "spec", "recipe", "layers", "builder", "data", "train", "inspect", "run"},
     "cli": {"core", "spec", "recipe", "layers", "builder", "data", "train", "inspect", "run",
-            "exporters", "sweeps", "lint", "(root)"},
+            "exporters", "sweeps", "lint", "serve", "(root)"},
     "(root)": {"core", "spec", "recipe", "layers", "builder", "data", "train", "inspect", "run",
                "exporters", "sweeps", "lint", "cli"},
 }
@@ -67,6 +68,7 @@ JOBS = {
     "run": "the run folder's life: validate, train, save, load, evaluate, predict",
     "exporters": "ONNX, torch.export, TorchScript, Python source, from_module",
     "sweeps": "hyperparameter sweeps on Optuna: space, trials as run folders, pruning, sweep.json",
+    "serve": "`blocks serve`: a run behind HTTP (FastAPI), micro-batched",
     "cli": "argument parsing and printing only",
     "(root)": "`import blocks`: the public names, loaded on first use",
 }

@@ -140,12 +140,13 @@ class BlocksModel(nn.Module):
     @torch.inference_mode()
     def _eval_logits(self, x: Any) -> Output:
         x = self.as_input(x)
-        was_training = self.training
+        if not self.training:  # eval mode already (blocks.load's): switching walks every module
+            return self(x)
         self.eval()
         try:
             return self(x)
         finally:
-            self.train(was_training)
+            self.train(True)
 
     def as_input(self, x: Any) -> torch.Tensor:
         """A batch as this model takes it, from a tensor, numpy array or nested lists.

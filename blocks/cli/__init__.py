@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "blocks.cli.export_commands",
     "blocks.cli.catalogue_commands",
     "blocks.cli.sweep_commands",
+    "blocks.cli.serve_commands",
 )
 
 EPILOG = """examples:
