@@ -74,7 +74,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, *, split: 
 
 def _refuse_outside_paths(recipe: Recipe, run_dir: Path) -> None:
     data = recipe.data
-    for key in ("csv", "npz", "images"):
+    for key in ("csv", "parquet", "npz", "images"):
         src = getattr(data, key, None) if data is not None else None
         if src is None:
             continue

@@ -198,7 +198,7 @@ def _data_paths_absolute(recipe: Recipe, source: Path | None) -> Recipe:
     if data is None or source is None:
         return recipe
     base = Path(source).parent
-    for key in ("csv", "npz", "images"):
+    for key in ("csv", "parquet", "npz", "images"):
         src = getattr(data, key)
         if src is not None and not Path(src.path).is_absolute():
             data = data.model_copy(update={key: src.model_copy(

@@ -123,7 +123,7 @@ def _embedding_problems(recipe: Recipe) -> list[Problem]:
 def _data_problems(recipe: Recipe, base_dir: Path | None) -> list[Problem]:
     data, model = recipe.data, recipe.model
     problems: list[Problem] = []
-    for key in ("csv", "npz", "images"):
+    for key in ("csv", "parquet", "npz", "images"):
         source = getattr(data, key)
         if source is None:
             continue
@@ -145,7 +145,7 @@ def _data_problems(recipe: Recipe, base_dir: Path | None) -> list[Problem]:
                                 "target key", "targets_shape"))
     elif data.npz is not None and isinstance(data.npz.y, dict):
         problems += _head_names(set(data.npz.y), model, "data.npz.y")
-    if not problems and (data.csv is not None or data.npz is not None):
+    if not problems and (data.csv is not None or data.npz is not None or data.parquet is not None):
         problems += _reading_problems(recipe, base_dir)
     return problems
 
