@@ -1,0 +1,144 @@
+"""Tables in and out of a trained run: held-out CSV/Parquet files read as the run's data was
+(features by name, targets by the run's columns and label names), and predictions written as
+CSV, JSON or Parquet at full precision (every probability reads back to the same float32)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from blocks.core.errors import Problem, SpecError
+from blocks.core.files import atomic_write_bytes, atomic_write_text
+from blocks.data.columnar import (
+    Cells,
+    is_columnar_file,
+    need_pyarrow,
+    read_columnar,
+    read_csv_cells,
+    sniff_delimiter,
+    typed_cells,
+)
+from blocks.data.columns import table_columns
+from blocks.data.features import decoding_options, feature_cells, feature_names
+from blocks.data.sources import split_target_columns, target_labels
+from blocks.spec.model import ModelSpec
+
+FORMATS = ("csv", "json", "parquet")
+
+
+def table_cells(path: Path, where: str, delimiter: str | None = None) -> Cells:
+    """A CSV (delimiter sniffed unless given), Parquet or Arrow file as cells."""
+    if is_columnar_file(path):
+        return typed_cells(read_columnar(path, where))
+    cells = read_csv_cells(path, where, delimiter or sniff_delimiter(path))
+    if not cells.count:
+        raise SpecError(Problem("", "the file holds no rows", "empty_data", str(path)))
+    return cells
+
+
+def feature_table(path: Path, spec: ModelSpec, *, delimiter: str | None = None) -> np.ndarray:
+    """Raw feature rows of a CSV/Parquet file for `blocks predict`: `feature_cells`, the same
+    decoding as `model.predict_proba(rows)` in Python."""
+    return feature_cells(table_cells(path, "input", delimiter), spec, path)
+
+
+def labelled_table(path: Path, spec: ModelSpec, targets: list[str]) -> tuple[np.ndarray, Any]:
+    """Raw features and targets of a held-out CSV/Parquet file, as the run's data had them."""
+    cells = table_cells(path, "data")
+    if cells.count < (1 if cells.has_names else 2):
+        raise SpecError(Problem("", "needs a header row and at least one data row",
+                                "empty_data", str(path)))
+    table = table_columns(cells, path, features=feature_names(spec), targets=targets,
+                          warn_extra=True, **decoding_options(spec),
+                          target_labels=target_labels(targets, spec))
+    return table.x, split_target_columns(table.y, spec)
+
+
+# --- predictions out -----------------------------------------------------------------------------
+def format_for(out: str | None, wanted: str | None) -> str:
+    """`--format`, else the output file's suffix (`.json`, `.parquet`), else CSV."""
+    if wanted is not None:
+        return wanted
+    suffix = Path(out).suffix.lower() if out else ""
+    return {".json": "json", ".parquet": "parquet", ".pq": "parquet"}.get(suffix, "csv")
+
+
+def prediction_columns(predictions: Any) -> tuple[list[str], list[list[Any]]]:
+    """Column names and full-precision columns (labels as names or 0/1, probabilities as
+    float32 values) of `Predictions`."""
+    header, columns = [], []
+    several = len(predictions.labels) > 1
+    for head, lab in predictions.labels.items():
+        prefix = f"{head}/" if several else ""
+        names = predictions.names[head]
+        lab = lab.reshape(len(lab), -1)
+        if predictions.kinds[head] == "softmax":
+            header.append(f"{prefix}label")
+            columns.append([names[i] for i in lab[:, 0].tolist()])
+        else:
+            for j in range(lab.shape[1]):
+                header.append(f"{prefix}label/{names[j]}")
+                columns.append([int(v) for v in lab[:, j].tolist()])
+        probs = predictions.probabilities[head].float().cpu().numpy()
+        for j in range(probs.shape[-1]):
+            header.append(f"{prefix}p/{names[j]}")
+            columns.append(probs[:, j])
+    return header, columns
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, np.floating):
+        return np.format_float_positional(value, unique=True, trim="-")
+    return str(value)
+
+
+def predictions_bytes(predictions: Any, fmt: str) -> bytes:
+    """The predictions as a CSV, JSON (a list of row objects) or Parquet file's bytes."""
+    header, columns = prediction_columns(predictions)
+    if fmt == "parquet":
+        import pyarrow as pa  # optional: the `tables` extra
+        import pyarrow.parquet as pq  # optional: the `tables` extra
+
+        table = pa.table({name: (pa.array(col, type=pa.float32()) if isinstance(col, np.ndarray)
+                                 else pa.array(col)) for name, col in zip(header, columns,
+                                                                          strict=True)})
+        sink = io.BytesIO()
+        pq.write_table(table, sink)
+        return sink.getvalue()
+    rows = zip(*columns, strict=True) if columns else iter(())
+    if fmt == "json":
+        records = [{name: (float(_text(v)) if isinstance(v, np.floating) else v)
+                    for name, v in zip(header, row, strict=True)} for row in rows]
+        return (json.dumps(records, indent=None) + "\n").encode()
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows([_text(v) for v in row] for row in rows)
+    return buffer.getvalue().encode()
+
+
+def write_predictions(predictions: Any, out: str | Path | None, fmt: str) -> int:
+    """Write (atomically) or print the predictions; the number of rows."""
+    if fmt not in FORMATS:
+        raise SpecError(Problem("", f"--format {fmt!r}: choose one of {', '.join(FORMATS)}",
+                                "bad_argument"))
+    if fmt == "parquet":
+        need_pyarrow("Parquet output", "--format")
+        if out is None:
+            raise SpecError(Problem("", "--format parquet writes a file: give --out FILE",
+                                    "bad_argument"))
+    data = predictions_bytes(predictions, fmt)
+    if out is None:
+        import sys
+
+        sys.stdout.write(data.decode())
+    elif fmt == "parquet":
+        atomic_write_bytes(out, data)
+    else:
+        atomic_write_text(out, data.decode())
+    return len(next(iter(predictions.labels.values()))) if predictions.labels else 0
