@@ -159,10 +159,13 @@ def first_record(path: Path, where: str, delimiter: str) -> list[str]:
     if len(prefix) > limit and b"\n" not in prefix and b"\r" not in prefix:
         raise line_too_long(path, where)
     text = prefix.decode("utf-8-sig", errors="replace")
-    for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter):
-        if any(cell.strip() for cell in row):
-            check_columns(len(row), where, path)
-            return row
+    try:
+        for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter):
+            if any(cell.strip() for cell in row):
+                check_columns(len(row), where, path)
+                return row
+    except csv.Error as err:
+        raise SpecError(Problem(where, f"cannot read {path.name}: {err}", "file_unreadable")) from None
     return []
 
 

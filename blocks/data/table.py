@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from blocks.core.errors import Problem, SpecError
+from blocks.data.limits import check_categories
 
 # what pandas reads as missing by default, less the exotic spellings
 MISSING = frozenset({"", "NA", "N/A", "n/a", "na", "NaN", "nan", "NAN", "null", "NULL", "None",
@@ -137,7 +138,9 @@ def decode_columns(cells: list[list[str]], features: Sequence[str], targets: Seq
                 raise fail(k, j, f"{_cell(column[k])} is not a number, but the column holds "
                            f"numbers elsewhere ({unit} {lines[i]}: {_cell(column[i])}); fix the cell, "
                            "or list the column in `data.csv.categorical`", "mixed_column")
-            vocabulary = sorted({c for c, m in zip(column, missing, strict=True) if not m})
+            distinct = {c for c, m in zip(column, missing, strict=True) if not m}
+            check_categories(len(distinct), name, where, path)
+            vocabulary = sorted(distinct)
             if not vocabulary:
                 raise SpecError(Problem(where, f"{path.name}: categorical column {_cell(name)} "
                                         "has no values", "empty_column"))
