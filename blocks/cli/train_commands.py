@@ -150,8 +150,8 @@ def run_predict(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     # lazy: `blocks --help` and `blocks validate` start without torch
-    from blocks.run.predicting import predict_run
-    from blocks.run.tables import format_for, write_predictions
+    from blocks.run.predict_stream import predict_file
+    from blocks.run.tables import format_for
 
     path = Path(args.input)
     if args.out and Path(args.out).resolve() == path.resolve():
@@ -161,7 +161,7 @@ def run_predict(args: argparse.Namespace) -> int:
     if fmt == "parquet" and not args.out:
         raise SpecError(Problem("", "--format parquet writes a file: give --out FILE",
                                 "bad_argument"))
-    count = write_predictions(predict_run(args.run_dir, path), args.out, fmt)
+    count = predict_file(args.run_dir, path, args.out, fmt)
     if args.out:
         print(f"wrote {count} predictions to {args.out}")
     return 0

@@ -44,9 +44,11 @@ from blocks.spec.recipe import Recipe
 
 
 # --- chunks of a file ------------------------------------------------------------------------------
-def iter_chunks(path: Path, chunk_rows: int, delimiter: str = ",",
-                where: str = "data") -> Iterator[tuple[Any, list[str], Any]]:
-    """(`pyarrow.Table` of a chunk's rows, header names, the chunk's file lines) in file order."""
+def iter_chunks(path: Path, chunk_rows: int, delimiter: str = ",", where: str = "data", *,
+                names: list[str] | None = None) -> Iterator[tuple[Any, list[str], Any]]:
+    """(`pyarrow.Table` of a chunk's rows, header names, the chunk's file lines) in file order.
+
+    `names`: a header-less CSV file's column names (its first row is then data)."""
     need_pyarrow("data in chunks", where)
     import pyarrow as pa  # optional: the `tables` extra
 
@@ -64,7 +66,8 @@ def iter_chunks(path: Path, chunk_rows: int, delimiter: str = ",",
     import pyarrow.compute as pc  # optional: the `tables` extra
     import pyarrow.csv as pcsv  # optional: the `tables` extra
 
-    header = first_record(path, where, delimiter)
+    header = first_record(path, where, delimiter) if names is None else list(names)
+    skip = 1 if names is None else 0  # the header row
     names = [f"c{i}" for i in range(len(header))]
     width = max(64, path.stat().st_size // max(1, _rows_guess(path)))
     reader = pcsv.open_csv(
@@ -75,7 +78,7 @@ def iter_chunks(path: Path, chunk_rows: int, delimiter: str = ",",
                                             strings_can_be_null=False,
                                             quoted_strings_can_be_null=False, null_values=[]))
     lines = LineIndex(path, delimiter, 1 << 62)
-    seen, skip = 0, 1  # the header row
+    seen = 0
     for batch in reader:
         table = pa.Table.from_batches([batch])
         blank = None

@@ -5,15 +5,17 @@ CSV, JSON or Parquet at full precision (every probability reads back to the same
 from __future__ import annotations
 
 import csv
-import io
 import json
+import os
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from blocks.core.errors import Problem, SpecError
-from blocks.core.files import atomic_write_bytes, atomic_write_text
+from blocks.core.files import atomic_write
 from blocks.data.columnar import (
     Cells,
     is_columnar_file,
@@ -97,48 +99,91 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def predictions_bytes(predictions: Any, fmt: str) -> bytes:
-    """The predictions as a CSV, JSON (a list of row objects) or Parquet file's bytes."""
-    header, columns = prediction_columns(predictions)
-    if fmt == "parquet":
-        import pyarrow as pa  # optional: the `tables` extra
-        import pyarrow.parquet as pq  # optional: the `tables` extra
+class PredictionWriter:
+    """Predictions written as they come, chunk by chunk, to a temporary file renamed over
+    `out` when closed (a failed run leaves no half-written file), or to stdout."""
 
-        table = pa.table({name: (pa.array(col, type=pa.float32()) if isinstance(col, np.ndarray)
-                                 else pa.array(col)) for name, col in zip(header, columns,
-                                                                          strict=True)})
-        sink = io.BytesIO()
-        pq.write_table(table, sink)
-        return sink.getvalue()
-    rows = zip(*columns, strict=True) if columns else iter(())
-    if fmt == "json":
-        records = [{name: (float(_text(v)) if isinstance(v, np.floating) else v)
-                    for name, v in zip(header, row, strict=True)} for row in rows]
-        return (json.dumps(records, indent=None) + "\n").encode()
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows([_text(v) for v in row] for row in rows)
-    return buffer.getvalue().encode()
+    def __init__(self, out: str | Path | None, fmt: str) -> None:
+        if fmt not in FORMATS:
+            raise SpecError(Problem("", f"--format {fmt!r}: choose one of {', '.join(FORMATS)}",
+                                    "bad_argument"))
+        if fmt == "parquet":
+            need_pyarrow("Parquet output", "--format")
+            if out is None:
+                raise SpecError(Problem("", "--format parquet writes a file: give --out FILE",
+                                        "bad_argument"))
+        self.out, self.fmt, self.rows = (Path(out) if out is not None else None), fmt, 0
+        self._parquet: Any = None
+        self._tmp: Path | None = None
+        self._handle: Any = None
+        if self.out is not None:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=f".{self.out.name}.", suffix=".tmp",
+                                        dir=self.out.parent)
+            os.close(fd)
+            self._tmp = Path(name)
+            if fmt != "parquet":
+                self._handle = open(self._tmp, "w", encoding="utf-8", newline="")  # noqa: SIM115 - closed by close() or abort()
+        else:
+            self._handle = sys.stdout
+
+    def write(self, predictions: Any) -> None:
+        header, columns = prediction_columns(predictions)
+        count = len(columns[0]) if columns else 0
+        if self.fmt == "parquet":
+            import pyarrow as pa  # optional: the `tables` extra
+            import pyarrow.parquet as pq  # optional: the `tables` extra
+
+            table = pa.table({name: (pa.array(col, type=pa.float32())
+                                     if isinstance(col, np.ndarray) else pa.array(col))
+                              for name, col in zip(header, columns, strict=True)})
+            if self._parquet is None:
+                self._parquet = pq.ParquetWriter(self._tmp, table.schema)
+            self._parquet.write_table(table)
+        elif self.fmt == "json":
+            for row in zip(*columns, strict=True):
+                record = {name: (float(_text(v)) if isinstance(v, np.floating) else v)
+                          for name, v in zip(header, row, strict=True)}
+                self._handle.write(("[" if self.rows == 0 else ",\n") + json.dumps(record))
+                self.rows += 1
+            return
+        else:
+            writer = csv.writer(self._handle, lineterminator="\n")
+            if self.rows == 0:
+                writer.writerow(header)
+            writer.writerows([_text(v) for v in row] for row in zip(*columns, strict=True))
+        self.rows += count
+
+    def close(self) -> int:
+        """Finish the file (rename it over `out`); the number of rows written."""
+        if self.fmt == "json":
+            self._handle.write("[]\n" if self.rows == 0 else "]\n")
+        if self._parquet is not None:
+            self._parquet.close()
+        if self._handle is not None and self._handle is not sys.stdout:
+            self._handle.close()
+        if self._tmp is not None:
+            if self.fmt == "parquet" and self._parquet is None:
+                self._tmp.unlink(missing_ok=True)
+                raise SpecError(Problem("", "no predictions to write", "empty_data"))
+            atomic_write(self.out, lambda tmp: os.replace(self._tmp, tmp))
+        return self.rows
+
+    def abort(self) -> None:
+        if self._handle is not None and self._handle is not sys.stdout:
+            self._handle.close()
+        if self._parquet is not None:
+            self._parquet.close()
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)
 
 
 def write_predictions(predictions: Any, out: str | Path | None, fmt: str) -> int:
     """Write (atomically) or print the predictions; the number of rows."""
-    if fmt not in FORMATS:
-        raise SpecError(Problem("", f"--format {fmt!r}: choose one of {', '.join(FORMATS)}",
-                                "bad_argument"))
-    if fmt == "parquet":
-        need_pyarrow("Parquet output", "--format")
-        if out is None:
-            raise SpecError(Problem("", "--format parquet writes a file: give --out FILE",
-                                    "bad_argument"))
-    data = predictions_bytes(predictions, fmt)
-    if out is None:
-        import sys
-
-        sys.stdout.write(data.decode())
-    elif fmt == "parquet":
-        atomic_write_bytes(out, data)
-    else:
-        atomic_write_text(out, data.decode())
-    return len(next(iter(predictions.labels.values()))) if predictions.labels else 0
+    writer = PredictionWriter(out, fmt)
+    try:
+        writer.write(predictions)
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.close()
