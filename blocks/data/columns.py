@@ -16,7 +16,7 @@ from typing import Any
 
 from blocks.core.errors import Problem, SpecError
 from blocks.data.columnar import Cells, PythonCells
-from blocks.data.table import Columns
+from blocks.data.table import MISSING, Columns
 
 
 class ExtraColumnsWarning(UserWarning):
@@ -57,14 +57,32 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def first_row_is_header(first: list[str], features: list[str] | None) -> bool:
+def first_row_is_header(first: list[str], features: list[str] | None,
+                        categories: dict[str, list[str]] | None = None) -> bool:
     """Whether an optional header is there, decided by the column names: a first row naming
-    any of the run's features is a header (and must then name them all); one naming none is
-    data. A run that knows no feature names falls back to the cells: numbers only is data."""
+    any of the run's features is a header (and must then name them all). One naming none is
+    data when it reads as a row of the run's features (numbers, known category names, missing
+    cells), so a header-less file may hold category names; otherwise it is a header whose
+    names are wrong (reported as missing columns). A run that knows no feature names falls
+    back to the cells: numbers only is data."""
     if features is None:
         return not all(_is_number(cell) for cell in first)
     names = set(features)
-    return any(cell in names or cell.strip() in names for cell in first)
+    if any(cell in names or cell.strip() in names for cell in first):
+        return True
+    if len(first) != len(features):
+        return not all(_is_number(cell) or cell.strip() in MISSING for cell in first)
+    vocabularies = categories or {}
+    for cell, name in zip(first, features, strict=True):
+        text = cell.strip()
+        if text in MISSING:
+            continue
+        if name in vocabularies:
+            if text not in vocabularies[name] and not _is_number(text):
+                return True
+        elif not _is_number(text):
+            return True
+    return False
 
 
 def table_columns(rows: Cells | list[list[str]], path: Path, *, features: list[str] | None,
@@ -81,7 +99,7 @@ def table_columns(rows: Cells | list[list[str]], path: Path, *, features: list[s
     cells = rows if isinstance(rows, Cells) else PythonCells(rows, lines)
     first = cells.first
     header_less = (optional_header and not cells.has_names
-                   and not first_row_is_header(first, features))
+                   and not first_row_is_header(first, features, decode.get("categories")))
     if header_less:
         if targets:
             raise SpecError(Problem(where, "a header row is needed to find the target column(s)",

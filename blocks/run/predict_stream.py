@@ -41,7 +41,8 @@ def predict_table(run: BlocksModel | str | Path, path: Path, out: str | Path | N
     if not is_columnar_file(path):
         delimiter = sniff_delimiter(path)
         first = first_record(path, "input", delimiter)
-        if not first_row_is_header(first, feature_names(spec)):
+        pre = spec.preprocess
+        if not first_row_is_header(first, feature_names(spec), pre.categories if pre else None):
             names = feature_names(spec) if len(first) == len(feature_names(spec)) else None
             if names is None:  # the located message of the whole-file reader
                 from blocks.run.tables import feature_table  # lazy: the error path only
