@@ -194,13 +194,13 @@ def read_feature_file(path: Path, model: BlocksModel, *, delimiter: str | None =
     their codes and missing cells NaN (when the model imputes), as in training. `delimiter`:
     default the most frequent of `,` `;` tab `|` in the first line."""
     pre = model.spec.preprocess
+    if is_columnar_file(path):
+        return feature_table(path, model.spec)
     if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
         if pre is None or pre.images is None:
             raise SpecError(Problem("", "the model was not trained on image files; give a .csv "
                                     "or .npz of raw inputs", "bad_input", str(path)))
         return read_images(path, model)[0].numpy()
-    if is_columnar_file(path):
-        return feature_table(path, model.spec)
     if not path.is_file():
         raise SpecError(Problem("", "input file does not exist", "file_not_found", str(path)))
     check_data_file(path, "input")
