@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,12 @@ def csv_engine() -> str:
     if wanted == "python":
         return "python"
     return "arrow" if have_pyarrow() else "python"
+
+
+def use_threads() -> bool:
+    """pyarrow's parallel reading, where there are cores to spare: on two cores (shared) the
+    single-threaded reader is as fast and leaves the other core to the neighbours."""
+    return (os.cpu_count() or 1) > 2
 
 
 class Cells:
@@ -90,12 +96,13 @@ class PythonCells(Cells):
 class ArrowCells(Cells):
     """Columns of text cells (pyarrow strings) or of typed values (Parquet, DataFrames)."""
 
-    def __init__(self, table: Any, lines: Any, *, names: list[str] | None = None) -> None:
+    def __init__(self, table: Any, lines: Any, *, names: list[str] | None = None,
+                 unit: str = "row") -> None:
         self.table = table
         self._lines = lines
         self.count = table.num_rows
         if names is not None:  # typed: the names are the header, not a row
-            self.first, self.has_names, self.unit = names, True, "row"
+            self.first, self.has_names, self.unit = names, True, unit
         else:
             self.first = [table.column(i)[0].as_py() for i in range(table.num_columns)] \
                 if table.num_rows else []
@@ -151,9 +158,16 @@ def first_record(path: Path, where: str, delimiter: str) -> list[str]:
     """The first row's cells, read from a bounded prefix: a file without a line end within
     `BLOCKS_MAX_LINE_BYTES` is refused before the rest of it is read."""
     limit = max_line_bytes()
+    prefix = b""
     try:
         with open(path, "rb") as handle:
-            prefix = handle.read(limit + 1)
+            step = 1 << 16
+            while len(prefix) <= limit:  # a growing read: a short first line costs 64 kB
+                more = handle.read(min(step, limit + 1 - len(prefix)))
+                prefix += more
+                if not more or b"\n" in more or b"\r" in more:
+                    break
+                step *= 4
     except OSError as err:
         raise SpecError(Problem(where, f"cannot read {path}: {err}", "file_unreadable")) from None
     if len(prefix) > limit and b"\n" not in prefix and b"\r" not in prefix:
@@ -170,17 +184,54 @@ def first_record(path: Path, where: str, delimiter: str) -> list[str]:
 
 
 def read_csv_cells(path: Path, where: str, delimiter: str = ",", *,
-                   engine: str | None = None) -> Cells:
+                   engine: str | None = None,
+                   numeric: Callable[[list[str]], set[str]] | None = None) -> Cells:
     """A CSV file's rows (blank lines skipped, a UTF-8 BOM dropped), by pyarrow when installed;
-    a file pyarrow cannot parse is read again by Python's `csv` module for its located error."""
+    a file pyarrow cannot parse is read again by Python's `csv` module for its located error.
+
+    `numeric(header)`: the columns expected to hold numbers only; pyarrow parses them as it
+    reads (in parallel), and the file is read as text instead when one of them holds anything
+    else (a missing cell, a name, a non-finite number), so the decoder sees the cells."""
     first = first_record(path, where, delimiter)
     engine = engine or csv_engine()
     if engine == "arrow" and first:
+        wanted = numeric(first) if numeric is not None and len(set(first)) == len(first) else None
+        if wanted:
+            table = _arrow_typed(path, first, wanted, delimiter)
+            if table is not None:
+                return ArrowCells(table, _Shifted(LineIndex(path, delimiter, table.num_rows + 1), 1),
+                                  names=first, unit="line")
         table = _arrow_csv(path, len(first), delimiter)
         if table is not None:
             return ArrowCells(table, LineIndex(path, delimiter, table.num_rows))
     rows, lines = read_csv_lines(path, where, delimiter)
     return PythonCells(rows, lines)
+
+
+def _arrow_typed(path: Path, header: list[str], numeric: set[str], delimiter: str) -> Any:
+    """The table with the `numeric` columns parsed as float64 (the others text), or None when
+    a cell of them is not a plain finite number or pyarrow reads another header."""
+    import pyarrow as pa  # optional: the `tables` extra
+    import pyarrow.compute as pc  # optional: the `tables` extra
+    import pyarrow.csv as pcsv  # optional: the `tables` extra
+
+    types = {name: (pa.float64() if name in numeric else pa.string()) for name in header}
+    try:
+        table = pcsv.read_csv(
+            path, read_options=pcsv.ReadOptions(block_size=1 << 20, use_threads=use_threads()),
+            parse_options=pcsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
+            convert_options=pcsv.ConvertOptions(
+                column_types=types, strings_can_be_null=False, quoted_strings_can_be_null=False,
+                null_values=[], true_values=["\x00true"], false_values=["\x00false"]))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    if table.column_names != header:
+        return None
+    for name in numeric:
+        column = table.column(name)
+        if not pc.all(pc.is_finite(column)).as_py():  # the text path names the cell as written
+            return None
+    return table
 
 
 def _arrow_csv(path: Path, width: int, delimiter: str) -> Any:
@@ -195,7 +246,8 @@ def _arrow_csv(path: Path, width: int, delimiter: str) -> Any:
         try:
             table = pcsv.read_csv(
                 path,
-                read_options=pcsv.ReadOptions(column_names=names, block_size=block),
+                read_options=pcsv.ReadOptions(column_names=names, block_size=block,
+                                              use_threads=use_threads()),
                 parse_options=pcsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
                 convert_options=pcsv.ConvertOptions(
                     column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=False,

@@ -16,7 +16,9 @@ are taken as they are (a null or NaN is a missing cell), names as text.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -85,8 +87,10 @@ def decode_arrow(columns: Sequence[Any], features: Sequence[str], targets: Seque
         return decode_columns(cells, [] if is_target else one, one if is_target else [],
                               path, where, lines, **options)
 
+    combined = [_combined(c) for c in columns]
+    casts = _prefetch_casts(combined[:len(features)], features, categories, categorical)
     for j, name in enumerate(names):
-        column = _combined(columns[j])
+        column = combined[j]
         if j >= len(features):
             values, learned = _target(column, name, target_labels.get(name),
                                       name in learn_labels, where)
@@ -99,7 +103,7 @@ def decode_arrow(columns: Sequence[Any], features: Sequence[str], targets: Seque
             continue
         vocabulary = categories.get(name)
         result = _feature(column, name, vocabulary, name in categorical, infer_categorical,
-                          missing_ok, unknown_category, where, path)
+                          missing_ok, unknown_category, where, path, casts.get(j))
         if result is None:
             decoded = python(j)
             x[:, j] = decoded.x[:, 0]
@@ -134,9 +138,32 @@ def _is_numeric(column: Any) -> bool:
     return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
 
 
-def _numbers(column: Any) -> tuple[np.ndarray, np.ndarray] | None:
+def _cast(column: Any) -> np.ndarray | None:
+    """A text column cast to float64 by pyarrow, or None when a cell does not parse."""
+    pa, pc = _pa()
+    try:
+        return pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+
+
+def _prefetch_casts(columns: list, features: Sequence[str], categories: dict,
+                    categorical: Sequence[str]) -> dict[int, Any]:
+    """The casts of the text feature columns that may be numbers, run on a thread each
+    (pyarrow releases the GIL): on a table of many rows, parsing numbers is most of the work."""
+    wanted = [j for j, name in enumerate(features)
+              if name not in categories and name not in categorical and _is_text(columns[j])]
+    if len(wanted) < 2 or sum(len(columns[j]) for j in wanted) < 200_000:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(len(wanted), os.cpu_count() or 1)) as pool:
+        futures = {j: pool.submit(_cast, columns[j]) for j in wanted}
+        return {j: ("done", future.result()) for j, future in futures.items()}
+
+
+def _numbers(column: Any, cast: Any = None) -> tuple[np.ndarray, np.ndarray] | None:
     """(float64 values, missing mask) of a plainly numeric column; None when it is not one
-    (text that does not parse, a non-finite number, an odd spelling): the Python reader decides."""
+    (text that does not parse, a non-finite number, an odd spelling): the Python reader decides.
+    `cast`: `("done", values or None)` when the cast already ran."""
     pa, pc = _pa()
     if _is_numeric(column):
         values = pc.cast(column, pa.float64(), safe=False).to_numpy(zero_copy_only=False).copy()
@@ -146,10 +173,7 @@ def _numbers(column: Any) -> tuple[np.ndarray, np.ndarray] | None:
         return values, missing
     if not _is_text(column):
         return None
-    try:  # the fast case: every cell a plain number
-        values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        values = None
+    values = cast[1] if cast is not None else _cast(column)  # the fast case: plain numbers
     if values is not None:
         if not np.isfinite(values).all():  # 'nan' is missing, '-nan' and 'inf' are errors
             return None
@@ -189,13 +213,13 @@ def _codes(trimmed: Any, vocabulary: list[str]) -> np.ndarray:
 
 
 def _feature(column: Any, name: str, vocabulary: list[str] | None, declared: bool, infer: bool,
-             missing_ok: bool, unknown: str, where: str,
-             path: Path) -> tuple[np.ndarray, list[str] | None] | None:
+             missing_ok: bool, unknown: str, where: str, path: Path,
+             cast: Any = None) -> tuple[np.ndarray, list[str] | None] | None:
     """One feature column's float32 values and the vocabulary learned, or None: the Python
     reader decodes this column (and raises the located error if there is one)."""
     learned = None
     if vocabulary is None and not declared:
-        numbers = _numbers(column)
+        numbers = _numbers(column, cast)
         if numbers is not None:
             values, missing = numbers
             if missing.any() and not missing_ok:
@@ -227,19 +251,24 @@ def _target(column: Any, name: str, names: list[str] | None, learnable: bool,
     """One target column's class ids or values (float64), and class names learned; (None,
     None) hands the column to the Python reader."""
     pa, pc = _pa()
-    if names is None:  # numbers first: a column of class ids (or sigmoid targets)
-        numbers = _numbers(column)
-        if numbers is not None and not numbers[1].any():
-            return numbers[0], None
-        if _is_numeric(column):
-            return None, None
+    if _is_numeric(column):
+        if names is None:
+            numbers = _numbers(column)
+            return (numbers[0], None) if numbers is not None and not numbers[1].any() \
+                else (None, None)
+        column = pa.array(as_text_cells(column), type=pa.string())
     if not _is_text(column):
         column = pa.array(as_text_cells(column), type=pa.string())
+    unique = pc.unique(column)
+    if len(unique) > 65_536:  # many values: numbers (sigmoid targets), never class names
+        numbers = _numbers(column) if names is None else None
+        return (numbers[0], None) if numbers is not None and not numbers[1].any() \
+            else (None, None)
+    if names is None and all(_number(u) is not None and u == u.strip() for u in unique.to_pylist()):
+        numbers = _numbers(column)  # class ids (or sigmoid targets) spelt plainly
+        return (numbers[0], None) if numbers is not None else (None, None)
     trimmed = pc.utf8_trim_whitespace(column)
-    unique = pc.unique(trimmed)
-    if len(unique) > 65_536:  # class names: far fewer than this in any softmax head
-        return None, None
-    distinct = unique.to_pylist()
+    distinct = pc.unique(trimmed).to_pylist()
     if any(u in MISSING for u in distinct):
         return None, None
     if names is not None and all(u in names for u in distinct):

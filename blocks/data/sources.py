@@ -119,11 +119,23 @@ def _cell(text: str, limit: int = 40) -> str:
 def _csv(source: CsvSource, model: ModelSpec, base_dir: Path | None, *,
          missing_ok: bool = False) -> RawData:
     path = _resolve(source.path, base_dir, "data.csv.path")
-    cells = read_csv_cells(path, "data.csv.path", source.delimiter)
-    if cells.count < 2:
+    cells = read_csv_cells(path, "data.csv.path", source.delimiter,
+                           numeric=lambda header: _numeric_columns(header, source, model))
+    if cells.count - (0 if cells.has_names else 1) < 1:
         raise SpecError(Problem("data.csv.path", f"{path} needs a header row and at least one data row",
                                 "empty_data"))
     return table_source(cells, source, model, path, "data.csv", missing_ok=missing_ok)
+
+
+def _numeric_columns(header: list[str], source: CsvSource, model: ModelSpec) -> set[str]:
+    """Feature columns that hold numbers unless the file is wrong (not categorical, not the
+    target): pyarrow parses these as it reads."""
+    if source.categorical == "auto":
+        return set()
+    targets = set(target_columns(source.target, model))
+    pre = model.preprocess
+    names = set(source.categorical or ()) | set(pre.categories or {} if pre else {})
+    return {c for c in (source.features or header) if c not in targets and c not in names}
 
 
 def _parquet(source: ParquetSource, model: ModelSpec, base_dir: Path | None, *,

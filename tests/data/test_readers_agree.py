@@ -148,3 +148,20 @@ def test_the_python_reader_is_used_without_pyarrow(monkeypatch, tmp_path):
     path = tmp_path / "t.csv"
     path.write_text("a,b\n1,2\n")
     assert isinstance(columnar.read_csv_cells(path, "x"), columnar.PythonCells)
+
+
+@pytest.mark.parametrize("messy", [False, True])
+def test_a_larger_table_agrees_on_the_parallel_and_typed_roads(tmp_path, monkeypatch, messy):
+    """5,000 x 50 cells: plain numbers take pyarrow's typed read; with missing cells and odd
+    spellings, the text read and its parallel casts."""
+    rng = np.random.default_rng(2)
+    values = rng.standard_normal((5000, 50))
+    rows = [",".join([*(f"f{i}" for i in range(50)), "y"])]
+    odd = ["NA", "", " 1.5", "1_0", "-0"]
+    for r, row in enumerate(values):
+        cells = [repr(float(v)) for v in row]
+        if messy and r % 97 == 0:
+            cells[r % 50] = odd[r % len(odd)]
+        rows.append(",".join([*cells, str(r % 3)]))
+    result = agree(tmp_path, monkeypatch, "\n".join(rows) + "\n", width=50, impute="mean")
+    assert result[0] == "ok"
