@@ -119,13 +119,17 @@ def _reference_predict(path: Path, model, out: Path) -> None:
 
 def _peak_rss(code: str) -> int:
     """Peak resident bytes of a fresh Python process running `code`, above its resident size
-    after the imports it needs (its `ru_maxrss` against `/proc/self/statm`)."""
-    text = ("import os, resource, blocks, torch, pyarrow, numpy\n"
+    after the imports it needs (Linux: the peak is reset there, `/proc/self/clear_refs`)."""
+    text = ("import blocks, torch, pyarrow, numpy\n"
             "from blocks.data.splits import load_splits\n"
             "torch.set_num_threads(1)\n"
-            "base = int(open('/proc/self/statm').read().split()[1]) * os.sysconf('SC_PAGE_SIZE')\n"
+            "def status(key):\n"
+            "    line = next(x for x in open('/proc/self/status') if x.startswith(key))\n"
+            "    return int(line.split()[1]) * 1024\n"
+            "base = status('VmRSS')\n"
+            "open('/proc/self/clear_refs', 'w').write('5')  # peak RSS from here on\n"
             + code +
-            "\nprint('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base)\n")
+            "\nprint('PEAK', status('VmHWM') - base)\n")
     done = subprocess.run([sys.executable, "-c", text], capture_output=True, text=True,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     if done.returncode != 0:
