@@ -87,10 +87,9 @@ def decode_arrow(columns: Sequence[Any], features: Sequence[str], targets: Seque
         return decode_columns(cells, [] if is_target else one, one if is_target else [],
                               path, where, lines, **options)
 
-    combined = [_combined(c) for c in columns]
-    casts = _prefetch_casts(combined[:len(features)], features, categories, categorical)
+    casts = _prefetch_casts(columns[:len(features)], features, categories, categorical)
     for j, name in enumerate(names):
-        column = combined[j]
+        column = _combined(columns[j])  # one column at a time: memory stays one column wide
         if j >= len(features):
             values, learned = _target(column, name, target_labels.get(name),
                                       name in learn_labels, where)
@@ -151,12 +150,12 @@ def _prefetch_casts(columns: list, features: Sequence[str], categories: dict,
                     categorical: Sequence[str]) -> dict[int, Any]:
     """The casts of the text feature columns that may be numbers, run on a thread each
     (pyarrow releases the GIL): on a table of many rows, parsing numbers is most of the work."""
-    wanted = [j for j, name in enumerate(features)
-              if name not in categories and name not in categorical and _is_text(columns[j])]
+    wanted = [j for j, name in enumerate(features) if name not in categories
+              and name not in categorical and _is_text(columns[j])]
     if len(wanted) < 2 or sum(len(columns[j]) for j in wanted) < 200_000:
         return {}
     with ThreadPoolExecutor(max_workers=min(len(wanted), os.cpu_count() or 1)) as pool:
-        futures = {j: pool.submit(_cast, columns[j]) for j in wanted}
+        futures = {j: pool.submit(lambda c: _cast(_combined(c)), columns[j]) for j in wanted}
         return {j: ("done", future.result()) for j, future in futures.items()}
 
 
@@ -166,7 +165,10 @@ def _numbers(column: Any, cast: Any = None) -> tuple[np.ndarray, np.ndarray] | N
     `cast`: `("done", values or None)` when the cast already ran."""
     pa, pc = _pa()
     if _is_numeric(column):
-        values = pc.cast(column, pa.float64(), safe=False).to_numpy(zero_copy_only=False).copy()
+        values = (column if pa.types.is_float64(column.type)
+                  else pc.cast(column, pa.float64(), safe=False)).to_numpy(zero_copy_only=False)
+        if not values.flags.writeable:
+            values = values.copy()
         missing = np.isnan(values)  # a null, or NaN: a missing cell
         if np.isinf(values).any():
             return None
