@@ -23,7 +23,8 @@ from blocks.run.folder import (
     escape,
     load,
 )
-from blocks.run.tables import feature_table, labelled_table
+from blocks.run.tables import feature_table, labelled_table, prediction_columns
+from blocks.run.tables import text_of as text
 from blocks.run.validate import load_recipe
 from blocks.spec.recipe import Recipe
 from blocks.train.trainer import Trainer
@@ -129,23 +130,9 @@ class Predictions:
     def table(self) -> tuple[list[str], list[list[Any]]]:
         """A header and rows: `label` (name) per softmax head, `label/<name>` per sigmoid
         label, then `p/<name>` per class; head names prefix them when there are several."""
-        header, columns = [], []
-        several = len(self.labels) > 1
-        for head, lab in self.labels.items():
-            prefix = f"{head}/" if several else ""
-            names = self.names[head]
-            lab = lab.reshape(len(lab), -1)
-            if self.kinds[head] == "softmax":
-                header.append(f"{prefix}label")
-                columns.append([names[i] for i in lab[:, 0].tolist()])
-            else:
-                for j in range(lab.shape[1]):
-                    header.append(f"{prefix}label/{names[j]}")
-                    columns.append(lab[:, j].tolist())
-            probs = self.probabilities[head]
-            for j in range(probs.shape[-1]):
-                header.append(f"{prefix}p/{names[j]}")
-                columns.append([f"{v:.6f}" for v in probs[:, j].tolist()])
+        header, columns = prediction_columns(self)  # probabilities at full float32 precision
+        columns = [[text(v) for v in column] if isinstance(column, np.ndarray) else column
+                   for column in columns]
         return header, [list(row) for row in zip(*columns, strict=True)]
 
 

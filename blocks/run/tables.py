@@ -93,7 +93,8 @@ def prediction_columns(predictions: Any) -> tuple[list[str], list[list[Any]]]:
     return header, columns
 
 
-def _text(value: Any) -> str:
+def text_of(value: Any) -> str:
+    """A cell's text: a float as the shortest text that reads back to the same float32."""
     if isinstance(value, np.floating):
         return np.format_float_positional(value, unique=True, trim="-")
     return str(value)
@@ -142,7 +143,7 @@ class PredictionWriter:
             self._parquet.write_table(table)
         elif self.fmt == "json":
             for row in zip(*columns, strict=True):
-                record = {name: (float(_text(v)) if isinstance(v, np.floating) else v)
+                record = {name: (float(text_of(v)) if isinstance(v, np.floating) else v)
                           for name, v in zip(header, row, strict=True)}
                 self._handle.write(("[" if self.rows == 0 else ",\n") + json.dumps(record))
                 self.rows += 1
@@ -151,7 +152,7 @@ class PredictionWriter:
             writer = csv.writer(self._handle, lineterminator="\n")
             if self.rows == 0:
                 writer.writerow(header)
-            writer.writerows([_text(v) for v in row] for row in zip(*columns, strict=True))
+            writer.writerows([text_of(v) for v in row] for row in zip(*columns, strict=True))
         self.rows += count
 
     def close(self) -> int:
