@@ -62,7 +62,7 @@ JOBS = {
     "recipe": "text to Recipe and back: bounded YAML, positions, `--set`, schema",
     "layers": "every block type, one module per family",
     "builder": "specs to modules: BlocksModel, build, devices, weights import",
-    "data": "readers and splits: bundled, CSV, NPZ, image folders",
+    "data": "readers and splits: bundled, CSV, Parquet, NPZ, image folders, streamed tables",
     "train": "the Trainer: tensors or datasets in, history out",
     "inspect": "summaries and graphs of models",
     "run": "the run folder's life: validate, train, save, load, evaluate, predict",
