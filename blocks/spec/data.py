@@ -10,7 +10,7 @@ from blocks.core.numbers import Seed, Size
 from blocks.spec.registry import SpecModel
 
 BUNDLED_DATASETS = ("digits", "breast_cancer", "iris", "wine")
-SOURCES = ("dataset", "csv", "parquet", "npz", "synthetic", "images")
+SOURCES = ("dataset", "csv", "npz", "synthetic", "images", "parquet")
 
 
 class CsvSource(SpecModel):
