@@ -10,16 +10,20 @@ import numpy as np
 
 from blocks.builder.model import BlocksModel
 from blocks.core.errors import Problem, SpecError
-from blocks.data.columnar import ArrowCells, first_record, have_pyarrow, is_columnar_file
+from blocks.data.columnar import (
+    ArrowCells,
+    first_record,
+    have_pyarrow,
+    is_columnar_file,
+)
 from blocks.data.columns import first_row_is_header
 from blocks.data.features import feature_cells, feature_names
 from blocks.data.sources import sniff_delimiter
 from blocks.data.streaming import iter_chunks
 from blocks.run.folder import load
 from blocks.run.predicting import predict_run
-from blocks.run.tables import PredictionWriter, write_predictions
+from blocks.run.tables import CHUNK_ROWS, PredictionWriter, write_predictions
 
-CHUNK_ROWS = 65_536
 BATCH = 1024
 
 
@@ -81,3 +85,4 @@ def predict_file(run: str | Path, path: Path, out: str | Path | None, fmt: str) 
     if is_streamable(path, model):
         return predict_table(model, path, out, fmt)
     return write_predictions(predict_run(model, path), out, fmt)
+

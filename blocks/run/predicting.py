@@ -23,7 +23,7 @@ from blocks.run.folder import (
     escape,
     load,
 )
-from blocks.run.tables import feature_table, labelled_table, prediction_columns
+from blocks.run.tables import feature_table, held_out_stream, labelled_table, prediction_columns
 from blocks.run.tables import text_of as text
 from blocks.run.validate import load_recipe
 from blocks.spec.recipe import Recipe
@@ -50,8 +50,11 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, *, split: 
         if split is not None:
             raise SpecError(Problem("", "--split applies to a recipe's data, not to a data file "
                                     "(all of whose rows are evaluated)", "bad_argument"))
-        x, y = read_labelled_file(Path(data), model, run_recipe_, target=target)
-        return Trainer(model, trainer_spec, quiet=True).evaluate((x, y), split="test")
+        held_out = held_out_stream(Path(data), model, _target_columns(run_recipe_, target,
+                                                                      model.spec))
+        if held_out is None:
+            held_out = read_labelled_file(Path(data), model, run_recipe_, target=target)
+        return Trainer(model, trainer_spec, quiet=True).evaluate(held_out, split="test")
     if data is not None:
         recipe = load_recipe(data)
     else:

@@ -18,8 +18,10 @@ from blocks.core.errors import Problem, SpecError
 from blocks.core.files import atomic_write
 from blocks.data.columnar import (
     Cells,
+    have_pyarrow,
     is_columnar_file,
     need_pyarrow,
+    parquet_files,
     read_columnar,
     read_csv_cells,
     sniff_delimiter,
@@ -28,6 +30,8 @@ from blocks.data.columnar import (
 from blocks.data.columns import table_columns
 from blocks.data.features import decoding_options, feature_cells, feature_names
 from blocks.data.sources import split_target_columns, target_labels
+from blocks.data.splits import prepare_targets, raw_inputs
+from blocks.data.streaming import StreamedTable, iter_chunks
 from blocks.spec.model import ModelSpec
 
 FORMATS = ("csv", "json", "parquet")
@@ -188,3 +192,41 @@ def write_predictions(predictions: Any, out: str | Path | None, fmt: str) -> int
         writer.abort()
         raise
     return writer.close()
+
+
+# --- held-out tables in chunks ----------------------------------------------------------------
+#: held-out files larger than this are evaluated in chunks (smaller ones are read whole)
+STREAM_EVALUATE_BYTES = 64 * 2**20
+CHUNK_ROWS = 65_536
+
+def held_out_stream(path: Path, model: Any, targets: list[str], *,
+                    chunk_rows: int = CHUNK_ROWS, min_bytes: int = STREAM_EVALUATE_BYTES) -> Any:
+    """A held-out CSV/Parquet file larger than `min_bytes` as a dataset read in chunks (the
+    trainer's evaluation takes it like tensors: the same batches, the same metrics), or None:
+    the file is small, not a table, or pyarrow is missing."""
+    if not _streamable(path, model):
+        return None
+    size = (sum(p.stat().st_size for p in parquet_files(path, "data")) if path.is_dir()
+            else path.stat().st_size)
+    if size <= min_bytes:
+        return None
+    spec = model.spec
+    pre = spec.preprocess
+    delimiter = "," if is_columnar_file(path) else sniff_delimiter(path)
+    rows = sum(table.num_rows for table, _, _ in iter_chunks(path, chunk_rows, delimiter, "data"))
+    header = next(iter_chunks(path, 1, delimiter, "data"))[1]
+
+    def prepare(x: np.ndarray, y: np.ndarray) -> tuple:
+        return raw_inputs(x, spec), prepare_targets(split_target_columns(y, spec), spec)
+
+    return StreamedTable(part=0, path=path, header=header, features=feature_names(spec),
+                         targets=targets, delimiter=delimiter, chunk_rows=chunk_rows,
+                         where="data", model_spec=spec,
+                         missing_ok=pre is not None and pre.impute is not None,
+                         mask=np.zeros(rows, dtype=np.int8), seed=0, buffer=0, prepare=prepare)
+
+
+def _streamable(path: Path, model: Any) -> bool:
+    if not have_pyarrow() or feature_names(model.spec) is None or not path.exists():
+        return False
+    return is_columnar_file(path) or path.suffix.lower() == ".csv"

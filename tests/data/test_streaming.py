@@ -85,3 +85,19 @@ def test_median_imputation_is_refused_when_streaming(folder):
 def test_stream_needs_a_table_source():
     with pytest.raises(Exception, match="`stream` reads a `csv` or `parquet` source"):
         blocks.DataSpec.model_validate({"dataset": "iris", "stream": {}})
+
+
+def test_a_held_out_file_evaluated_in_chunks_gives_the_whole_file_metrics(folder):
+    from blocks.run.predicting import read_labelled_file
+    from blocks.run.tables import held_out_stream
+    from blocks.train.trainer import Trainer
+
+    run_recipe(write_recipe(folder, "m.yaml"), folder / "rm", force=True, plots=False)
+    model = blocks.load(folder / "rm")
+    recipe = blocks.load_recipe(folder / "rm" / "recipe.yaml")
+    whole = read_labelled_file(folder / "d.csv", model, recipe)
+    chunks = held_out_stream(folder / "d.csv", model, ["label"], chunk_rows=50, min_bytes=0)
+    assert len(chunks) == 600
+    trainer = Trainer(model, recipe.train, quiet=True)
+    assert trainer.evaluate(chunks, split="test") == trainer.evaluate(whole, split="test")
+    assert held_out_stream(folder / "d.csv", model, ["label"]) is None  # small: read whole
