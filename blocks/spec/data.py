@@ -128,13 +128,13 @@ class DataSpec(SpecModel):
     dataset: Literal["digits", "breast_cancer", "iris", "wine"] | None = Field(
         None, description="a bundled dataset (scikit-learn's, offline)")
     csv: CsvSource | None = Field(None, description="a CSV file with a header row")
-    parquet: ParquetSource | None = Field(
-        None, description="a Parquet file or folder of shards, or an Arrow IPC file")
     npz: NpzSource | None = Field(None, description="a NumPy .npz archive")
     synthetic: SyntheticSource | None = Field(
         None, description="random separable data of the model's input shape")
     images: ImageFolderSource | None = Field(
         None, description="a folder of images, one sub-folder per class")
+    parquet: ParquetSource | None = Field(
+        None, description="a Parquet file or folder of shards, or an Arrow IPC file")
     val_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = Field(
         0.2, description="fraction held out for validation (0: no validation split)")
     seed: Seed = Field(0, description="seed of the train/validation split")
