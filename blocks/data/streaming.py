@@ -57,7 +57,8 @@ def iter_chunks(path: Path, chunk_rows: int, delimiter: str = ",", where: str = 
 
         start = 1
         for part in parquet_files(path, where):
-            handle = pq.ParquetFile(part)
+            # no pre-buffering: one column chunk at a time, not a whole row group's bytes
+            handle = pq.ParquetFile(part, pre_buffer=False, buffer_size=1 << 20)
             for batch in handle.iter_batches(batch_size=chunk_rows):
                 table = pa.Table.from_batches([batch])
                 yield table, list(table.column_names), range(start, start + table.num_rows)
