@@ -12,6 +12,7 @@ from blocks.builder.model import BlocksModel
 from blocks.core.errors import Problem, SpecError
 from blocks.data.columnar import (
     ArrowCells,
+    csv_engine,
     first_record,
     have_pyarrow,
     is_columnar_file,
@@ -31,7 +32,9 @@ def is_streamable(path: Path, model: BlocksModel) -> bool:
     """A table file of a model trained on named columns, with pyarrow installed."""
     if not have_pyarrow() or feature_names(model.spec) is None or not path.exists():
         return False
-    return is_columnar_file(path) or (path.is_file() and path.suffix.lower() not in
+    if is_columnar_file(path):
+        return True
+    return csv_engine() == "arrow" and (path.is_file() and path.suffix.lower() not in
                                       (".npz", ".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"))
 
 

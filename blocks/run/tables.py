@@ -18,6 +18,7 @@ from blocks.core.errors import Problem, SpecError
 from blocks.core.files import atomic_write
 from blocks.data.columnar import (
     Cells,
+    csv_engine,
     have_pyarrow,
     is_columnar_file,
     need_pyarrow,
@@ -229,4 +230,4 @@ def held_out_stream(path: Path, model: Any, targets: list[str], *,
 def _streamable(path: Path, model: Any) -> bool:
     if not have_pyarrow() or feature_names(model.spec) is None or not path.exists():
         return False
-    return is_columnar_file(path) or path.suffix.lower() == ".csv"
+    return is_columnar_file(path) or (path.suffix.lower() == ".csv" and csv_engine() == "arrow")
