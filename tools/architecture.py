@@ -34,7 +34,7 @@ LAYERS: dict[str, set[str]] = {
     "spec": {"core"},
     "recipe": {"core", "spec"},
     "layers": {"core", "spec", "recipe"},
-    "builder": {"core", "spec", "recipe", "layers"},
+    "builder": {"core", "spec", "recipe", "layers", "data"},
     "data": {"core", "spec", "recipe"},
     "train": {"core", "spec", "recipe", "layers", "builder", "data"},
     "inspect": {"core", "spec", "recipe", "layers", "builder", "data", "train"},
@@ -50,6 +50,8 @@ LAYERS: dict[str, set[str]] = {
 }
 #: the one module of `data/` the trainer may use: containers, not file readers
 TRAIN_MAY_USE_FROM_DATA = {"blocks.data.arrays"}
+#: the one module of `data/` a model may use: raw rows (DataFrames, dicts) -> its features
+BUILDER_MAY_USE_FROM_DATA = {"blocks.data.features"}
 #: packages that never import torch at import time (`blocks validate`, `schema`, `--help`)
 TORCH_FREE = {"core", "spec", "recipe", "layers"}
 #: words that document why an import is local (`# lazy: keeps validate torch-free`)
@@ -62,7 +64,7 @@ JOBS = {
     "recipe": "text to Recipe and back: bounded YAML, positions, `--set`, schema",
     "layers": "every block type, one module per family",
     "builder": "specs to modules: BlocksModel, build, devices, weights import",
-    "data": "readers and splits: bundled, CSV, NPZ, image folders",
+    "data": "readers and splits: bundled, CSV, Parquet, NPZ, image folders, streamed tables",
     "train": "the Trainer: tensors or datasets in, history out",
     "inspect": "summaries and graphs of models",
     "run": "the run folder's life: validate, train, save, load, evaluate, predict",
@@ -250,6 +252,9 @@ def violations(package_dir: Path = PACKAGE) -> list[str]:
         elif src == "train" and dst == "data" and item.target not in TRAIN_MAY_USE_FROM_DATA:
             problems.append(f"{at}: train/ may not import the data reader {item.target}; "
                             "only the containers of blocks.data.arrays")
+        elif src == "builder" and dst == "data" and item.target not in BUILDER_MAY_USE_FROM_DATA:
+            problems.append(f"{at}: builder/ may not import the data reader {item.target}; "
+                            "only blocks.data.features (raw rows -> features)")
         if item.local and not any(word in item.reason.lower() for word in LOCAL_REASONS):
             problems.append(f"{at}: local import of {item.target} without a comment saying why "
                             f"(one of: {', '.join(LOCAL_REASONS)}); import it at the top")

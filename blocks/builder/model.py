@@ -149,12 +149,22 @@ class BlocksModel(nn.Module):
             self.train(True)
 
     def as_input(self, x: Any) -> torch.Tensor:
-        """A batch as this model takes it, from a tensor, numpy array or nested lists.
+        """A batch as this model takes it, from a tensor, numpy array or nested lists; for a
+        model trained on a table, also raw rows as users hold them (a pandas DataFrame or
+        pyarrow Table by column name, a list of dicts, rows holding category names), read by
+        `blocks.data.features.feature_matrix` exactly as `blocks predict FILE` reads a file.
 
         Rows may also come flat (`[batch, n]` with n the per-sample size, as CSV rows do);
         values are cast to the model's input dtype and moved to its device. Anything that does
         not fit is an `InputShapeError`, never a silent reshape of the batch axis.
         """
+        pre = self.spec.preprocess
+        if not isinstance(x, torch.Tensor) and pre is not None and pre.features:
+            # lazy: raw rows (DataFrame, pyarrow Table, dicts, category names) need the readers
+            from blocks.data.features import feature_matrix, is_tabular
+
+            if is_tabular(x):
+                x = feature_matrix(x, self.spec)
         if not isinstance(x, torch.Tensor):
             try:
                 x = torch.as_tensor(np.asarray(x))

@@ -80,7 +80,7 @@ def run_recipes(args: argparse.Namespace) -> int:
     for name, path in bundled_recipes().items():
         recipe = load_recipe(path)
         data = recipe.data
-        source = (data.dataset or next(k for k in ("csv", "npz", "images", "synthetic") if getattr(data, k))
+        source = (data.dataset or next(k for k in ("csv", "parquet", "npz", "images", "synthetic") if getattr(data, k))
                   ) if data else "-"
         print(f"{name:<14} {source:<14} {recipe.model.description or ''}")
     return 0

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import os
 import sys
 
 from blocks.core.errors import Problem, SpecError
-from blocks.core.files import atomic_write_text
 
 TRAIN_EPILOG = """examples:
   blocks train seed_cnn --out runs/demo               a bundled recipe on its bundled data
@@ -65,16 +62,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_evaluate)
 
     p = subparsers.add_parser(
-        "predict", help="labels and probabilities for a CSV or NPZ of inputs",
+        "predict", help="labels and probabilities for a CSV, Parquet or NPZ of inputs",
         description="Predict with RUN_DIR's model on raw inputs: the run's own preprocessing is "
-                    "applied; prints one CSV row per input (labels, then probabilities).",
+                    "applied; one row per input (labels, then probabilities at full float32 "
+                    "precision) as CSV (default), JSON or Parquet.",
         epilog="examples:\n  blocks predict runs/wine new_rows.csv\n"
-               "  blocks predict runs/demo images.npz -o predictions.csv",
+               "  blocks predict runs/demo images.npz -o predictions.csv\n"
+               "  blocks predict runs/big rows.parquet -o out.parquet",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("input", metavar="INPUT",
-                   help=".csv (feature columns by header name, or header-less rows) or .npz (array x)")
-    p.add_argument("--out", "-o", metavar="FILE", help="output CSV (default: stdout)")
+                   help=".csv (feature columns by header name, or header-less rows), .parquet "
+                        "(a file or a folder of shards), .arrow, or .npz (array x)")
+    p.add_argument("--out", "-o", metavar="FILE", help="output file (default: stdout)")
+    p.add_argument("--format", choices=("csv", "json", "parquet"), default=None,
+                   help="output format (default: from --out's suffix, else csv); parquet needs --out")
     p.set_defaults(run=run_predict)
 
 
@@ -148,19 +150,18 @@ def run_predict(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     # lazy: `blocks --help` and `blocks validate` start without torch
-    from blocks.run.predicting import predict_run
+    from blocks.run.predict_stream import predict_file
+    from blocks.run.tables import format_for
 
     path = Path(args.input)
     if args.out and Path(args.out).resolve() == path.resolve():
         raise SpecError(Problem("", "--out would overwrite the input file; choose another path",
                                 "would_overwrite", str(path)))
-    header, rows = predict_run(args.run_dir, path).table()
+    fmt = format_for(args.out, args.format)
+    if fmt == "parquet" and not args.out:
+        raise SpecError(Problem("", "--format parquet writes a file: give --out FILE",
+                                "bad_argument"))
+    count = predict_file(args.run_dir, path, args.out, fmt)
     if args.out:
-
-        buffer = io.StringIO()
-        csv.writer(buffer).writerows([header, *rows])
-        atomic_write_text(args.out, buffer.getvalue())
-        print(f"wrote {len(rows)} predictions to {args.out}")
-    else:
-        csv.writer(sys.stdout).writerows([header, *rows])
+        print(f"wrote {count} predictions to {args.out}")
     return 0

@@ -1,4 +1,5 @@
-"""Data: bundled offline datasets, CSV/NPZ/image-folder reading, splits (the `data:` spec
+"""Data: bundled offline datasets, CSV/Parquet/NPZ/image-folder reading, tables read in chunks
+(`data.stream`), raw rows to features (`features.feature_matrix`), splits (the `data:` spec
 itself is `blocks.spec.data`).
 
 May import: `blocks.core`, `blocks.spec`, `blocks.recipe`. Never `builder` or `train`.

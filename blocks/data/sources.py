@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import difflib
 import math
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +13,18 @@ import numpy as np
 
 from blocks.core.errors import Problem, SpecError
 from blocks.data.arrays import RawData, Targets
-from blocks.data.table import Columns, decode_columns
+from blocks.data.columnar import (  # noqa: F401  (read_csv_lines, sniff_delimiter: old homes)
+    Cells,
+    parquet_files,
+    read_columnar,
+    read_csv_cells,
+    read_csv_lines,
+    sniff_delimiter,
+    typed_cells,
+)
+from blocks.data.columns import check_header, short_names, table_columns  # noqa: F401
 from blocks.spec.budget import check_data_bytes
-from blocks.spec.data import CsvSource, DataSpec, NpzSource, SyntheticSource
+from blocks.spec.data import CsvSource, DataSpec, NpzSource, ParquetSource, SyntheticSource
 from blocks.spec.model import ModelSpec
 
 
@@ -28,6 +36,9 @@ def load_arrays(spec: DataSpec, model: ModelSpec, base_dir: Path | None) -> RawD
     elif spec.csv is not None:
         missing_ok = spec.impute != "refuse" or bool(model.preprocess and model.preprocess.impute)
         raw = _csv(spec.csv, model, base_dir, missing_ok=missing_ok)
+    elif spec.parquet is not None:
+        missing_ok = spec.impute != "refuse" or bool(model.preprocess and model.preprocess.impute)
+        raw = _parquet(spec.parquet, model, base_dir, missing_ok=missing_ok)
     elif spec.npz is not None:
         raw = _npz(spec.npz, model, base_dir)
     elif spec.images is not None:
@@ -100,52 +111,6 @@ def check_data_file(path: Path, where: str) -> None:
     check_data_bytes(4 * path.stat().st_size, where, f"reading {path.name}")
 
 
-def read_csv_lines(path: Path, where: str, delimiter: str = ",") -> tuple[list[list[str]], list[int]]:
-    """Rows of a CSV file (blank lines skipped, a UTF-8 BOM dropped) and the file line of each,
-    so errors name the line a person sees in an editor; a located error if it cannot be read."""
-    rows: list[list[str]] = []
-    lines: list[int] = []
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle, delimiter=delimiter)
-            for row in reader:
-                if any(cell.strip() for cell in row):
-                    rows.append(row)
-                    lines.append(reader.line_num)
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise SpecError(Problem(where, f"cannot read {path}: {err}", "file_unreadable")) from None
-    return rows, lines
-
-
-def sniff_delimiter(path: Path) -> str:
-    """The cell separator of a held-out CSV file, from its first line: the most frequent of
-    `,` `;` tab `|` (`,` when none or a tie), so a file need not match the training file's."""
-    try:
-        with open(path, encoding="utf-8-sig", errors="replace") as handle:
-            first = handle.readline(1 << 16)
-    except OSError:
-        return ","
-    counts = {d: first.count(d) for d in (",", ";", "\t", "|")}
-    best = max(counts, key=lambda d: counts[d])
-    return best if counts[best] > counts[","] else ","
-
-
-def read_csv_rows(path: Path, where: str) -> list[list[str]]:
-    """Rows of a CSV file, blank lines skipped; a located error if it cannot be read."""
-    return read_csv_lines(path, where)[0]
-
-
-def check_header(header: list[str], path: Path, where: str) -> None:
-    """Column names must be unique: with two `a` columns, which one is the feature?"""
-    seen: dict[str, int] = {}
-    for index, name in enumerate(header):
-        if name in seen:
-            raise SpecError(Problem(where, f"{path.name} has two columns named {_cell(name)} "
-                                    f"(columns {seen[name] + 1} and {index + 1}); rename one",
-                                    "duplicate_column"))
-        seen[name] = index
-
-
 def _cell(text: str, limit: int = 40) -> str:
     """A short, escaped excerpt of a cell for messages (never a whole line of a file)."""
     return repr(text if len(text) <= limit else text[:limit] + "...")
@@ -154,34 +119,78 @@ def _cell(text: str, limit: int = 40) -> str:
 def _csv(source: CsvSource, model: ModelSpec, base_dir: Path | None, *,
          missing_ok: bool = False) -> RawData:
     path = _resolve(source.path, base_dir, "data.csv.path")
-    rows, lines = read_csv_lines(path, "data.csv.path", source.delimiter)
-    if len(rows) < 2:
+    cells = read_csv_cells(path, "data.csv.path", source.delimiter,
+                           numeric=lambda header: _numeric_columns(header, source, model))
+    if cells.count - (0 if cells.has_names else 1) < 1:
         raise SpecError(Problem("data.csv.path", f"{path} needs a header row and at least one data row",
                                 "empty_data"))
-    targets = target_columns(source.target, model)
+    return table_source(cells, source, model, path, "data.csv", missing_ok=missing_ok)
+
+
+def _numeric_columns(header: list[str], source: CsvSource, model: ModelSpec) -> set[str]:
+    """Feature columns that hold numbers unless the file is wrong (not categorical, not the
+    target): pyarrow parses these as it reads."""
+    if source.categorical == "auto":
+        return set()
+    targets = set(target_columns(source.target, model))
+    pre = model.preprocess
+    names = set(source.categorical or ()) | set(pre.categories or {} if pre else {})
+    return {c for c in (source.features or header) if c not in targets and c not in names}
+
+
+def _parquet(source: ParquetSource, model: ModelSpec, base_dir: Path | None, *,
+             missing_ok: bool = False) -> RawData:
+    path = resolve_table_path(source.path, base_dir, "data.parquet.path")
+    table = read_columnar(path, "data.parquet.path")
+    if table.num_rows < 1:
+        raise SpecError(Problem("data.parquet.path", f"{path} holds no rows", "empty_data"))
+    return table_source(typed_cells(table), source, model, path, "data.parquet",
+                        missing_ok=missing_ok)
+
+
+def resolve_table_path(path: str, base_dir: Path | None, where: str) -> Path:
+    """A Parquet/Arrow file or a folder of Parquet shards, its size checked like a file's."""
+    candidate = Path(path)
+    if not candidate.is_absolute() and base_dir is not None:
+        candidate = base_dir / candidate
+    if not candidate.exists():
+        raise SpecError(Problem(where, f"file {str(candidate)!r} does not exist", "file_not_found"))
+    if candidate.is_dir():
+        size = sum(p.stat().st_size for p in parquet_files(candidate, where))
+        check_data_bytes(4 * size, where, f"reading {candidate.name}")
+        return candidate
+    check_data_file(candidate, where)
+    return candidate
+
+
+def table_source(cells: Cells, source: CsvSource | ParquetSource, model: ModelSpec, path: Path,
+                 where: str, *, missing_ok: bool = False) -> RawData:
+    """Features, targets and vocabularies of a CSV or Parquet table, as `data.<where>` says."""
+    targets = target_columns(source.target, model, f"{where}.target")
     categorical = ([] if source.categorical in (None, "auto") else list(source.categorical))
     for field, names in (("target", targets), ("features", source.features or []),
                          ("categorical", categorical)):
         repeated = sorted({c for c in names if names.count(c) > 1})
         if repeated:
-            raise SpecError(Problem(f"data.csv.{field}", f"lists column {_cell(repeated[0])} twice",
+            raise SpecError(Problem(f"{where}.{field}", f"lists column {_cell(repeated[0])} twice",
                                     "duplicate_column"))
     both = [c for c in targets if c in (source.features or [])]
     if both:
-        raise SpecError(Problem("data.csv.features", f"column {_cell(both[0])} is the target and a "
+        raise SpecError(Problem(f"{where}.features", f"column {_cell(both[0])} is the target and a "
                                 "feature too: the model would see its own answer; remove it from "
                                 "`features`", "target_in_features"))
-    check_header(rows[0], path, "data.csv.path")
-    features = source.features or [c for c in rows[0] if c not in targets]
+    header = cells.first
+    check_header(header, path, f"{where}.path")
+    features = source.features or [c for c in header if c not in targets]
     stray = [c for c in categorical if c not in features]
     if stray:
-        raise SpecError(Problem("data.csv.categorical", f"column {_cell(stray[0])} is not a "
+        raise SpecError(Problem(f"{where}.categorical", f"column {_cell(stray[0])} is not a "
                                 f"feature column (features: {short_names(features)})",
                                 "unknown_column"))
     pre = model.preprocess
     decoded = table_columns(
-        rows, path, features=source.features, targets=targets, where="data.csv.path",
-        lines=lines, missing_ok=missing_ok, categorical=categorical,
+        cells, path, features=source.features, targets=targets, where=f"{where}.path",
+        missing_ok=missing_ok, categorical=categorical,
         infer_categorical=source.categorical == "auto",
         categories=pre.categories if pre is not None else None,
         unknown_category=source.unknown_category,
@@ -189,7 +198,8 @@ def _csv(source: CsvSource, model: ModelSpec, base_dir: Path | None, *,
     heads = _column_heads(targets, model)
     labels = {heads[c]: names for c, names in decoded.labels.items()}
     _check_label_counts(labels, model, path)
-    _check_labels(decoded.y, targets, model, path, lines[1:])
+    _check_labels(decoded.y, targets, model, path, cells.lines(0 if cells.has_names else 1),
+                  f"{where}.target", cells.unit)
     return RawData(decoded.x, split_target_columns(decoded.y, model), "tabular",
                    features=list(features), categories=decoded.categories or None,
                    labels=labels or None, unknown_category=source.unknown_category,
@@ -259,75 +269,8 @@ def _check_label_counts(labels: dict[str, list[str]], model: ModelSpec, path: Pa
                                     "class_count"))
 
 
-def table_columns(rows: list[list[str]], path: Path, *, features: list[str] | None,
-                  targets: list[str], optional_header: bool = False, where: str = "",
-                  lines: list[int] | None = None, **decode: Any) -> Columns:
-    """Features (`.x`, float32 [N, F]) and targets (`.y`, float64 [N, T]) from CSV rows, columns
-    by header name, decoded by `blocks.data.table.decode_columns` (`decode`: its options).
-
-    With `optional_header`, a first row of numbers only is data (a header-less file, columns in
-    training order), never silently dropped as a header. `lines`: each row's file line.
-    """
-    lines = lines if lines is not None else list(range(1, len(rows) + 1))
-    first = rows[0]
-    if optional_header and all(_is_number(cell) for cell in first):
-        if targets:
-            raise SpecError(Problem(where, "a header row is needed to find the target column(s)",
-                                    "missing_header", str(path)))
-        if features is not None and len(first) != len(features):
-            raise SpecError(Problem(where, f"the file has no header row and {len(first)} columns, "
-                                    f"but the run was trained on {len(features)} features "
-                                    f"({short_names(features)}); add a header row naming them",
-                                    "shape_mismatch", str(path)))
-        header, body, body_lines = [str(i + 1) for i in range(len(first))], rows, lines
-        if features is not None:  # names the columns by the training features
-            header = list(features)
-        columns = header
-    else:
-        header, body, body_lines = first, rows[1:], lines[1:]
-        if not body:
-            raise SpecError(Problem(where, "needs a header row and at least one data row",
-                                    "empty_data", str(path)))
-        check_header(header, path, where)
-        wanted = list(targets) + list(features or [])
-        missing = [name for name in wanted if name not in header]
-        if missing:
-            # close matches only: a header line of an arbitrary file is not echoed back
-            close = sorted({m for name in missing for m in difflib.get_close_matches(name, header, 2, 0.7)})
-            hint = f"; did you mean {short_names(close)}?" if close else ""
-            raise SpecError(Problem(where, f"missing column(s) {short_names(missing)} (the file has "
-                                    f"{len(header)} columns{hint})", "unknown_column", str(path)))
-        columns = features if features is not None else [c for c in header if c not in targets]
-    picked = [header.index(name) for name in [*columns, *targets]]
-    for row, line in zip(body, body_lines, strict=True):
-        if len(row) != len(header):
-            raise SpecError(Problem(where, f"{path.name} line {line} has {len(row)} cells, the "
-                                    f"header has {len(header)}", "bad_row"))
-    cells = [[row[i] for i in picked] for row in body]
-    decoded = decode_columns(cells, list(columns), list(targets), path, where, body_lines, **decode)
-    return decoded
-
-
-def short_names(names: list[str], limit: int = 5, width: int = 24) -> str:
-    """Column names for a message: escaped, each cut short, at most `limit` of them."""
-    def one(name: str) -> str:
-        text = repr(name if len(name) <= width else name[:width] + "...")
-        return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)
-
-    shown = ", ".join(one(n) for n in names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
 def _check_labels(y: np.ndarray, columns: list[str], model: ModelSpec, path: Path,
-                  lines: list[int]) -> None:
+                  lines: Sequence[int], where: str = "data.csv.target", unit: str = "line") -> None:
     """Every target cell fits its head, named by CSV line (the file's, not a shuffled index)."""
     heads = list(model.head_specs.values())
     per_column = []
@@ -349,7 +292,7 @@ def _check_labels(y: np.ndarray, columns: list[str], model: ModelSpec, path: Pat
         count = int(bad.sum())
         if count:
             i = int(np.flatnonzero(bad)[0])
-            raise SpecError(Problem("data.csv.target", f"{path.name} line {lines[i]}, column "
+            raise SpecError(Problem(where, f"{path.name} {unit} {lines[i]}, column "
                                     f"{_cell(column)}: {values[i]:g} is not {wanted} ({count} such "
                                     f"row{'s' if count > 1 else ''} of {len(values)})", "bad_target"))
 

@@ -18,7 +18,8 @@ import torch
 from blocks.core.errors import Problem, SpecError
 from blocks.data.arrays import RawData, Split, Splits, Targets, TargetTensor, learned_spec
 from blocks.data.images import image_splits
-from blocks.data.sources import load_arrays
+from blocks.data.sources import _resolve, load_arrays, resolve_table_path, split_target_columns
+from blocks.data.streaming import stream_splits
 from blocks.spec.model import ModelSpec
 from blocks.spec.preprocess import PreprocessSpec
 from blocks.spec.recipe import Recipe
@@ -39,6 +40,8 @@ def load_splits(recipe: Recipe, base_dir: str | Path | None = None, *,
     if base_dir is None and recipe.source_path is not None:
         base_dir = recipe.source_path.parent
     spec = recipe.data
+    if spec.stream is not None and model_spec is None:
+        return _streamed(recipe, Path(base_dir) if base_dir else None)
     target_spec = model_spec or recipe.model
     raw = load_arrays(spec, target_spec, Path(base_dir) if base_dir else None)
     n = len(raw.dataset) if raw.dataset is not None else len(raw.x)
@@ -67,6 +70,22 @@ def load_splits(recipe: Recipe, base_dir: str | Path | None = None, *,
 
     return Splits(take(train_idx), take(val_idx) if n_val else None, model_spec.preprocess,
                   model_spec, info)
+
+
+def _streamed(recipe: Recipe, base_dir: Path | None) -> Splits:
+    """`data.stream`: the table read in chunks (`blocks.data.streaming`)."""
+    spec, model = recipe.data, recipe.model
+    key = "csv" if spec.csv is not None else "parquet"
+    source = getattr(spec, key)
+    path = (resolve_table_path if key == "parquet" else _resolve)(source.path, base_dir,
+                                                                  f"data.{key}.path")
+    missing_ok = spec.impute != "refuse" or bool(model.preprocess and model.preprocess.impute)
+
+    def prepare(x: np.ndarray, y: np.ndarray, spec_: ModelSpec) -> tuple:
+        return raw_inputs(x, spec_), prepare_targets(split_target_columns(y, spec_), spec_)
+
+    return stream_splits(recipe, path, source, f"data.{key}", missing_ok,
+                         derive=derive_preprocess, prepare=prepare)
 
 
 def _check_missing(raw: RawData, model_spec: ModelSpec) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from blocks.core.errors import Problem, SpecError
+from blocks.data.limits import check_categories
 
 # what pandas reads as missing by default, less the exotic spellings
 MISSING = frozenset({"", "NA", "N/A", "n/a", "na", "NaN", "nan", "NAN", "null", "NULL", "None",
@@ -65,7 +66,7 @@ def decode_columns(cells: list[list[str]], features: Sequence[str], targets: Seq
                    categorical: Sequence[str] = (), infer_categorical: bool = False,
                    missing_ok: bool = False, unknown_category: str = "error",
                    target_labels: dict[str, list[str] | None] | None = None,
-                   learn_labels: Sequence[str] = ()) -> Columns:
+                   learn_labels: Sequence[str] = (), unit: str = "line") -> Columns:
     """`cells` rows hold the feature columns then the target columns, in that order.
 
     - `categories`: fixed vocabularies (a trained run's); a name outside one is an error, or
@@ -75,7 +76,8 @@ def decode_columns(cells: list[list[str]], features: Sequence[str], targets: Seq
       text is an error: a typo must not turn a numeric column into categories);
     - `missing_ok`: missing cells become NaN (the model imputes them) instead of an error;
     - `target_labels`: per target column, the class names cells may use; `learn_labels`:
-      target columns whose names are learned (sorted) when their cells are text.
+      target columns whose names are learned (sorted) when their cells are text;
+    - `unit`: what `lines` count in messages (`line` of a file, `row` of rows given in Python).
     """
     categories = dict(categories or {})
     target_labels = dict(target_labels or {})
@@ -87,7 +89,7 @@ def decode_columns(cells: list[list[str]], features: Sequence[str], targets: Seq
     learned_labels: dict[str, list[str]] = {}
 
     def fail(i: int, j: int, message: str, kind: str = "bad_value") -> SpecError:
-        return SpecError(Problem(where, f"{path.name} line {lines[i]}, column "
+        return SpecError(Problem(where, f"{path.name} {unit} {lines[i]}, column "
                                  f"{_cell(columns[j])}: {message}", kind))
 
     for j, name in enumerate(columns):
@@ -112,7 +114,7 @@ def decode_columns(cells: list[list[str]], features: Sequence[str], targets: Seq
                     i = next(i for i in range(n) if numbers[i] is not None)
                     k = text[0]
                     raise fail(k, j, f"{_cell(column[k])} is a class name, but the column holds "
-                               f"class ids elsewhere (line {lines[i]}: {_cell(column[i])}); use "
+                               f"class ids elsewhere ({unit} {lines[i]}: {_cell(column[i])}); use "
                                "names or ids throughout", "mixed_column")
                 learned = sorted(set(column))
                 learned_labels[name] = learned
@@ -134,9 +136,11 @@ def decode_columns(cells: list[list[str]], features: Sequence[str], targets: Seq
                 i = next(i for i in range(n) if numbers[i] is not None)
                 k = text[0]
                 raise fail(k, j, f"{_cell(column[k])} is not a number, but the column holds "
-                           f"numbers elsewhere (line {lines[i]}: {_cell(column[i])}); fix the cell, "
+                           f"numbers elsewhere ({unit} {lines[i]}: {_cell(column[i])}); fix the cell, "
                            "or list the column in `data.csv.categorical`", "mixed_column")
-            vocabulary = sorted({c for c, m in zip(column, missing, strict=True) if not m})
+            distinct = {c for c, m in zip(column, missing, strict=True) if not m}
+            check_categories(len(distinct), name, where, path)
+            vocabulary = sorted(distinct)
             if not vocabulary:
                 raise SpecError(Problem(where, f"{path.name}: categorical column {_cell(name)} "
                                         "has no values", "empty_column"))

@@ -14,23 +14,17 @@ import torch
 
 from blocks.builder.model import BlocksModel
 from blocks.core.errors import Problem, SpecError
+from blocks.data.columnar import is_columnar_file
 from blocks.data.images import IMAGE_SUFFIXES, read_images
-from blocks.data.sources import (
-    check_data_file,
-    load_npz,
-    read_csv_lines,
-    sniff_delimiter,
-    split_target_columns,
-    table_columns,
-    target_columns,
-    target_labels,
-)
+from blocks.data.sources import check_data_file, load_npz, target_columns
 from blocks.data.splits import load_splits, prepare_targets, raw_inputs
 from blocks.run.folder import (
     RECIPE,
     escape,
     load,
 )
+from blocks.run.tables import feature_table, held_out_stream, labelled_table, prediction_columns
+from blocks.run.tables import text_of as text
 from blocks.run.validate import load_recipe
 from blocks.spec.recipe import Recipe
 from blocks.train.trainer import Trainer
@@ -51,12 +45,16 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, *, split: 
     model = load(run_dir)
     run_recipe_ = load_recipe(run_dir / RECIPE)
     trainer_spec = run_recipe_.train.model_copy(update={"device": device})
-    if data is not None and Path(data).suffix.lower() in (".csv", ".npz"):
+    if data is not None and (Path(data).suffix.lower() in (".csv", ".npz")
+                             or is_columnar_file(Path(data))):
         if split is not None:
             raise SpecError(Problem("", "--split applies to a recipe's data, not to a data file "
                                     "(all of whose rows are evaluated)", "bad_argument"))
-        x, y = read_labelled_file(Path(data), model, run_recipe_, target=target)
-        return Trainer(model, trainer_spec, quiet=True).evaluate((x, y), split="test")
+        held_out = held_out_stream(Path(data), model, _target_columns(run_recipe_, target,
+                                                                      model.spec))
+        if held_out is None:
+            held_out = read_labelled_file(Path(data), model, run_recipe_, target=target)
+        return Trainer(model, trainer_spec, quiet=True).evaluate(held_out, split="test")
     if data is not None:
         recipe = load_recipe(data)
     else:
@@ -74,7 +72,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, *, split: 
 
 def _refuse_outside_paths(recipe: Recipe, run_dir: Path) -> None:
     data = recipe.data
-    for key in ("csv", "npz", "images"):
+    for key in ("csv", "parquet", "npz", "images"):
         src = getattr(data, key, None) if data is not None else None
         if src is None:
             continue
@@ -93,7 +91,8 @@ def read_labelled_file(path: Path, model: BlocksModel, recipe: Recipe, *,
     """Raw features and targets of a held-out `.csv`/`.npz`, as the run's data had them."""
     if not path.exists():
         raise SpecError(Problem("", "data file does not exist", "file_not_found", str(path)))
-    check_data_file(path, "data")
+    if not is_columnar_file(path):
+        check_data_file(path, "data")
     spec = model.spec
     if path.suffix.lower() == ".npz":
         npz = recipe.data.npz if recipe.data is not None and recipe.data.npz is not None else None
@@ -104,27 +103,9 @@ def read_labelled_file(path: Path, model: BlocksModel, recipe: Recipe, *,
         y = arrays[y_keys["y"]] if not spec.multi_head else {h: arrays[k] for h, k in y_keys.items()}
         x = arrays[x_key]
     else:
-        targets = _target_columns(recipe, target, spec)
-        rows, lines = read_csv_lines(path, "data", sniff_delimiter(path))
-        if len(rows) < 2:
-            raise SpecError(Problem("", "needs a header row and at least one data row",
-                                    "empty_data", str(path)))
-        features = spec.preprocess.features if spec.preprocess and spec.preprocess.features else None
-        table = table_columns(rows, path, features=features, targets=targets, lines=lines,
-                              **_decoding(spec), target_labels=target_labels(targets, spec))
-        x, y = table.x, split_target_columns(table.y, spec)
+        x, y = labelled_table(path, spec, _target_columns(recipe, target, spec))
 
     return raw_inputs(np.asarray(x), spec), prepare_targets(y, spec)
-
-
-def _decoding(spec: Any) -> dict[str, Any]:
-    """How the run reads CSV cells: its category vocabularies, and missing cells as NaN when
-    its preprocessing imputes them (else they are errors)."""
-    pre = spec.preprocess
-    if pre is None:
-        return {}
-    return {"categories": pre.categories, "missing_ok": pre.impute is not None,
-            "unknown_category": pre.unknown_category}
 
 
 def _target_columns(recipe: Recipe, target: str | list[str] | None, spec: Any) -> list[str]:
@@ -152,23 +133,9 @@ class Predictions:
     def table(self) -> tuple[list[str], list[list[Any]]]:
         """A header and rows: `label` (name) per softmax head, `label/<name>` per sigmoid
         label, then `p/<name>` per class; head names prefix them when there are several."""
-        header, columns = [], []
-        several = len(self.labels) > 1
-        for head, lab in self.labels.items():
-            prefix = f"{head}/" if several else ""
-            names = self.names[head]
-            lab = lab.reshape(len(lab), -1)
-            if self.kinds[head] == "softmax":
-                header.append(f"{prefix}label")
-                columns.append([names[i] for i in lab[:, 0].tolist()])
-            else:
-                for j in range(lab.shape[1]):
-                    header.append(f"{prefix}label/{names[j]}")
-                    columns.append(lab[:, j].tolist())
-            probs = self.probabilities[head]
-            for j in range(probs.shape[-1]):
-                header.append(f"{prefix}p/{names[j]}")
-                columns.append([f"{v:.6f}" for v in probs[:, j].tolist()])
+        header, columns = prediction_columns(self)  # probabilities at full float32 precision
+        columns = [[text(v) for v in column] if isinstance(column, np.ndarray) else column
+                   for column in columns]
         return header, [list(row) for row in zip(*columns, strict=True)]
 
 
@@ -217,6 +184,8 @@ def read_feature_file(path: Path, model: BlocksModel, *, delimiter: str | None =
     their codes and missing cells NaN (when the model imputes), as in training. `delimiter`:
     default the most frequent of `,` `;` tab `|` in the first line."""
     pre = model.spec.preprocess
+    if is_columnar_file(path):
+        return feature_table(path, model.spec)
     if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
         if pre is None or pre.images is None:
             raise SpecError(Problem("", "the model was not trained on image files; give a .csv "
@@ -227,12 +196,7 @@ def read_feature_file(path: Path, model: BlocksModel, *, delimiter: str | None =
     check_data_file(path, "input")
     if path.suffix.lower() == ".npz":
         return load_npz(path, ["x"], "input")["x"]
-    rows, lines = read_csv_lines(path, "input", delimiter or sniff_delimiter(path))
-    if not rows:
-        raise SpecError(Problem("", "the file holds no rows", "empty_data", str(path)))
-    features = pre.features if pre is not None and pre.features else None
-    return table_columns(rows, path, features=features, targets=[], optional_header=True,
-                         lines=lines, **_decoding(model.spec)).x
+    return feature_table(path, model.spec, delimiter=delimiter)
 
 
 # --- helpers -------------------------------------------------------------------------------------

@@ -125,8 +125,14 @@ def build_model(splits: Splits, **build_kwargs: Any) -> BlocksModel:
     """`blocks.build(splits.model_spec, ...)` with the preprocessing statistics fitted on the
     training split: the model that trains on, and later predicts from, raw inputs."""
     model = build(splits.model_spec, **build_kwargs)
-    if model.preprocess_module is not None and splits.train.x is not None:
-        model.preprocess_module.fit(splits.train.x)
+    module = model.preprocess_module
+    if module is not None and splits.train.x is not None:
+        module.fit(splits.train.x)
+    elif module is not None and hasattr(splits.train.dataset, "statistics"):
+        # a table read in chunks: its statistics come from one bounded pass over the split
+        for name, value in splits.train.dataset.statistics().items():
+            buffer = getattr(module, name)
+            buffer.copy_(torch.as_tensor(value).reshape(buffer.shape).to(buffer.dtype))
     return model
 
 
@@ -201,7 +207,7 @@ def _data_paths_absolute(recipe: Recipe, source: Path | None) -> Recipe:
     if data is None or source is None:
         return recipe
     base = Path(source).parent
-    for key in ("csv", "npz", "images"):
+    for key in ("csv", "parquet", "npz", "images"):
         src = getattr(data, key)
         if src is not None and not Path(src.path).is_absolute():
             data = data.model_copy(update={key: src.model_copy(
@@ -225,11 +231,21 @@ def _run_summary(model: BlocksModel, history: Any, trainer: Any, recipe: Recipe,
                               and trainer.best.get("epoch") else len(history))}
 
 
+def _val_pair(splits: Any) -> Any:
+    """The validation tensors for the confusion matrix; of a table read in chunks, its first
+    100,000 rows (memory stays bounded)."""
+    if splits.val is None:
+        return None
+    if splits.info.get("streamed"):
+        return splits.val.dataset.head(100_000)
+    return splits.val.as_tuple()
+
+
 def _draw_plots(out: Path, model: BlocksModel, splits: Any, *, quiet: bool) -> None:
     """Training curves and validation confusion matrices, when the plot extra is installed."""
     try:
         written, _ = draw_run_plots(out, model=model,
-                                    val_data=splits.val.as_tuple() if splits.val else None)
+                                    val_data=_val_pair(splits))
     except PlotsUnavailableError as err:
         if not quiet:
             print(f"note: {err}")

@@ -123,7 +123,7 @@ def _embedding_problems(recipe: Recipe) -> list[Problem]:
 def _data_problems(recipe: Recipe, base_dir: Path | None) -> list[Problem]:
     data, model = recipe.data, recipe.model
     problems: list[Problem] = []
-    for key in ("csv", "npz", "images"):
+    for key in ("csv", "parquet", "npz", "images"):
         source = getattr(data, key)
         if source is None:
             continue
@@ -145,7 +145,7 @@ def _data_problems(recipe: Recipe, base_dir: Path | None) -> list[Problem]:
                                 "target key", "targets_shape"))
     elif data.npz is not None and isinstance(data.npz.y, dict):
         problems += _head_names(set(data.npz.y), model, "data.npz.y")
-    if not problems and (data.csv is not None or data.npz is not None):
+    if not problems and (data.csv is not None or data.npz is not None or data.parquet is not None):
         problems += _reading_problems(recipe, base_dir)
     return problems
 
@@ -232,6 +232,7 @@ def _csv_problems(recipe: Recipe, path: Path) -> list[Problem]:
     """Target columns exist in the header and fit the heads in number (types need the rows)."""
     # lazy: `blocks validate` stays torch-free
     from blocks.core.errors import SpecError
+    from blocks.data.columnar import first_record
     from blocks.data.sources import target_columns
 
     source, model = recipe.data.csv, recipe.model
@@ -244,12 +245,10 @@ def _csv_problems(recipe: Recipe, path: Path) -> list[Problem]:
         heads = ", ".join(f"{name} ({w})" for name, w in zip(model.head_specs, widths, strict=True))
         return [Problem("data.csv.target", f"{len(targets)} target column(s) but the head(s) take "
                         f"{sum(widths)}: {heads}", "targets_shape")]
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as handle:
-            first = handle.readline(1 << 20)
-        header = read_csv_header(first, source.delimiter)
-    except OSError as err:
-        return [Problem("data.csv.path", f"cannot read {path.name}: {err}", "file_unreadable")]
+    try:  # a bounded read of the first row: width and line length checked first
+        header = first_record(path, "data.csv.path", source.delimiter)
+    except SpecError as err:
+        return list(err.problems)
     named = [*targets, *(source.features or [])]
     categorical = source.categorical if isinstance(source.categorical, list) else []
     missing = [c for c in [*named, *categorical] if c not in header]
@@ -260,12 +259,6 @@ def _csv_problems(recipe: Recipe, path: Path) -> list[Problem]:
                         f"{', '.join(header[:8])}{' ...' if len(header) > 8 else ''})",
                         "unknown_column")]
     return []
-
-
-def read_csv_header(line: str, delimiter: str) -> list[str]:
-    import csv
-
-    return next(csv.reader([line], delimiter=delimiter), [])
 
 
 def _early_stopping_problems(recipe: Recipe) -> list[Problem]:

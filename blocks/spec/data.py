@@ -10,7 +10,7 @@ from blocks.core.numbers import Seed, Size
 from blocks.spec.registry import SpecModel
 
 BUNDLED_DATASETS = ("digits", "breast_cancer", "iris", "wine")
-SOURCES = ("dataset", "csv", "npz", "synthetic", "images")
+SOURCES = ("dataset", "csv", "npz", "synthetic", "images", "parquet")
 
 
 class CsvSource(SpecModel):
@@ -35,6 +35,34 @@ class CsvSource(SpecModel):
     unknown_category: Literal["error", "ignore"] = Field(
         default="error", description="a category name not seen in training, when predicting: "
         "an error naming line and column, or `ignore` (an all-zero one-hot row)")
+
+
+class ParquetSource(SpecModel):
+    """A Parquet file, a folder of Parquet shards, or an Arrow IPC (`.arrow`/`.feather`) file;
+    columns by name, as for a CSV file. Needs pyarrow (`pip install 'blocks[tables]'`)."""
+
+    path: str = Field(description="the file or folder of `.parquet` shards, relative to the recipe")
+    target: str | list[str] | dict[str, str | list[str]] = Field(
+        description="target column(s), as for `data.csv.target`")
+    features: list[str] | None = Field(default=None, description="feature columns; default: all others")
+    categorical: (list[str] | dict[str, Literal["one_hot", "embedding"] | Size]
+                  | Literal["auto"] | None) = Field(
+        default=None, description="feature columns holding category names, as for "
+        "`data.csv.categorical` (`auto`: every text column)")
+    unknown_category: Literal["error", "ignore"] = Field(
+        default="error", description="a category name not seen in training, when predicting: "
+        "an error naming row and column, or `ignore` (an all-zero one-hot row)")
+
+
+class StreamSpec(SpecModel):
+    """Read the training data in chunks instead of whole: memory is bounded by the chunk and
+    the shuffle buffer, not by the file. Statistics are fitted in one bounded pass first."""
+
+    chunk_rows: Annotated[int, Field(ge=1, le=10_000_000)] = Field(
+        default=65_536, description="rows read from the file at a time")
+    shuffle_buffer: Annotated[int, Field(ge=1, le=100_000_000)] = Field(
+        default=100_000, description="training rows held and drawn from at random (a buffer "
+        "holding the whole split gives the same batches as reading it whole)")
 
 
 class NpzSource(SpecModel):
@@ -94,7 +122,8 @@ class ImageFolderSource(SpecModel):
 
 
 class DataSpec(SpecModel):
-    """Exactly one source (`dataset`, `csv`, `npz`, `images` or `synthetic`), then a seeded split."""
+    """Exactly one source (`dataset`, `csv`, `parquet`, `npz`, `images` or `synthetic`), then a
+    seeded split."""
 
     dataset: Literal["digits", "breast_cancer", "iris", "wine"] | None = Field(
         None, description="a bundled dataset (scikit-learn's, offline)")
@@ -104,6 +133,8 @@ class DataSpec(SpecModel):
         None, description="random separable data of the model's input shape")
     images: ImageFolderSource | None = Field(
         None, description="a folder of images, one sub-folder per class")
+    parquet: ParquetSource | None = Field(
+        None, description="a Parquet file or folder of shards, or an Arrow IPC file")
     val_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = Field(
         0.2, description="fraction held out for validation (0: no validation split)")
     seed: Seed = Field(0, description="seed of the train/validation split")
@@ -116,6 +147,9 @@ class DataSpec(SpecModel):
         "category), or `refuse`d with their line and column")
     fill_value: Annotated[float, Field(allow_inf_nan=False)] = Field(
         default=0.0, description="the value `impute: constant` fills in")
+    stream: StreamSpec | None = Field(
+        default=None, description="read a CSV/Parquet training file in chunks (data bigger "
+        "than memory) instead of whole")
     classes: Annotated[list[int], Field(min_length=2)] | None = Field(
         default=None, description="keep only the samples of these class ids, relabelled 0, 1, ... "
         "in this order (e.g. digits [5, 6, 7, 8, 9] for a 5-class task)")
@@ -131,7 +165,9 @@ class DataSpec(SpecModel):
     def _one_source(self) -> DataSpec:
         given = [k for k in SOURCES if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError("give exactly one data source: `dataset`, `csv`, `npz`, `images` or "
-                             "`synthetic`"
+            raise ValueError("give exactly one data source: `dataset`, `csv`, `parquet`, `npz`, "
+                             "`images` or `synthetic`"
                              + (f" (got {', '.join(given)})" if given else ""))
+        if self.stream is not None and self.csv is None and self.parquet is None:
+            raise ValueError("`stream` reads a `csv` or `parquet` source in chunks")
         return self

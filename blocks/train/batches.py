@@ -94,6 +94,11 @@ def make_batches(data: Any, batch_size: int, *, shuffle: bool, drop_last: bool,
             x = x.pin_memory()
         return TensorBatches(x, y, batch_size, shuffle=shuffle, drop_last=drop_last, generator=generator,
                              shard=shard)
+    if isinstance(data, IterableDataset) and callable(getattr(data, "batches", None)):
+        # a dataset that batches itself (a table read in chunks, `blocks.data.streaming`): it
+        # shuffles through its buffer with this generator and keeps this rank's share
+        return data.batches(batch_size, shuffle=shuffle, drop_last=drop_last, generator=generator,
+                            shard=shard)
     if isinstance(data, Dataset) and not isinstance(data, IterableDataset) and shard is not None:
         # distributed hook: the same global batches on every rank, this rank's share of each
 

@@ -113,7 +113,8 @@ def test_cli_and_python_predict_the_same(name, tmp_path):
         prefix = f"{head}/" if len(exact.probabilities) > 1 else ""
         for j, label in enumerate(exact.names[head]):
             column = [row[header.index(f"{prefix}p/{label}")] for row in cli[1:]]
-            assert column == [f"{v:.6f}" for v in fresh[head][:, j].tolist()]
+            # full precision: each printed probability reads back to the same float32
+            assert np.array_equal(np.array(column, dtype=np.float32), fresh[head][:, j])
     # the fresh process saved the loaded model into the run folder: nothing lost, same answers
     after = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
     assert set(after) == set(before)

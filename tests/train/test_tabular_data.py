@@ -116,7 +116,8 @@ def test_wine_predict_equals_load_and_predict_proba(wine_run, capsys):
     probs = model.predict_proba(raw)
     labels = model.predict(raw)
     assert [r[0] for r in rows] == [CULTIVARS[i] for i in labels.tolist()]
-    assert [r[1:] for r in rows] == [[f"{v:.6f}" for v in p] for p in probs.tolist()]
+    # full precision: every printed probability reads back to the model's float32 (issue 24)
+    assert torch.equal(torch.tensor([[float(v) for v in r[1:]] for r in rows]), probs)
     blocks.save(model, run)  # load then save into the same folder keeps everything
     again = blocks.load(run)
     assert again.spec == model.spec

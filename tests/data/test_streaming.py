@@ -1,0 +1,103 @@
+"""`data.stream`: a table read in chunks trains like the same table read whole (issue 21,
+item 3): with a shuffle buffer holding the whole split, the same batches, the same weights."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from tablekit import write_recipe, write_table
+
+import blocks
+from blocks.data.splits import load_splits
+from blocks.run.training import build_model, run_recipe
+
+pytest.importorskip("pyarrow")
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    path = tmp_path_factory.mktemp("stream")
+    write_table(path)
+    return path
+
+
+def weights(run) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in run.model.state_dict().items()}
+
+
+def test_a_full_buffer_trains_exactly_like_memory(folder):
+    memory = run_recipe(write_recipe(folder, "m.yaml"), folder / "rm", force=True, plots=False)
+    streamed = run_recipe(write_recipe(folder, "s.yaml", "\n  stream: {chunk_rows: 70, "
+                                       "shuffle_buffer: 10000}"), folder / "rs", force=True,
+                          plots=False)
+    a, b = weights(memory), weights(streamed)
+    assert a.keys() == b.keys()
+    for key in a:  # preprocessing statistics (fill, mean, std) and every trained weight
+        assert torch.equal(a[key], b[key]), key
+    assert json.loads((folder / "rm" / "history.json").read_text())[-1]["val/loss"] == \
+        json.loads((folder / "rs" / "history.json").read_text())[-1]["val/loss"]
+
+
+def test_a_small_buffer_streams_every_row_once_per_epoch(folder):
+    recipe = blocks.load_recipe(write_recipe(folder, "b.yaml", "\n  stream: {chunk_rows: 64, "
+                                             "shuffle_buffer: 50}"))
+    splits = load_splits(recipe)
+    assert splits.info == {"samples": 600, "kind": "tabular", "train": 450, "val": 150,
+                           "streamed": True}
+    table = splits.train.dataset
+    seen = []
+    for _, _, index in table.chunks():
+        seen += index.tolist()
+    memory = load_splits(blocks.load_recipe(write_recipe(folder, "m.yaml")))
+    batches = table.batches(32, shuffle=True, drop_last=False, generator=torch.Generator().manual_seed(0))
+    xs = torch.cat([x for x, _ in batches])
+    assert len(batches) == 15 and len(xs) == 450
+    # the same rows as the in-memory split, in another order
+    key = lambda t: sorted(map(tuple, torch.nan_to_num(t, nan=-9).tolist()))  # noqa: E731
+    assert key(xs) == key(memory.train.x)
+    assert len(set(seen)) == 450
+
+
+def test_statistics_in_one_bounded_pass_match_the_in_memory_fit(folder):
+    memory = load_splits(blocks.load_recipe(write_recipe(folder, "m.yaml")))
+    streamed = load_splits(blocks.load_recipe(write_recipe(
+        folder, "c.yaml", "\n  stream: {chunk_rows: 33, shuffle_buffer: 10}")))
+    assert streamed.model_spec == memory.model_spec
+    fitted = build_model(memory).preprocess_module
+    stats = streamed.train.dataset.statistics()
+    for name in ("fill", "mean", "std"):
+        np.testing.assert_allclose(stats[name], getattr(fitted, name).double().numpy(),
+                                   rtol=1e-6, atol=1e-9)
+
+
+def test_median_imputation_is_refused_when_streaming(folder):
+    text = write_recipe(folder, "x.yaml", "\n  stream: {chunk_rows: 50}").read_text()
+    (folder / "x.yaml").write_text(text.replace("impute: mean", "impute: median"))
+    splits = load_splits(blocks.load_recipe(folder / "x.yaml"))
+    with pytest.raises(blocks.SpecError, match="data.impute: `impute: median` of numeric "
+                       "columns needs every value at once"):
+        splits.train.dataset.statistics()
+
+
+def test_stream_needs_a_table_source():
+    with pytest.raises(Exception, match="`stream` reads a `csv` or `parquet` source"):
+        blocks.DataSpec.model_validate({"dataset": "iris", "stream": {}})
+
+
+def test_a_held_out_file_evaluated_in_chunks_gives_the_whole_file_metrics(folder):
+    from blocks.run.predicting import read_labelled_file
+    from blocks.run.tables import held_out_stream
+    from blocks.train.trainer import Trainer
+
+    run_recipe(write_recipe(folder, "m.yaml"), folder / "rm", force=True, plots=False)
+    model = blocks.load(folder / "rm")
+    recipe = blocks.load_recipe(folder / "rm" / "recipe.yaml")
+    whole = read_labelled_file(folder / "d.csv", model, recipe)
+    chunks = held_out_stream(folder / "d.csv", model, ["label"], chunk_rows=50, min_bytes=0)
+    assert len(chunks) == 600
+    trainer = Trainer(model, recipe.train, quiet=True)
+    assert trainer.evaluate(chunks, split="test") == trainer.evaluate(whole, split="test")
+    assert held_out_stream(folder / "d.csv", model, ["label"]) is None  # small: read whole
