@@ -18,6 +18,7 @@ import torch
 from blocks.core.errors import Problem, SpecError
 from blocks.data.arrays import RawData, Split, Splits, Targets, TargetTensor, learned_spec
 from blocks.data.images import image_splits
+from blocks.data.multi_table import load_table_splits
 from blocks.data.sources import load_arrays
 from blocks.spec.model import ModelSpec
 from blocks.spec.preprocess import PreprocessSpec
@@ -26,11 +27,12 @@ from blocks.spec.shapes import fmt_shape
 
 
 def load_splits(recipe: Recipe, base_dir: str | Path | None = None, *,
-                model_spec: ModelSpec | None = None) -> Splits:
+                model_spec: ModelSpec | None = None, raw_inputs_of: Any = None) -> Splits:
     """Raw train/val tensors for `recipe.data`, split with its seed.
 
     `model_spec` (a trained run's) fixes the preprocessing instead of deriving it from this
-    data, so evaluating a run on other data feeds it exactly what its own inputs looked like.
+    data (with `raw_inputs_of`, its tokenizers, for a multi-input run), so evaluating a run
+    on other data feeds it exactly what its own inputs looked like.
     """
     if recipe.data is None:
         raise SpecError(Problem("data", "the recipe has no `data:` section; add one (e.g. "
@@ -40,6 +42,9 @@ def load_splits(recipe: Recipe, base_dir: str | Path | None = None, *,
         base_dir = recipe.source_path.parent
     spec = recipe.data
     target_spec = model_spec or recipe.model
+    if target_spec.inputs is not None:  # several named inputs: one table row holds them all
+        return load_table_splits(recipe, Path(base_dir) if base_dir else None,
+                                 model_spec=model_spec, raw=raw_inputs_of)
     raw = load_arrays(spec, target_spec, Path(base_dir) if base_dir else None)
     n = len(raw.dataset) if raw.dataset is not None else len(raw.x)
     order = np.random.default_rng(spec.seed).permutation(n)

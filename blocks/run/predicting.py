@@ -31,8 +31,10 @@ from blocks.run.folder import (
     escape,
     load,
 )
+from blocks.run.multi_inputs import read_labelled_table, rows_as_inputs
 from blocks.run.validate import load_recipe
 from blocks.spec.recipe import Recipe
+from blocks.train.features import n_samples, take
 from blocks.train.trainer import Trainer
 
 
@@ -51,11 +53,16 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, *, split: 
     model = load(run_dir)
     run_recipe_ = load_recipe(run_dir / RECIPE)
     trainer_spec = run_recipe_.train.model_copy(update={"device": device})
-    if data is not None and Path(data).suffix.lower() in (".csv", ".npz"):
+    if data is not None and Path(data).suffix.lower() in (".csv", ".npz", ".parquet"):
         if split is not None:
             raise SpecError(Problem("", "--split applies to a recipe's data, not to a data file "
                                     "(all of whose rows are evaluated)", "bad_argument"))
-        x, y = read_labelled_file(Path(data), model, run_recipe_, target=target)
+        if model.spec.inputs is not None:  # a multi-input run: the table's columns by input
+            column = target or (run_recipe_.data.csv.target if run_recipe_.data and
+                                run_recipe_.data.csv else "target")
+            x, y = read_labelled_table(Path(data), model, column)
+        else:
+            x, y = read_labelled_file(Path(data), model, run_recipe_, target=target)
         return Trainer(model, trainer_spec, quiet=True).evaluate((x, y), split="test")
     if data is not None:
         recipe = load_recipe(data)
@@ -63,7 +70,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, *, split: 
         recipe = run_recipe_
         if not trust_paths:
             _refuse_outside_paths(recipe, run_dir)
-    splits = load_splits(recipe, model_spec=model.spec)
+    splits = load_splits(recipe, model_spec=model.spec,
+                         raw_inputs_of=getattr(model, "raw_encoder", None))
     name = split or "val"
     chosen = splits.val if name == "val" else splits.train
     if chosen is None:
@@ -182,11 +190,14 @@ def predict_run(model: BlocksModel | str | Path, inputs: Any, *,
     if not isinstance(model, BlocksModel):
         model = load(model)
     source = None
-    if isinstance(inputs, str | Path):
+    if model.spec.inputs is not None:  # a multi-input run: a table of raw rows, or a dict
+        x = rows_as_inputs(model, inputs)
+    elif isinstance(inputs, str | Path):
         source = str(inputs)
         inputs = read_feature_file(Path(inputs), model)
-    x = model.as_input(inputs)
-    if x.dim() < 2 or x.shape[1:] != torch.Size(model.spec.sample_shape):
+    if model.spec.inputs is None:
+        x = model.as_input(inputs)
+    if model.spec.inputs is None and (x.dim() < 2 or x.shape[1:] != torch.Size(model.spec.sample_shape)):
         got = int(np.prod(x.shape[1:])) if x.dim() > 1 else 1
         raise SpecError(Problem("", f"each input row has {got} values but the model takes "
                                 f"{math.prod(model.spec.sample_shape)} per sample (shape "
@@ -194,8 +205,8 @@ def predict_run(model: BlocksModel | str | Path, inputs: Any, *,
     heads = model.spec.head_specs
     labels: dict[str, list] = {name: [] for name in heads}
     probs: dict[str, list] = {name: [] for name in heads}
-    for start in range(0, len(x), batch_size):
-        logits = model._eval_logits(x[start:start + batch_size])
+    for start in range(0, n_samples(x), batch_size):
+        logits = model._eval_logits(take(x, slice(start, start + batch_size)))
         logits = logits if isinstance(logits, dict) else {next(iter(heads)): logits}
         for name, value in logits.items():
             if not bool(torch.isfinite(value).all()):
