@@ -73,7 +73,7 @@ class _Input(SpecModel):
 class NumericInput(_Input):
     """Float columns, standardised with the training split's mean and std (stored here)."""
 
-    kind: Literal["numeric"]
+    kind: Literal["numeric"] = Field(description="what the input holds (fixes its default encoder)")
     columns: Annotated[list[str], Field(min_length=1)] | None = Field(
         default=None, description="the table's columns, in order (a CSV source)")
     features: Size | None = Field(default=None, description="the number of features, when fed "
@@ -109,7 +109,7 @@ class NumericInput(_Input):
 class CategoricalInput(_Input):
     """One column of category names, as an id (0: unknown or missing), embedded by default."""
 
-    kind: Literal["categorical"]
+    kind: Literal["categorical"] = Field(description="what the input holds (fixes its default encoder)")
     column: str | None = Field(default=None, description="the table's column")
     vocab_size: Size = Field(default=64, description="ids 0..vocab_size-1: at most vocab_size-1 "
                              "categories (0 is unknown / missing)")
@@ -159,7 +159,7 @@ class TextInput(_Input):
     """A text column, tokenised to `max_length` ids (padded with 0, truncated), bag-of-words
     mean by default. The tokenizer is saved in the run folder (`tokenizer.<input>.json`)."""
 
-    kind: Literal["text"]
+    kind: Literal["text"] = Field(description="what the input holds (fixes its default encoder)")
     column: str | None = Field(default=None, description="the table's column")
     max_length: Size = Field(default=64, description="tokens kept per text (truncated, padded)")
     vocab_size: Size = Field(default=8000, description="the tokenizer's vocabulary at most; "
@@ -192,7 +192,7 @@ class TextInput(_Input):
 class ImageInput(_Input):
     """An image `[C, H, W]` (a path column, relative to the table; decoded like image folders)."""
 
-    kind: Literal["image"]
+    kind: Literal["image"] = Field(description="what the input holds (fixes its default encoder)")
     column: str | None = Field(default=None, description="the column of image paths")
     shape: Annotated[list[Size], Field(min_length=3, max_length=3)] = Field(
         description="[channels, height, width] the model takes")
@@ -213,7 +213,7 @@ class ImageInput(_Input):
 class SequenceInput(_Input):
     """A float sequence `[length, features]` (fed as tensors), mean over time by default."""
 
-    kind: Literal["sequence"]
+    kind: Literal["sequence"] = Field(description="what the input holds (fixes its default encoder)")
     shape: Annotated[list[Size], Field(min_length=2, max_length=2)] = Field(
         description="[length, features] per sample")
 

@@ -6,9 +6,10 @@ types it holds are registered by `blocks.layers` (imported by `import blocks`)."
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails
 
 from blocks.core.errors import Problem, ShapeError, SpecError
 from blocks.core.lazy import torch
@@ -100,6 +101,15 @@ class ModelSpec(SpecModel):
                 if not name.isidentifier():
                     raise ValueError(f"head name {name!r} must be an identifier (letters, digits, _)")
         return heads
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _input_required(cls, data: Any, handler: Any) -> ModelSpec:
+        """Neither `input` nor `inputs`: reported as a missing `input` (the common form)."""
+        if isinstance(data, dict) and "input" not in data and "inputs" not in data:
+            raise ValidationError.from_exception_data(
+                cls.__name__, [InitErrorDetails(type="missing", loc=("input",), input=data)])
+        return handler(data)
 
     @model_validator(mode="after")
     def _one_input_form(self) -> ModelSpec:
