@@ -64,7 +64,20 @@ def export(model: nn.Module, to: str, path: str | Path, *, probabilities: bool =
                           f"file, not {target.suffix or 'a file without a suffix'}")
     if target.is_dir():
         raise ExportError(f"{target} is a folder; give the file to write")
+    if getattr(getattr(model, "spec", None), "inputs", None) is not None:
+        return _export_multi(model, to, target, probabilities)
     return run(ExportGraph(prepared(model), probabilities), target)
+
+
+def _export_multi(model: nn.Module, to: str, target: Path, probabilities: bool) -> ExportResult:
+    """A multi-input model: ONNX with one named graph input per model input."""
+    if to != "onnx":
+        raise ExportError(f"a multi-input model exports to onnx for now, not {to} "
+                          "(pt2, torchscript and python source take one input tensor)")
+    # lazy: a format loads its libraries only when used
+    from blocks.exporters.multi_onnx import export_multi_onnx
+
+    return export_multi_onnx(prepared(model), target, probabilities)
 
 
 def export_run(source: str | Path, to: str, out: str | Path | None = None, *,
@@ -101,6 +114,13 @@ def export_run(source: str | Path, to: str, out: str | Path | None = None, *,
         notes.append(f"exported from a recipe: the weights are untrained (initialised with seed "
                      f"{recipe.train.seed}); export a run folder for trained weights")
     result = export(model, to, out if out is not None else default, probabilities=probabilities)
+    if source_path.is_dir() and model.spec.inputs is not None:  # the tokenizers travel along
+        # lazy: a format loads its libraries only when used
+        from blocks.exporters.multi_onnx import copy_tokenizers
+        from blocks.run.multi_inputs import text_inputs
+
+        categorical = [n for n, s in model.spec.inputs.items() if s.kind == "categorical"]
+        notes += copy_tokenizers(source_path, result.path, text_inputs(model), categorical)
     result.notes[:0] = notes
     return result
 

@@ -153,3 +153,30 @@ def test_a_local_tokenizer_larger_than_vocab_size_is_located(run, tmp_path, caps
     err = capsys.readouterr().err
     assert ("model.inputs.review.vocab_size: the tokenizer has 1,000,002 tokens but vocab_size "
             "is 200; raise vocab_size to 1000002") in err
+
+
+@pytest.mark.slow
+def test_onnx_export_fed_by_the_saved_tokenizer_equals_predict(run, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    import numpy as np
+    import onnxruntime
+    from tokenizers import Tokenizer
+
+    out = tmp_path / "export" / "tickets.onnx"
+    assert main(["export", str(run), "--to", "onnx", "--out", str(out)]) == 0
+    printed = capsys.readouterr()
+    assert "graph inputs: review, plan, order_value" in printed.out + printed.err
+    assert (out.parent / "tokenizer.review.json").is_file()
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["review", "plan", "order_value"]
+    spec = blocks.load_recipe(run / "recipe.yaml").model
+    tokenizer = Tokenizer.from_file(str(out.parent / "tokenizer.review.json"))
+    length = spec.inputs["review"].max_length
+    ids = np.asarray([tokenizer.encode(r[0][:CHAR_LIMIT_PER_TOKEN * length]).ids for r in ROWS])
+    categories = spec.inputs["plan"].categories
+    plan = np.asarray([[categories.index(r[1]) + 1 if r[1] in categories else 0] for r in ROWS])
+    value = np.asarray([[float(r[2])] for r in ROWS], dtype=np.float32)
+    logits = session.run(None, {"review": ids, "plan": plan, "order_value": value})[0]
+    expected = blocks.load(run).predict_proba(as_dict(ROWS))
+    torch.testing.assert_close(torch.softmax(torch.from_numpy(logits), -1), expected,
+                               atol=1e-5, rtol=0)
