@@ -82,7 +82,7 @@ class BlocksModel(nn.Module):
             self.head = spec.head.build(shapes.features)
 
     def _init_inputs(self, spec: ModelSpec, shapes: ShapeReport, policy: DevicePolicy) -> None:
-        """A multi-input model: `encoders` (ModuleDict by input name), `combine`, `backbone`,
+        """A multi-input model: `inputs` (ModuleDict of encoders by input name), `combine`, `backbone`,
         heads; `forward` takes a dict of tensors keyed by input name."""
         self.__dict__.update(
             spec=spec, shapes=shapes, on_device_mismatch=policy, _device=torch.device("cpu"),
@@ -91,7 +91,7 @@ class BlocksModel(nn.Module):
             _input_shapes={name: torch.Size(s) for name, s in spec.input_shapes.items()},
             _input_dtype=torch.float32, raw_encoder=None,
         )
-        self.encoders = multi.build_encoders(spec, shapes)
+        self.inputs = multi.build_encoders(spec, shapes)  # `freeze: [inputs.photo]` reads as written
         self.combine = spec.combiner.build(shapes.inputs.encoded)
         self.backbone = nn.Sequential(*(
             layer.block.build(layer.input_shape) for layer in shapes.layers if layer.depth == 0))

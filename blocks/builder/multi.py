@@ -100,7 +100,7 @@ def check_inputs(model: Any, x: Any) -> dict[str, torch.Tensor]:
 def forward_features(model: Any, x: Any) -> torch.Tensor:
     """Encoders, combiner, backbone: what the heads see."""
     x = check_inputs(model, x)
-    encoders = model._modules["encoders"]._modules
+    encoders = model._modules["inputs"]._modules
     parts = [encoders[name](x[name]) for name in model._input_names]
     return model._modules["backbone"](model._modules["combine"](*parts))
 
