@@ -29,3 +29,14 @@ def test_summary_cli_and_freezing_an_input(tmp_path, capsys):
 
     assert apply_freeze(model, ["inputs.review"]) == ["inputs.review.0.embedding.weight"]
     assert blocks.summarize(model).trainable_params == 8 * 4 + (21 * 32 + 32) + (32 * 2 + 2)
+
+
+def test_graph_has_one_lane_per_input_into_the_combiner():
+    from blocks.inspect.graph import model_graph, to_mermaid
+
+    text = to_mermaid(model_graph("tickets_multi_input"))
+    for lane in ("inputs.review text", "inputs.plan categorical", "inputs.order_value numeric"):
+        assert 'subgraph c' in text and lane in text
+    graph = model_graph("tickets_multi_input")
+    combine = next(n for n, node in graph.nodes.items() if node.label.startswith("combine concat"))
+    assert sum(edge.target == combine for edge in graph.edges) == 3
