@@ -80,3 +80,26 @@ def test_wrong_inputs_are_named():
     trainer = blocks.Trainer(model, blocks.TrainSpec(epochs=1), quiet=True)
     with pytest.raises(blocks.TrainingError, match=r"input 'words' holds ids outside \[0, 20\)"):
         trainer.fit(({**x, "words": x["words"] + 20}, y))
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_an_interrupted_multi_input_run_resumes_bit_identically(tmp_path):
+    x, y = data(90)
+    spec = {"epochs": 4, "batch_size": 16, "seed": 7, "optimizer": {"type": "adam", "lr": 0.01}}
+    whole = blocks.build(SPEC, seed=1)
+    blocks.Trainer(whole, spec, quiet=True).fit((x, y))
+
+    def stop(trainer, record):
+        if record["epoch"] == 2:
+            raise Interrupt
+
+    first = blocks.build(SPEC, seed=1)
+    with pytest.raises(Interrupt):
+        blocks.Trainer(first, spec, run_dir=tmp_path, quiet=True, callbacks=[stop]).fit((x, y))
+    second = blocks.build(SPEC, seed=99)
+    blocks.Trainer(second, spec, run_dir=tmp_path, quiet=True).fit((x, y), resume=True)
+    for (name, a), b in zip(whole.state_dict().items(), second.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
