@@ -1,0 +1,29 @@
+"""Exports of a multi-input model: ONNX with one named input per model input; the formats
+that take one tensor refuse it with the reason instead of writing a wrong file."""
+
+from __future__ import annotations
+
+import pytest
+
+import blocks
+from blocks.core.errors import ExportError
+
+
+@pytest.fixture(scope="module")
+def model():
+    return blocks.build(blocks.load_recipe("tickets_multi_input").model, seed=0)
+
+
+@pytest.mark.parametrize("fmt", ["pt2", "torchscript", "python"])
+def test_single_tensor_formats_refuse_a_multi_input_model(model, tmp_path, fmt):
+    suffix = blocks.exporters.FORMATS[fmt]
+    with pytest.raises(ExportError, match=f"a multi-input model exports to onnx for now, not {fmt}"):
+        blocks.export(model, to=fmt, path=tmp_path / f"m{suffix}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_onnx_has_one_named_input_per_model_input(model, tmp_path):
+    pytest.importorskip("onnxruntime")
+    result = blocks.export(model, to="onnx", path=tmp_path / "m.onnx")
+    assert result.max_abs_diff <= 1e-5
+    assert "graph inputs: review, plan, order_value" in result.notes[0]
