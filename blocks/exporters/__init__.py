@@ -70,14 +70,16 @@ def export(model: nn.Module, to: str, path: str | Path, *, probabilities: bool =
 
 
 def _export_multi(model: nn.Module, to: str, target: Path, probabilities: bool) -> ExportResult:
-    """A multi-input model: ONNX with one named graph input per model input."""
-    if to != "onnx":
-        raise ExportError(f"a multi-input model exports to onnx for now, not {to} "
-                          "(pt2, torchscript and python source take one input tensor)")
+    """A multi-input model: ONNX with one named graph input per model input, or a pt2 program
+    taking the dict keyed by input name."""
+    if to not in ("onnx", "pt2"):
+        raise ExportError(f"a multi-input model exports to onnx or pt2 for now, not {to} "
+                          "(torchscript and python source take one input tensor)")
     # lazy: a format loads its libraries only when used
-    from blocks.exporters.multi_onnx import export_multi_onnx
+    from blocks.exporters.multi_export import export_multi_onnx, export_multi_pt2
 
-    return export_multi_onnx(prepared(model), target, probabilities)
+    run = export_multi_onnx if to == "onnx" else export_multi_pt2
+    return run(prepared(model), target, probabilities)
 
 
 def export_run(source: str | Path, to: str, out: str | Path | None = None, *,
@@ -116,7 +118,7 @@ def export_run(source: str | Path, to: str, out: str | Path | None = None, *,
     result = export(model, to, out if out is not None else default, probabilities=probabilities)
     if source_path.is_dir() and model.spec.inputs is not None:  # the tokenizers travel along
         # lazy: a format loads its libraries only when used
-        from blocks.exporters.multi_onnx import copy_tokenizers
+        from blocks.exporters.multi_export import copy_tokenizers
         from blocks.run.multi_inputs import text_inputs
 
         categorical = [n for n, s in model.spec.inputs.items() if s.kind == "categorical"]

@@ -176,7 +176,7 @@ def _check_model(spec: blocks.ModelSpec, batch: int = 3):
         for trace in report.layers
     ]
     if spec.inputs is not None:  # a multi-input model: a batch of each input
-        from blocks.exporters.multi_onnx import sample_inputs
+        from blocks.exporters.multi_export import sample_inputs
 
         x = sample_inputs(model, batch)
     else:

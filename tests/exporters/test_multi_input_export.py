@@ -7,6 +7,7 @@ import pytest
 
 import blocks
 from blocks.core.errors import ExportError
+from blocks.exporters import FORMATS
 
 
 @pytest.fixture(scope="module")
@@ -14,10 +15,10 @@ def model():
     return blocks.build(blocks.load_recipe("tickets_multi_input").model, seed=0)
 
 
-@pytest.mark.parametrize("fmt", ["pt2", "torchscript", "python"])
+@pytest.mark.parametrize("fmt", ["torchscript", "python"])
 def test_single_tensor_formats_refuse_a_multi_input_model(model, tmp_path, fmt):
-    suffix = blocks.exporters.FORMATS[fmt]
-    with pytest.raises(ExportError, match=f"a multi-input model exports to onnx for now, not {fmt}"):
+    suffix = FORMATS[fmt]
+    with pytest.raises(ExportError, match=f"a multi-input model exports to onnx or pt2 for now, not {fmt}"):
         blocks.export(model, to=fmt, path=tmp_path / f"m{suffix}")
     assert list(tmp_path.iterdir()) == []
 
@@ -27,3 +28,15 @@ def test_onnx_has_one_named_input_per_model_input(model, tmp_path):
     result = blocks.export(model, to="onnx", path=tmp_path / "m.onnx")
     assert result.max_abs_diff <= 1e-5
     assert "graph inputs: review, plan, order_value" in result.notes[0]
+
+
+def test_pt2_program_takes_the_dict_by_input_name(model, tmp_path):
+    import torch
+
+    from blocks.exporters.multi_export import sample_inputs
+
+    result = blocks.export(model, to="pt2", path=tmp_path / "m.pt2")
+    assert result.max_abs_diff <= 1e-6
+    loaded = torch.export.load(str(tmp_path / "m.pt2")).module()
+    x = sample_inputs(model, 5, seed=1)
+    torch.testing.assert_close(loaded(x), model.eval()(x), atol=1e-6, rtol=0)

@@ -1,6 +1,7 @@
-"""ONNX of a multi-input model: one named graph input per model input (`review`, `plan`, ...,
-text as int64 token ids), a dynamic batch axis on each, checked with onnxruntime against the
-model on batches drawn per input. The run's tokenizer files are copied beside the `.onnx`, so
+"""Exports of a multi-input model. ONNX: one named graph input per model input (`review`,
+`plan`, ..., text as int64 token ids), a dynamic batch axis on each, checked with onnxruntime
+against the model on batches drawn per input. pt2: a `torch.export` program whose module takes
+the dict keyed by input name, reloaded and compared. The run's tokenizer files are copied beside the `.onnx`, so
 raw text can be turned into the ids the graph takes (the result's notes say so)."""
 
 from __future__ import annotations
@@ -97,6 +98,43 @@ def export_multi_onnx(model: nn.Module, path: Path, probabilities: bool = False)
                         (EXPORT_BATCH, *CHECK_BATCHES), names, probabilities,
                         [f"graph inputs: {', '.join(graph.names)} (one per model input; text as "
                          "int64 token ids)"])
+
+
+class DictInput(nn.Module):
+    """The model's dict forward, optionally followed by each head's softmax / sigmoid."""
+
+    def __init__(self, model: nn.Module, probabilities: bool) -> None:
+        super().__init__()
+        self.inner = NamedInputs(model, probabilities)
+
+    def forward(self, x: dict[str, torch.Tensor]):
+        return self.inner(*(x[name] for name in self.inner.names))
+
+
+def export_multi_pt2(model: nn.Module, path: Path, probabilities: bool = False) -> ExportResult:
+    graph = DictInput(model, probabilities).eval()
+    names = output_names(model)
+    batch = torch.export.Dim("batch")
+    try:
+        with quiet_export_warnings(), torch.no_grad():
+            program = torch.export.export(graph, (sample_inputs(model, EXPORT_BATCH),), dynamic_shapes={
+                "x": {name: {0: batch} for name in model._input_names}})
+    except Exception as err:  # noqa: BLE001 - torch.export's reasons are long; keep them whole
+        raise ExportError(f"torch.export could not capture the multi-input model: "
+                          f"{type(err).__name__}: {str(err)[:500]}") from None
+    worst = 0.0
+    with staged(path) as tmp:
+        torch.export.save(program, str(tmp))
+        loaded = torch.export.load(str(tmp)).module()
+        for size in (EXPORT_BATCH, *CHECK_BATCHES):
+            sample = sample_inputs(model, size, seed=size)
+            with torch.no_grad():
+                want = as_outputs(graph(sample), names)
+                got = as_outputs(loaded(sample), names)
+            worst = max(worst, compare(want, got, 1e-6, f"the reloaded program at batch size {size}"))
+    return ExportResult("pt2", path, "torch.export", worst, 1e-6, (EXPORT_BATCH, *CHECK_BATCHES),
+                        names, probabilities, [f"the program's module takes a dict keyed by "
+                                               f"{', '.join(model._input_names)}"])
 
 
 def copy_tokenizers(run_dir: Path, target: Path, names: list[str],
