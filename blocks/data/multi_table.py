@@ -204,16 +204,22 @@ def numeric(table: Table, spec: NumericInput, name: str) -> np.ndarray:
 
 
 def _images(table: Table, spec: ImageInput, name: str, base: Path) -> torch.Tensor:
-    from blocks.data.images import decode_image  # lazy: Pillow only for image columns
+    from blocks.data.images import BadImageError, decode_image  # lazy: Pillow for image columns
 
-    paths = table.column(_column(spec, name), f"model.inputs.{name}.column")
+    column = _column(spec, name)
     images = []
-    for i, cell in enumerate(paths):
+    for i, cell in enumerate(table.column(column, f"model.inputs.{name}.column")):
         if not cell:
-            raise SpecError(Problem("data", f"{table.located(i, _column(spec, name))}: no image "
-                                    "path", "missing_value", str(table.path)))
-        images.append(decode_image(base / cell, tuple(spec.shape), "crop"))
-    return torch.stack(images) if images else torch.zeros((0, *spec.shape))
+            raise SpecError(Problem("data", f"{table.located(i, column)}: no image path",
+                                    "missing_value", str(table.path)))
+        try:
+            images.append(decode_image(base / cell, tuple(spec.shape), "crop"))
+        except BadImageError as err:
+            raise SpecError(Problem("data", f"{table.located(i, column)}: {err}", "bad_image",
+                                    str(table.path))) from None
+    if not images:
+        return torch.zeros((0, *spec.shape))
+    return torch.stack(images).float() / 255.0  # pixels 0..1, as image folders give them
 
 
 def targets(model: ModelSpec, table: Table, column: str) -> tuple[torch.Tensor, list[str] | None]:
