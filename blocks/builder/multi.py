@@ -106,8 +106,9 @@ def forward_features(model: Any, x: Any) -> torch.Tensor:
 
 
 def as_inputs(model: Any, x: Any) -> dict[str, torch.Tensor]:
-    """A batch of a multi-input model from arrays, lists or raw strings (text and category
-    inputs, when `model.raw_encoder` was attached by `blocks.load` or training)."""
+    """A batch of a multi-input model: tensors as they are (ids for text and category inputs);
+    arrays and lists of text and category inputs are raw texts and names, encoded with
+    `model.raw_encoder` (attached by `blocks.load` and by training)."""
     if not isinstance(x, Mapping):
         raise InputShapeError(f"model {model.name!r} has inputs {', '.join(model._input_names)}: "
                               f"pass a dict keyed by input name, got {type(x).__name__}")
@@ -117,13 +118,18 @@ def as_inputs(model: Any, x: Any) -> dict[str, torch.Tensor]:
             out[name] = value
             continue
         array = np.asarray(value) if not isinstance(value, np.ndarray) else value
-        if array.dtype.kind in "OUS":  # raw text or category names
+        kind = getattr(model.spec.inputs.get(name), "kind", None)
+        # text and category inputs: arrays and lists hold raw texts / names (a category named
+        # "3" is not id 3); ids come as tensors
+        if array.dtype.kind in "OUS" or kind in ("text", "categorical"):
             raw = getattr(model, "raw_encoder", None)
             if raw is None:
-                raise InputShapeError(f"model {model.name!r}: input {name!r} got strings but the "
-                                      "model has no tokenizer attached; load it from its run "
-                                      "folder (blocks.load) to predict on raw text")
-            array = raw(name, list(value))
+                raise InputShapeError(f"model {model.name!r}: input {name!r} got raw values (texts or "
+                                      "names; ids come as tensors) but the model has no "
+                                      "tokenizer or categories attached; load it from its run "
+                                      "folder (blocks.load) to predict on raw rows")
+            array = raw(name, [v if isinstance(v, str) or v is None else str(v)
+                               for v in np.asarray(value, dtype=object).reshape(-1)])
         if array.dtype.kind not in "biuf":
             raise InputShapeError(f"model {model.name!r}: input {name!r} is not numeric ({array.dtype})")
         tensor = torch.as_tensor(array)

@@ -126,8 +126,8 @@ def test_a_missing_column_and_a_bad_number_are_located(run, tmp_path, capsys):
 
 def test_raw_strings_without_a_tokenizer_are_refused_not_guessed():
     model = blocks.build(blocks.load_recipe(RECIPE).model, seed=0)
-    with pytest.raises(blocks.InputShapeError, match="input 'review' got strings but the model "
-                       "has no tokenizer"):
+    with pytest.raises(blocks.InputShapeError, match="input 'review' got raw values .* but the "
+                       "model has no tokenizer"):
         model.predict(as_dict(ROWS))
 
 
@@ -180,3 +180,17 @@ def test_onnx_export_fed_by_the_saved_tokenizer_equals_predict(run, tmp_path, ca
     expected = blocks.load(run).predict_proba(as_dict(ROWS))
     torch.testing.assert_close(torch.softmax(torch.from_numpy(logits), -1), expected,
                                atol=1e-5, rtol=0)
+
+
+def test_category_values_in_lists_are_names_not_ids(run):
+    model = blocks.load(run)
+    categories = model.spec.inputs["plan"].categories
+    rows = {"review": ["fine", "fine"], "plan": [categories[2], categories[2]],
+            "order_value": [[50.0], [50.0]]}
+    named = model.predict_proba(rows)
+    numbered = model.predict_proba({**rows, "plan": [3, 3]})  # no plan is called "3": unknown
+    unknown = model.predict_proba({**rows, "plan": ["no-such-plan"] * 2})
+    ids = model.as_input(rows)["plan"]
+    assert ids[:, 0].tolist() == [3, 3]
+    torch.testing.assert_close(numbered, unknown)
+    assert not torch.equal(named, unknown)
