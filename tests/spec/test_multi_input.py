@@ -102,3 +102,16 @@ def test_spec_round_trips_through_a_dict():
     s = spec(combine={"type": "gated", "dim": 12})
     again = blocks.ModelSpec.model_validate(s.model_dump(exclude_none=True))
     assert again == s
+
+
+def test_a_transformer_text_encoder_counts_exactly_and_runs():
+    import torch
+
+    encoder = [{"type": "embedding", "num_embeddings": 100, "embedding_dim": 16, "padding_idx": 0},
+               "position_embedding", {"type": "transformer_encoder", "heads": 2, "mlp_dim": 32},
+               "token_mean"]
+    s = blocks.ModelSpec(inputs={"review": {**INPUTS["review"], "encoder": encoder}}, head=HEAD)
+    model = blocks.build(s, seed=0)
+    assert footprint(s).params == sum(p.numel() for p in model.parameters())
+    out = model({"review": torch.randint(0, 100, (3, 16))})
+    assert out.shape == (3, 2)

@@ -103,3 +103,15 @@ def test_an_interrupted_multi_input_run_resumes_bit_identically(tmp_path):
     blocks.Trainer(second, spec, run_dir=tmp_path, quiet=True).fit((x, y), resume=True)
     for (name, a), b in zip(whole.state_dict().items(), second.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
+
+
+def test_distributed_shards_of_a_dict_are_the_shards_of_a_tensor():
+    x, y = data(50)
+    for rank in range(3):
+        tensor = make_batches((x["size"], y), 16, shuffle=True, drop_last=False, shard=(rank, 3),
+                              generator=torch.Generator().manual_seed(5))
+        mapping = make_batches((x, y), 16, shuffle=True, drop_last=False, shard=(rank, 3),
+                               generator=torch.Generator().manual_seed(5))
+        for (xt, yt), (xd, yd) in zip(tensor, mapping, strict=True):
+            assert torch.equal(xt, xd["size"]) and torch.equal(yt, yd)
+            assert len(xd["words"]) == len(xd["kind"]) == len(xt)
