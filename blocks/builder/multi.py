@@ -34,6 +34,26 @@ class Standardize(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
 
+    def emit_source(self, writer: Any, path: str) -> Any:
+        """`blocks export --to python`: a helper class with the same buffers (loaded from the
+        weights file, zeros and ones until then)."""
+        name = writer.helper("Standardize", STANDARDIZE)
+        return writer.checked(self, f"{name}({self.mean.numel()})", path)
+
+
+STANDARDIZE = '''
+class Standardize(nn.Module):
+    """(x - mean) / std with the training split's statistics (buffers in the weights file)."""
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(features))
+        self.register_buffer("std", torch.ones(features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+'''
+
 
 def build_encoders(spec: ModelSpec, shapes: ShapeReport) -> nn.ModuleDict:
     """One `nn.Sequential` per input: its standardisation (numeric, when fitted), its blocks."""

@@ -72,9 +72,14 @@ def export(model: nn.Module, to: str, path: str | Path, *, probabilities: bool =
 def _export_multi(model: nn.Module, to: str, target: Path, probabilities: bool) -> ExportResult:
     """A multi-input model: ONNX with one named graph input per model input, or a pt2 program
     taking the dict keyed by input name."""
+    if to == "python":
+        # lazy: a format loads its libraries only when used
+        from blocks.exporters.multi_source import export_multi_python
+
+        return export_multi_python(prepared(model), target, probabilities)
     if to not in ("onnx", "pt2"):
-        raise ExportError(f"a multi-input model exports to onnx or pt2 for now, not {to} "
-                          "(torchscript and python source take one input tensor)")
+        raise ExportError(f"a multi-input model exports to onnx, pt2 or python for now, not {to} "
+                          "(torchscript takes one input tensor)")
     # lazy: a format loads its libraries only when used
     from blocks.exporters.multi_export import export_multi_onnx, export_multi_pt2
 
