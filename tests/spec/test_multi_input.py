@@ -115,3 +115,13 @@ def test_a_transformer_text_encoder_counts_exactly_and_runs():
     assert footprint(s).params == sum(p.numel() for p in model.parameters())
     out = model({"review": torch.randint(0, 100, (3, 16))})
     assert out.shape == (3, 2)
+
+
+def test_an_unknown_kind_is_named_as_a_kind(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("model:\n  inputs:\n    plan: {kind: categorcal}\n"
+                    "  head: {type: softmax, classes: 2}\n")
+    with pytest.raises(SpecError) as err:
+        blocks.load_recipe(path)
+    assert f"{path}:3:11: model.inputs.plan: unknown kind 'categorcal'; did you mean " \
+           "'categorical'?" in str(err.value)
