@@ -115,3 +115,26 @@ def test_distributed_shards_of_a_dict_are_the_shards_of_a_tensor():
         for (xt, yt), (xd, yd) in zip(tensor, mapping, strict=True):
             assert torch.equal(xt, xd["size"]) and torch.equal(yt, yd)
             assert len(xd["words"]) == len(xd["kind"]) == len(xt)
+
+
+def test_freezing_an_input_keeps_its_encoder_and_trains_the_rest():
+    x, y = data(64)
+    model = blocks.build(SPEC, seed=0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    spec = {"epochs": 2, "batch_size": 16, "freeze": ["inputs.words"],
+            "optimizer": {"type": "adam", "lr": 0.05}}
+    blocks.Trainer(model, spec, quiet=True).fit((x, y))
+    after = model.state_dict()
+    assert torch.equal(before["inputs.words.0.embedding.weight"],
+                       after["inputs.words.0.embedding.weight"])
+    assert not torch.equal(before["inputs.kind.0.weight"], after["inputs.kind.0.weight"])
+
+
+def test_a_freeze_prefix_that_names_no_input_is_located(tmp_path):
+    from blocks.core.errors import SpecError
+
+    path = tmp_path / "r.yaml"
+    path.write_text("model:\n  inputs:\n    words: {kind: text, max_length: 4, vocab_size: 9}\n"
+                    "  head: {type: softmax, classes: 2}\ntrain:\n  freeze: [inputs.photo]\n")
+    with pytest.raises(SpecError, match=r"train.freeze\[0\]: .*inputs.photo"):
+        blocks.load_recipe(path)
