@@ -9,6 +9,7 @@ column. Prediction reads the same way without a target and with the run's fitted
 
 from __future__ import annotations
 
+import csv
 import math
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from blocks.data.text import (
     fit_categories,
     train_tokenizer,
 )
+from blocks.spec.budget import check_data_bytes
 from blocks.spec.inputs import CategoricalInput, ImageInput, NumericInput, TextInput
 from blocks.spec.model import ModelSpec
 from blocks.spec.recipe import Recipe
@@ -97,8 +99,6 @@ def _header(path: Path, delimiter: str, where: str) -> list[str]:
     except UnicodeDecodeError as err:
         raise SpecError(Problem(where, f"{path}:1: the header is not valid UTF-8 (byte "
                                 f"{err.start})", "bad_encoding", str(path))) from None
-    import csv  # lazy: only CSV headers need it
-
     names = next(csv.reader([text], delimiter=delimiter), [])
     if not names or len(set(names)) != len(names):
         raise SpecError(Problem(where, f"{path}:1: the header must name each column once",
@@ -155,6 +155,9 @@ def encode_inputs(model: ModelSpec, raw: RawInputs, table: Table,
     """Every input of every row as the tensors the model takes."""
     out = {}
     for name, spec in model.inputs.items():
+        width = math.prod(spec.sample_shape) * (8 if spec.dtype == "int64" else 4)
+        check_data_bytes(table.rows * width, f"model.inputs.{name}", f"{table.rows:,} rows of "
+                         f"input {name!r}")  # refused before the tensors are allocated
         if isinstance(spec, TextInput):
             ids = encode_texts(raw.tokenizers[name], _texts(table, spec, name), spec.max_length)
             out[name] = torch.from_numpy(ids)

@@ -40,7 +40,8 @@ if TYPE_CHECKING:
     from torch import nn
 
 KINDS = ("numeric", "categorical", "text", "image", "sequence")
-PAD_ID, UNKNOWN_ID = 0, 1  # text: [PAD] and [UNK]; categorical: 0 is unknown / missing
+PAD_ID, UNKNOWN_ID = 0, 1
+MAX_TEXT_LENGTH = 1 << 16  # tokens per text: a typo of 10**9 must not allocate rows x 10**9 ids  # text: [PAD] and [UNK]; categorical: 0 is unknown / missing
 
 
 class _Input(SpecModel):
@@ -161,7 +162,8 @@ class TextInput(_Input):
 
     kind: Literal["text"] = Field(description="what the input holds (fixes its default encoder)")
     column: str | None = Field(default=None, description="the table's column")
-    max_length: Size = Field(default=64, description="tokens kept per text (truncated, padded)")
+    max_length: Annotated[int, Field(ge=1, le=MAX_TEXT_LENGTH)] = Field(
+        default=64, description="tokens kept per text (truncated, padded); at most 65,536")
     vocab_size: Size = Field(default=8000, description="the tokenizer's vocabulary at most; "
                              "ids 0 ([PAD]) and 1 ([UNK]) included")
     lowercase: bool = Field(default=True, description="lower-case before tokenising")

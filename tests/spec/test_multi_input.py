@@ -125,3 +125,8 @@ def test_an_unknown_kind_is_named_as_a_kind(tmp_path):
         blocks.load_recipe(path)
     assert f"{path}:3:11: model.inputs.plan: unknown kind 'categorcal'; did you mean " \
            "'categorical'?" in str(err.value)
+
+
+def test_a_huge_max_length_is_refused_before_anything_is_allocated():
+    with pytest.raises(ValueError, match="max_length"):
+        blocks.ModelSpec(inputs={"review": {"kind": "text", "max_length": 10**9}}, head=HEAD)
