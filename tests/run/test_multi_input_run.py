@@ -194,3 +194,17 @@ def test_category_values_in_lists_are_names_not_ids(run):
     assert ids[:, 0].tolist() == [3, 3]
     torch.testing.assert_close(numbered, unknown)
     assert not torch.equal(named, unknown)
+
+
+def test_a_pretrained_local_text_encoder_and_its_tokenizer_carry_over(run, tmp_path):
+    """No downloads: the tokenizer file and the weights of an earlier local run."""
+    recipe = yaml.safe_load(recipe_file(tmp_path).read_text())
+    recipe["model"]["inputs"]["review"]["tokenizer"] = {
+        "type": "file", "path": str(run / "tokenizer.review.json")}
+    recipe["model"]["weights"] = {"file": str(run), "strict": False}
+    path = tmp_path / "pretrained.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    model = blocks.build(blocks.load_recipe(path).model, seed=1)
+    before = blocks.load(run).state_dict()
+    assert torch.equal(model.state_dict()["inputs.review.0.embedding.weight"],
+                       before["inputs.review.0.embedding.weight"])
