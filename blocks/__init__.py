@@ -29,7 +29,7 @@ _EXPORTS: dict[str, str] = {
     "ShapeError": "blocks.core.errors", "SpecError": "blocks.core.errors",
     "export": "blocks.exporters",
     "SigmoidHead": "blocks.spec.heads", "SoftmaxHead": "blocks.spec.heads",
-    "from_module": "blocks.exporters.from_module",
+    "from_module": "blocks.exporters.from_module_inputs",
     "Recipe": "blocks.spec.recipe",
     "bundled_recipes": "blocks.recipe.loading", "dump_recipe": "blocks.recipe.loading",
     "load_recipe": "blocks.run.validate", "recipe_schema": "blocks.recipe.loading",
@@ -76,7 +76,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         SpecError,
     )
     from blocks.exporters import export
-    from blocks.exporters.from_module import from_module
+    from blocks.exporters.from_module_inputs import from_module
     from blocks.inspect.summary import summarize
     from blocks.layers.composites import Repeat, Residual, TorchLayer
     from blocks.lint.audit import AuditReport, audit

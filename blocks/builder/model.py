@@ -15,6 +15,7 @@ from torch.nn.modules.module import (  # torch mutates these dicts in place, nev
     _global_forward_pre_hooks,
 )
 
+from blocks.builder import multi
 from blocks.builder.device import DevicePolicy, mismatch_message, resolve_device, single_device
 from blocks.builder.preprocessing import Preprocessing
 from blocks.builder.weights import import_from_spec
@@ -59,12 +60,15 @@ class BlocksModel(nn.Module):
             raise ValueError(f"on_device_mismatch must be 'raise' or 'move', got {on_device_mismatch!r}")
         if shapes is None:
             shapes = spec.infer_shapes()
+        if spec.inputs is not None:
+            self._init_inputs(spec, shapes, on_device_mismatch)
+            return
         # plain (non-module, non-tensor) attributes skip nn.Module.__setattr__'s registry checks
         self.__dict__.update(
             spec=spec, shapes=shapes, on_device_mismatch=on_device_mismatch,
             _sample_shape=torch.Size(spec.sample_shape), _input_dtype=spec.input.torch_dtype,
             _device=torch.device("cpu"), _single_head=spec.heads is None,
-            _preprocesses=spec.preprocess is not None,
+            _preprocesses=spec.preprocess is not None, _multi_input=False,
         )
         if spec.preprocess is not None:
             self.preprocess = Preprocessing(spec.preprocess, shapes.input_shape)
@@ -77,8 +81,33 @@ class BlocksModel(nn.Module):
         else:
             self.head = spec.head.build(shapes.features)
 
+    def _init_inputs(self, spec: ModelSpec, shapes: ShapeReport, policy: DevicePolicy) -> None:
+        """A multi-input model: `inputs` (ModuleDict of encoders by input name), `combine`, `backbone`,
+        heads; `forward` takes a dict of tensors keyed by input name."""
+        self.__dict__.update(
+            spec=spec, shapes=shapes, on_device_mismatch=policy, _device=torch.device("cpu"),
+            _single_head=spec.heads is None, _preprocesses=False, _multi_input=True,
+            _input_names=tuple(spec.inputs), _input_dtypes=multi.input_dtypes(spec),
+            _input_shapes={name: torch.Size(s) for name, s in spec.input_shapes.items()},
+            _input_dtype=torch.float32, raw_encoder=None,
+        )
+        self.inputs = multi.build_encoders(spec, shapes)  # `freeze: [inputs.photo]` reads as written
+        self.combine = spec.combiner.build(shapes.inputs.encoded)
+        self.backbone = nn.Sequential(*(
+            layer.block.build(layer.input_shape) for layer in shapes.layers if layer.depth == 0))
+        if spec.heads is not None:
+            self.heads = nn.ModuleDict({name: head.build(shapes.features)
+                                        for name, head in spec.heads.items()})
+        else:
+            self.head = spec.head.build(shapes.features)
+
     # --- forward ---------------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor) -> Output:
+    def forward(self, x: torch.Tensor | dict[str, torch.Tensor]) -> Output:
+        if self._multi_input:
+            features = multi.forward_features(self, x)
+            if self._single_head:
+                return self._modules["head"](features)
+            return {name: head(features) for name, head in self._modules["heads"].items()}
         try:
             wrong = x.device != self._device or x.dtype != self._input_dtype or x.shape[1:] != self._sample_shape
         except AttributeError:  # not a tensor: let _fix_input say so
@@ -104,6 +133,8 @@ class BlocksModel(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The backbone's output for `x`, what the heads see (embeddings, fine-tuning checks);
         inputs are checked as in `forward`."""
+        if self._multi_input:
+            return multi.forward_features(self, x)
         if not (isinstance(x, torch.Tensor) and x.device == self._device
                 and x.dtype == self._input_dtype and x.shape[1:] == self._sample_shape):
             x = self._fix_input(x)
@@ -156,8 +187,12 @@ class BlocksModel(nn.Module):
 
         Rows may also come flat (`[batch, n]` with n the per-sample size, as CSV rows do);
         values are cast to the model's input dtype and moved to its device. Anything that does
-        not fit is an `InputShapeError`, never a silent reshape of the batch axis.
+        not fit is an `InputShapeError`, never a silent reshape of the batch axis. A multi-input
+        model takes a dict keyed by input name (raw strings for text and category inputs when
+        loaded from a run folder).
         """
+        if self._multi_input:
+            return multi.as_inputs(self, x)
         pre = self.spec.preprocess
         if not isinstance(x, torch.Tensor) and pre is not None and pre.features:
             # lazy: raw rows (DataFrame, pyarrow Table, dicts, category names) need the readers
@@ -226,7 +261,10 @@ class BlocksModel(nn.Module):
         result = super()._apply(fn, recurse)
         self.check_device()
         floating = next((p.dtype for p in self.parameters() if p.dtype.is_floating_point), None)
-        if floating is not None and self._input_dtype.is_floating_point:
+        if floating is not None and self._multi_input:
+            self._input_dtypes = {name: floating if dtype.is_floating_point else dtype
+                                  for name, dtype in self._input_dtypes.items()}
+        elif floating is not None and self._input_dtype.is_floating_point:
             self._input_dtype = floating
         return result
 
@@ -272,7 +310,8 @@ def build(
         if not dtype.is_floating_point:
             raise SpecError(f"dtype must be a floating-point torch dtype, got {dtype}")
         model.to(dtype=dtype)
-    elif model_spec.input.torch_dtype.is_floating_point and model_spec.input.torch_dtype != torch.float32:
+    elif (model_spec.input is not None and model_spec.input.torch_dtype.is_floating_point
+          and model_spec.input.torch_dtype != torch.float32):
         model.to(dtype=model_spec.input.torch_dtype)
     if target.type != "cpu":
         model.to(target)

@@ -46,7 +46,11 @@ class Split:
     dataset: Any = None  # a torch Dataset of (raw input, target) pairs
 
     def __len__(self) -> int:
-        return len(self.dataset) if self.dataset is not None else len(self.x)
+        if self.dataset is not None:
+            return len(self.dataset)
+        if isinstance(self.x, dict):  # a multi-input model: a tensor per input, same rows
+            return len(next(iter(self.x.values())))
+        return len(self.x)
 
     def as_tuple(self) -> tuple[torch.Tensor, TargetTensor]:
         """`(x, y)` tensors; a Dataset's samples are gathered into memory (`data()` does not)."""

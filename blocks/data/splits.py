@@ -18,6 +18,7 @@ import torch
 from blocks.core.errors import Problem, SpecError
 from blocks.data.arrays import RawData, Split, Splits, Targets, TargetTensor, learned_spec
 from blocks.data.images import image_splits
+from blocks.data.multi_table import load_table_splits
 from blocks.data.sources import _resolve, load_arrays, resolve_table_path, split_target_columns
 from blocks.data.streaming import stream_splits
 from blocks.spec.model import ModelSpec
@@ -27,11 +28,12 @@ from blocks.spec.shapes import fmt_shape
 
 
 def load_splits(recipe: Recipe, base_dir: str | Path | None = None, *,
-                model_spec: ModelSpec | None = None) -> Splits:
+                model_spec: ModelSpec | None = None, raw_inputs_of: Any = None) -> Splits:
     """Raw train/val tensors for `recipe.data`, split with its seed.
 
     `model_spec` (a trained run's) fixes the preprocessing instead of deriving it from this
-    data, so evaluating a run on other data feeds it exactly what its own inputs looked like.
+    data (with `raw_inputs_of`, its tokenizers, for a multi-input run), so evaluating a run
+    on other data feeds it exactly what its own inputs looked like.
     """
     if recipe.data is None:
         raise SpecError(Problem("data", "the recipe has no `data:` section; add one (e.g. "
@@ -43,6 +45,9 @@ def load_splits(recipe: Recipe, base_dir: str | Path | None = None, *,
     if spec.stream is not None and model_spec is None:
         return _streamed(recipe, Path(base_dir) if base_dir else None)
     target_spec = model_spec or recipe.model
+    if target_spec.inputs is not None:  # several named inputs: one table row holds them all
+        return load_table_splits(recipe, Path(base_dir) if base_dir else None,
+                                 model_spec=model_spec, raw=raw_inputs_of)
     raw = load_arrays(spec, target_spec, Path(base_dir) if base_dir else None)
     n = len(raw.dataset) if raw.dataset is not None else len(raw.x)
     order = np.random.default_rng(spec.seed).permutation(n)

@@ -64,7 +64,27 @@ def export(model: nn.Module, to: str, path: str | Path, *, probabilities: bool =
                           f"file, not {target.suffix or 'a file without a suffix'}")
     if target.is_dir():
         raise ExportError(f"{target} is a folder; give the file to write")
+    if getattr(getattr(model, "spec", None), "inputs", None) is not None:
+        return _export_multi(model, to, target, probabilities)
     return run(ExportGraph(prepared(model), probabilities), target)
+
+
+def _export_multi(model: nn.Module, to: str, target: Path, probabilities: bool) -> ExportResult:
+    """A multi-input model: ONNX with one named graph input per model input, or a pt2 program
+    taking the dict keyed by input name."""
+    if to == "python":
+        # lazy: a format loads its libraries only when used
+        from blocks.exporters.multi_source import export_multi_python
+
+        return export_multi_python(prepared(model), target, probabilities)
+    if to not in ("onnx", "pt2"):
+        raise ExportError(f"a multi-input model exports to onnx, pt2 or python for now, not {to} "
+                          "(torchscript takes one input tensor)")
+    # lazy: a format loads its libraries only when used
+    from blocks.exporters.multi_export import export_multi_onnx, export_multi_pt2
+
+    run = export_multi_onnx if to == "onnx" else export_multi_pt2
+    return run(prepared(model), target, probabilities)
 
 
 def export_run(source: str | Path, to: str, out: str | Path | None = None, *,
@@ -101,6 +121,13 @@ def export_run(source: str | Path, to: str, out: str | Path | None = None, *,
         notes.append(f"exported from a recipe: the weights are untrained (initialised with seed "
                      f"{recipe.train.seed}); export a run folder for trained weights")
     result = export(model, to, out if out is not None else default, probabilities=probabilities)
+    if source_path.is_dir() and model.spec.inputs is not None:  # the tokenizers travel along
+        # lazy: a format loads its libraries only when used
+        from blocks.exporters.multi_export import copy_tokenizers
+        from blocks.run.multi_inputs import text_inputs
+
+        categorical = [n for n, s in model.spec.inputs.items() if s.kind == "categorical"]
+        notes += copy_tokenizers(source_path, result.path, text_inputs(model), categorical)
     result.notes[:0] = notes
     return result
 

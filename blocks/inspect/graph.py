@@ -15,6 +15,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
@@ -154,12 +155,32 @@ def _branches(block: Block) -> list[tuple[str, list[Block]]] | None:
     return None
 
 
+def _input_lanes(builder: _Builder, spec: ModelSpec, shapes: Any) -> str:
+    """Each input's node and encoder in a cluster of its own; the lanes join at `combine`."""
+    ends = []
+    for name, spec_input in spec.inputs.items():
+        builder.open(f"inputs.{name} {spec_input.kind}")
+        sample = shapes.inputs.samples[name]
+        entry = builder.node(f"{name} ({spec_input.kind})\n{fmt_shape(sample)}", "input")
+        end, _ = builder.sequence(spec_input.encoder_blocks(), sample, f"inputs.{name}.encoder",
+                                  entry)
+        builder.close()
+        ends.append(end)
+    join = builder.node(f"combine {spec.combiner.type}\n{fmt_shape(shapes.input_shape)}", "concat")
+    for end in ends:
+        builder.edge(end, join)
+    return join
+
+
 def model_graph(target: ModelSpec | Recipe | nn.Module | str | Path) -> Graph:
     """The block graph of a spec, a recipe (object, file or bundled name) or a blocks model."""
     spec = _as_spec(target)
     shapes = spec.infer_shapes()  # a located SpecError when shapes do not work out
     builder = _Builder(spec.name or "model")
-    entry = builder.node(f"input\n{fmt_shape(shapes.input_shape)}", "input")
+    if spec.inputs is not None:  # one lane per input into the combiner
+        entry = _input_lanes(builder, spec, shapes)
+    else:
+        entry = builder.node(f"input\n{fmt_shape(shapes.input_shape)}", "input")
     features, _ = builder.sequence(list(spec.backbone), shapes.input_shape, "backbone", entry)
     for name, head in spec.head_specs.items():
         path = f"heads.{name}" if spec.multi_head else "head"

@@ -48,7 +48,12 @@ def summarize(target: SummaryTarget, *, batch_size: int = 1, depth: int | None =
         raise ValueError(f"probe must be 'auto', 'meta' or 'copy', got {probe!r}")
     model, owned = _as_model(target)
     spec: ModelSpec | None = model.spec if isinstance(model, BlocksModel) else None
-    if spec is not None:
+    if spec is not None and spec.inputs is not None:  # several inputs: a zero batch of each
+        sample = tuple(model.shapes.input_shape)  # what the backbone receives
+        dtype = {name: probe_input_dtype(model, torch.float32) if d.is_floating_point else d
+                 for name, d in model._input_dtypes.items()}
+        probe_shape = {name: (batch_size, *s) for name, s in spec.input_shapes.items()}
+    elif spec is not None:
         sample = tuple(spec.sample_shape)
         dtype = probe_input_dtype(model, spec.input.torch_dtype)
     elif input_shape is None:
@@ -58,7 +63,9 @@ def summarize(target: SummaryTarget, *, batch_size: int = 1, depth: int | None =
         sample = tuple(int(d) for d in input_shape)
         dtype = input_dtype or probe_input_dtype(model, torch.float32)
 
-    run = probe_run(model, owned, (batch_size, *sample), dtype, probe)
+    if spec is None or spec.inputs is None:
+        probe_shape = (batch_size, *sample)
+    run = probe_run(model, owned, probe_shape, dtype, probe)
     rows = spec_rows(model, spec) if spec is not None else module_rows(model, run)
     fill_stats(rows, model, run)
     if run.error is not None:
@@ -77,9 +84,15 @@ def summarize(target: SummaryTarget, *, batch_size: int = 1, depth: int | None =
         param_bytes=sum(p.numel() * p.element_size() for p in params),
         buffer_bytes=sum(b.numel() * b.element_size() for b in model.buffers()),
         activation_bytes=run.activation_bytes,
-        input_bytes=math.prod((batch_size, *sample)) * torch.empty((), dtype=dtype).element_size(),
+        input_bytes=_input_bytes(probe_shape, dtype),
         outputs=outputs, rows=rows, tied=_tied_groups(model), probe_device=run.device,
     )
+
+
+def _input_bytes(shape: tuple[int, ...] | dict, dtype: torch.dtype | dict) -> int:
+    if isinstance(shape, dict):
+        return sum(_input_bytes(shape[name], dtype[name]) for name in shape)
+    return math.prod(shape) * torch.empty((), dtype=dtype).element_size()
 
 
 def _as_model(target: SummaryTarget) -> tuple[nn.Module, bool]:
@@ -94,7 +107,7 @@ def _as_model(target: SummaryTarget) -> tuple[nn.Module, bool]:
         model = BlocksModel(spec)
     if isinstance(target, Recipe) and target.train.freeze:
         apply_freeze(model, target.train.freeze)
-    dtype = spec.input.torch_dtype
+    dtype = spec.input.torch_dtype if spec.input is not None else torch.float32
     if dtype.is_floating_point and dtype != torch.float32:
         model.to(dtype=dtype)  # as `blocks.build` does
     model.check_device()

@@ -68,11 +68,18 @@ def probe_run(model: nn.Module, owned: bool, shape: tuple[int, ...], dtype: torc
             else:
                 probe = _strip_hooks(copy.deepcopy(model))
             device = _device_of(probe)
-        run = _torchinfo_pass(probe, torch.zeros(shape, dtype=dtype, device=device), str(device))
+        run = _torchinfo_pass(probe, _zeros(shape, dtype, device), str(device))
         if run.error is None or not _meta_specific(run.error) or attempt == attempts[-1]:
             return run
     assert run is not None
     return run
+
+
+def _zeros(shape: Any, dtype: Any, device: torch.device) -> Any:
+    """The probe batch: one tensor, or a dict by input name (a multi-input model)."""
+    if isinstance(shape, dict):
+        return {name: torch.zeros(s, dtype=dtype[name], device=device) for name, s in shape.items()}
+    return torch.zeros(shape, dtype=dtype, device=device)
 
 
 def _meta_clone(model: nn.Module) -> nn.Module:

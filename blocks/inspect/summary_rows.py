@@ -26,6 +26,8 @@ def spec_rows(model: BlocksModel, spec: ModelSpec) -> list[LayerRow]:
     rows: list[LayerRow] = []
     pending: list[tuple[str, LayerRow]] = []  # auto projections, shown after their residual's body
     known = dict(model.named_modules())
+    if spec.inputs is not None:  # several inputs: a row group per input, then the combiner
+        rows += input_rows(model, spec, known)
     if spec.preprocess is not None:  # raw input -> backbone input; buffers, no parameters
         rows.append(LayerRow("preprocess", "preprocess", "preprocess", "Preprocessing",
                              list(spec.sample_shape), list(model.shapes.input_shape), None, None,
@@ -53,6 +55,39 @@ def spec_rows(model: BlocksModel, spec: ModelSpec) -> list[LayerRow]:
         module = known.get(path)
         rows.append(LayerRow(path, head.type, path, type(module).__name__ if module else None,
                              features, list(model.shapes.heads[head_name]), None, None, None, 0))
+    return rows
+
+
+def input_rows(model: BlocksModel, spec: ModelSpec, known: dict[str, nn.Module]) -> list[LayerRow]:
+    """`inputs.review` (its kind, raw shape -> encoded shape), its encoder's blocks under it,
+    and `combine` (the encoded vectors -> the backbone's input)."""
+    traced, rows = model.shapes.inputs, []
+    for name, spec_input in spec.inputs.items():
+        encoder = f"inputs.{name}"
+        rows.append(LayerRow(f"inputs.{name}", spec_input.kind, encoder, "Sequential",
+                             list(traced.samples[name]), list(traced.encoded[name]), None, None,
+                             None, 0))
+        module = known.get(encoder)
+        offset = 1 if module is not None and len(module) and type(module[0]).__name__ == \
+            "Standardize" else 0
+        if offset:
+            rows.append(LayerRow(f"inputs.{name}.standardize", "standardize", f"{encoder}.0",
+                                 "Standardize", list(traced.samples[name]),
+                                 list(traced.samples[name]), None, None, None, 1))
+        for trace in traced.encoders[name]:
+            index = re.match(rf"inputs\.{name}\.encoder\[(\d+)\]$", trace.path)
+            module_name = f"{encoder}.{int(index.group(1)) + offset}" if index else None
+            found = known.get(module_name) if module_name else None
+            rows.append(LayerRow(trace.path, trace.block.type,
+                                 module_name if found is not None else None,
+                                 type(found).__name__ if found is not None else None,
+                                 list(trace.input_shape), list(trace.output_shape), None, None,
+                                 None, trace.depth + 1))
+    combine = known.get("combine")
+    rows.append(LayerRow("combine", spec.combiner.type, "combine",
+                         type(combine).__name__ if combine is not None else None,
+                         [sum(s[0] for s in traced.encoded.values())], list(traced.combined),
+                         None, None, None, 0))
     return rows
 
 

@@ -13,6 +13,7 @@ from blocks.layers import (  # noqa: F401 - registration
     axes,
     branches,
     catalogue,
+    combiners,
     composites,
     conv,
     embedding,
@@ -22,6 +23,7 @@ from blocks.layers import (  # noqa: F401 - registration
     norm,
     pooling,
     regularize,
+    text,
     transformer,
 )
 

@@ -122,7 +122,8 @@ def _message(error: dict[str, Any], valid_fields: list[str]) -> str:
         tags = [t.strip(" '") for t in str(ctx.get("expected_tags", "")).split(",")]
         hint = closest(str(ctx.get("tag", "")), tags)
         suggestion = f"; did you mean {hint!r}?" if hint else ""
-        return f"unknown type {ctx.get('tag')!r}{suggestion} (valid: {', '.join(tags)})"
+        key = str(ctx.get("discriminator", "'type'")).strip("'")  # `kind` for model.inputs
+        return f"unknown {key} {ctx.get('tag')!r}{suggestion} (valid: {', '.join(tags)})"
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         # pydantic names the class (`instance of CsvSource`): users wrote YAML, not classes
         return f"expected a mapping of keys (`key: value`), got {_shown(error.get('input'))}"

@@ -39,6 +39,7 @@ from blocks.core.errors import BlocksError, Problem, SpecError
 from blocks.core.files import atomic_write, atomic_write_text
 from blocks.layers.external import skip_weight_files
 from blocks.recipe.loading import dump_recipe
+from blocks.run.multi_inputs import TOKENIZER_PATTERN, attach_tokenizers, save_tokenizers
 from blocks.run.validate import load_recipe
 from blocks.spec.preprocess import PreprocessSpec
 from blocks.spec.recipe import Recipe
@@ -55,7 +56,7 @@ CHECKPOINT = "checkpoint.safetensors"
 # every file a run consists of: `--force` deletes these and nothing else
 RUN_FILES = (RECIPE, WEIGHTS, RUN_INFO, CHECKPOINT, LEGACY_PREPROCESS, "history.json",
              "metrics.csv", "metrics.jsonl", "curves.png", LOCK)
-RUN_FILE_PATTERNS = ("confusion*.png", ".*.tmp")
+RUN_FILE_PATTERNS = ("confusion*.png", ".*.tmp", TOKENIZER_PATTERN)
 
 
 class RunFolderError(BlocksError):
@@ -80,6 +81,7 @@ def save(model: BlocksModel, path: str | Path, *, recipe: Recipe | None = None) 
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / RECIPE, dump_recipe(recipe, full=True))
     write_weights(model, run_dir / WEIGHTS)
+    save_tokenizers(model, run_dir)  # a text input's tokenizer travels with the weights
     (run_dir / LEGACY_PREPROCESS).unlink(missing_ok=True)  # now inside recipe + weights
     if not (run_dir / RUN_INFO).exists():
         write_info(run_dir, {"status": "saved"})
@@ -130,6 +132,7 @@ def load(path: str | Path, *, device: str | torch.device = "cpu") -> BlocksModel
     if legacy is not None:
         state |= legacy[1]
     load_state_checked(model, state, run_dir / WEIGHTS)
+    attach_tokenizers(model, run_dir)  # multi-input runs: raw text and category names in
     model.eval()
     return model.to(device) if str(device) != "cpu" else model
 

@@ -23,10 +23,12 @@ from blocks.run.folder import (
     escape,
     load,
 )
+from blocks.run.multi_inputs import read_labelled_table, rows_as_inputs
 from blocks.run.tables import feature_table, held_out_stream, labelled_table, prediction_columns
 from blocks.run.tables import text_of as text
 from blocks.run.validate import load_recipe
 from blocks.spec.recipe import Recipe
+from blocks.train.features import n_samples, take
 from blocks.train.trainer import Trainer
 
 
@@ -50,6 +52,11 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, *, split: 
         if split is not None:
             raise SpecError(Problem("", "--split applies to a recipe's data, not to a data file "
                                     "(all of whose rows are evaluated)", "bad_argument"))
+        if model.spec.inputs is not None:  # a multi-input run: the table's columns by input
+            column = target or (run_recipe_.data.csv.target if run_recipe_.data and
+                                run_recipe_.data.csv else "target")
+            x, y = read_labelled_table(Path(data), model, column)
+            return Trainer(model, trainer_spec, quiet=True).evaluate((x, y), split="test")
         held_out = held_out_stream(Path(data), model, _target_columns(run_recipe_, target,
                                                                       model.spec))
         if held_out is None:
@@ -61,7 +68,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, *, split: 
         recipe = run_recipe_
         if not trust_paths:
             _refuse_outside_paths(recipe, run_dir)
-    splits = load_splits(recipe, model_spec=model.spec)
+    splits = load_splits(recipe, model_spec=model.spec,
+                         raw_inputs_of=getattr(model, "raw_encoder", None))
     name = split or "val"
     chosen = splits.val if name == "val" else splits.train
     if chosen is None:
@@ -149,11 +157,14 @@ def predict_run(model: BlocksModel | str | Path, inputs: Any, *,
     if not isinstance(model, BlocksModel):
         model = load(model)
     source = None
-    if isinstance(inputs, str | Path):
+    if model.spec.inputs is not None:  # a multi-input run: a table of raw rows, or a dict
+        x = rows_as_inputs(model, inputs)
+    elif isinstance(inputs, str | Path):
         source = str(inputs)
         inputs = read_feature_file(Path(inputs), model)
-    x = model.as_input(inputs)
-    if x.dim() < 2 or x.shape[1:] != torch.Size(model.spec.sample_shape):
+    if model.spec.inputs is None:
+        x = model.as_input(inputs)
+    if model.spec.inputs is None and (x.dim() < 2 or x.shape[1:] != torch.Size(model.spec.sample_shape)):
         got = int(np.prod(x.shape[1:])) if x.dim() > 1 else 1
         raise SpecError(Problem("", f"each input row has {got} values but the model takes "
                                 f"{math.prod(model.spec.sample_shape)} per sample (shape "
@@ -161,8 +172,8 @@ def predict_run(model: BlocksModel | str | Path, inputs: Any, *,
     heads = model.spec.head_specs
     labels: dict[str, list] = {name: [] for name in heads}
     probs: dict[str, list] = {name: [] for name in heads}
-    for start in range(0, len(x), batch_size):
-        logits = model._eval_logits(x[start:start + batch_size])
+    for start in range(0, n_samples(x), batch_size):
+        logits = model._eval_logits(take(x, slice(start, start + batch_size)))
         logits = logits if isinstance(logits, dict) else {next(iter(heads)): logits}
         for name, value in logits.items():
             if not bool(torch.isfinite(value).all()):

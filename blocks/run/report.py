@@ -29,6 +29,7 @@ from blocks.recipe.loading import load_recipe
 from blocks.run.folder import load
 from blocks.spec.model import SINGLE_HEAD, ModelSpec
 from blocks.spec.recipe import Recipe
+from blocks.train.features import n_samples, take, to_device
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -187,8 +188,8 @@ def confusion_matrix(model: BlocksModel, x: torch.Tensor, y: torch.Tensor | dict
     classes = spec.classes
     targets = y[head] if isinstance(y, dict) else y
     predicted = []
-    for start in range(0, len(x), batch_size):
-        out = model.predict(x[start:start + batch_size].to(model.device))
+    for start in range(0, n_samples(x), batch_size):
+        out = model.predict(to_device(take(x, slice(start, start + batch_size)), model.device))
         predicted.append((out[head] if isinstance(out, dict) else out).cpu())
     pred = torch.cat(predicted).long().reshape(-1)
     true = targets.long().reshape(-1).cpu()

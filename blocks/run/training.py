@@ -34,6 +34,7 @@ from blocks.run.folder import (
     write_info,
     write_weights,
 )
+from blocks.run.multi_inputs import save_tokenizers
 from blocks.run.report import PlotsUnavailableError, draw_run_plots
 from blocks.run.validate import check_recipe, load_recipe
 from blocks.spec.recipe import Recipe
@@ -108,6 +109,7 @@ def run_recipe(recipe: str | Path | Recipe, out: str | Path | None = None, *,
         if not main:
             return RunResult(out, model, history)
         write_weights(model, out / WEIGHTS)
+        save_tokenizers(model, out)
         (out / LEGACY_PREPROCESS).unlink(missing_ok=True)
         info = _run_summary(model, history, trainer, run, started, dist_info)
         write_info(out, info)
@@ -125,6 +127,8 @@ def build_model(splits: Splits, **build_kwargs: Any) -> BlocksModel:
     """`blocks.build(splits.model_spec, ...)` with the preprocessing statistics fitted on the
     training split: the model that trains on, and later predicts from, raw inputs."""
     model = build(splits.model_spec, **build_kwargs)
+    if getattr(splits, "raw_inputs", None) is not None:  # a multi-input table's tokenizers
+        model.raw_encoder = splits.raw_inputs
     module = model.preprocess_module
     if module is not None and splits.train.x is not None:
         module.fit(splits.train.x)

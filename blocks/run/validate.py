@@ -102,8 +102,8 @@ def recipe_problems(recipe: Recipe, base_dir: Path | None) -> list[Problem]:
 
 
 def _embedding_problems(recipe: Recipe) -> list[Problem]:
-    if recipe.model.input.dtype == "int64":
-        return []
+    if recipe.model.input is None or recipe.model.input.dtype == "int64":
+        return []  # several inputs: each encoder's ids are checked by shape inference
     found = []
 
     def walk(blocks: list[Any], path: str) -> None:
@@ -182,6 +182,9 @@ def _bundled_problems(recipe: Recipe) -> list[Problem]:
     if model.multi_head:
         return [Problem("data.dataset", f"{data.dataset} has one target; the model has heads "
                         f"{', '.join(model.head_specs)} (use `head:`)", "targets_shape")]
+    if model.inputs is not None:
+        return [Problem("data.dataset", f"{data.dataset} is one array of features; a model with "
+                        "`inputs` reads a table (`data.csv`) or tensors", "unsupported")]
     head = model.head
     wanted = classes if head.type == "softmax" else (1 if classes == 2 else classes)
     if head.classes != wanted:
@@ -250,6 +253,8 @@ def _csv_problems(recipe: Recipe, path: Path) -> list[Problem]:
     except SpecError as err:
         return list(err.problems)
     named = [*targets, *(source.features or [])]
+    for name, spec in (model.inputs or {}).items():  # several inputs: each names its columns
+        named += spec.source_columns or ([] if spec.kind == "sequence" else [name])
     categorical = source.categorical if isinstance(source.categorical, list) else []
     missing = [c for c in [*named, *categorical] if c not in header]
     if missing:

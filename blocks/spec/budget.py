@@ -101,7 +101,12 @@ def _expanded(block: Block, times: int, inner: int) -> str:
 
 def check_blocks(spec: ModelSpec, prefix: str = "model") -> int:
     """The number of blocks in `spec.backbone` once expanded; a located error past the limits."""
-    return _count(list(spec.backbone), f"{prefix}.backbone", 0, max_blocks())
+    total = _count(list(spec.backbone), f"{prefix}.backbone", 0, max_blocks())
+    for name, spec_input in (spec.inputs or {}).items():
+        if spec_input.encoder is not None:
+            total += _count(list(spec_input.encoder), f"{prefix}.inputs.{name}.encoder", 0,
+                            max_blocks() - total)
+    return total
 
 
 # --- parameters and bytes ---------------------------------------------------------------------
@@ -130,7 +135,7 @@ def footprint(spec: ModelSpec, prefix: str = "model", dtype: torch.dtype | None 
     `shapes`: the spec's shape inference when the caller has just run it."""
     if shapes is None:
         shapes = spec.infer_shapes(prefix=prefix)
-    size = spec.input.weight_element_size if dtype is None else dtype.itemsize
+    size = (spec.input.weight_element_size if spec.input is not None else 4) if dtype is None else dtype.itemsize
     params = buffers = 0
     largest: tuple[Any, int] = (None, 0)  # where (a trace, a head name, "preprocess"), how many
     if spec.preprocess is not None:
@@ -140,6 +145,16 @@ def footprint(spec: ModelSpec, prefix: str = "model", dtype: torch.dtype | None 
     parts: list[tuple[Any, tuple[int, ...], Any]] = [
         (layer.block, layer.input_shape, layer) for layer in shapes.layers if layer.depth == 0]
     parts += [(head, shapes.features, (name,)) for name, head in spec.head_specs.items()]
+    if shapes.inputs is not None:  # a multi-input model: each encoder, then the combiner
+        for name, layers in shapes.inputs.encoders.items():
+            parts += [(layer.block, layer.input_shape, f"inputs.{name}.encoder"
+                       f"{layer.path[len(f'inputs.{name}.encoder'):]}")
+                      for layer in layers if layer.depth == 0]
+        for spec_input in spec.inputs.values():  # numeric standardisation: mean and std buffers
+            if getattr(spec_input, "standardize", False) and spec_input.mean is not None:
+                buffers += 2 * len(spec_input.mean)
+        found = spec.combiner.parameter_count(shapes.inputs.encoded)
+        params, buffers = params + found[0], buffers + found[1]
     cache: dict[tuple[int, tuple[int, ...]], tuple[int, int]] = {}
     for block, shape, at in parts:
         found = counts.of(block, shape)

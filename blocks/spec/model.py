@@ -6,15 +6,24 @@ types it holds are registered by `blocks.layers` (imported by `import blocks`)."
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails
 
 from blocks.core.errors import Problem, ShapeError, SpecError
 from blocks.core.lazy import torch
 from blocks.core.numbers import Size
 from blocks.spec.budget import check_blocks
 from blocks.spec.heads import HeadSpec, SigmoidHead, SoftmaxHead
+from blocks.spec.inputs import (
+    AnyCombiner,
+    InputsTrace,
+    ModelInput,
+    check_input_names,
+    combiner_types,
+    trace_inputs,
+)
 from blocks.spec.preprocess import PreprocessSpec
 from blocks.spec.registry import AnyBlock, SpecModel
 from blocks.spec.shapes import Shape
@@ -53,6 +62,7 @@ class ShapeReport:
     layers: list[LayerTrace]
     features: Shape
     heads: dict[str, Shape]
+    inputs: InputsTrace | None = None  # a multi-input model: encoders and combiner
 
 
 class ModelSpec(SpecModel):
@@ -61,7 +71,14 @@ class ModelSpec(SpecModel):
     name: str | None = Field(None, description="a name for summaries, run folders and exports")
     description: str | None = Field(
         None, description="one line about the model (shown by `blocks recipes`)")
-    input: InputSpec = Field(description="the per-sample input the backbone receives")
+    input: InputSpec | None = Field(
+        None, description="the per-sample input the backbone receives (one input; or `inputs`)")
+    inputs: dict[str, ModelInput] | None = Field(
+        None, description="several named inputs, each with a `kind` and an encoder; they are "
+        "combined (`combine`) into the backbone's input (docs/multi_input.md)")
+    combine: AnyCombiner | None = Field(
+        None, description="how the encoded `inputs` become one vector: `concat` (default), "
+        "`gated` or `attention`")
     preprocess: PreprocessSpec | None = Field(
         default=None, description="what the model does to raw inputs before the backbone; "
         "filled in by training from the `data:` section (docs/training.md)")
@@ -85,6 +102,27 @@ class ModelSpec(SpecModel):
                     raise ValueError(f"head name {name!r} must be an identifier (letters, digits, _)")
         return heads
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _input_required(cls, data: Any, handler: Any) -> ModelSpec:
+        """Neither `input` nor `inputs`: reported as a missing `input` (the common form)."""
+        if isinstance(data, dict) and "input" not in data and "inputs" not in data:
+            raise ValidationError.from_exception_data(
+                cls.__name__, [InitErrorDetails(type="missing", loc=("input",), input=data)])
+        return handler(data)
+
+    @model_validator(mode="after")
+    def _one_input_form(self) -> ModelSpec:
+        if (self.input is None) == (self.inputs is None):
+            raise ValueError("give exactly one of `input` (one tensor) or `inputs` (named inputs)")
+        if self.inputs is not None:
+            check_input_names(self.inputs)
+            if self.preprocess is not None:
+                raise ValueError("`preprocess` is for one input; each of `inputs` has its own")
+        elif self.combine is not None:
+            raise ValueError("`combine` goes with `inputs` (several named inputs)")
+        return self
+
     @model_validator(mode="after")
     def _one_head_form(self) -> ModelSpec:
         if (self.head is None) == (self.heads is None):
@@ -93,7 +131,7 @@ class ModelSpec(SpecModel):
 
     @model_validator(mode="after")
     def _preprocess_fits(self) -> ModelSpec:
-        if self.preprocess is not None:
+        if self.preprocess is not None and self.input is not None:
             if self.input.dtype == "int64":
                 raise ValueError("`preprocess` needs a floating-point input; an int64 input "
                                  "(token ids) is fed as it is")
@@ -105,7 +143,28 @@ class ModelSpec(SpecModel):
     @property
     def sample_shape(self) -> tuple[int, ...]:
         """Per-sample shape of what the built model takes: the raw shape when it preprocesses."""
+        if self.inputs is not None:
+            raise SpecError(Problem("model.inputs", "a multi-input model takes a dict of tensors "
+                                    "keyed by input name (see `input_shapes`)", "multi_input"))
         return tuple(self.preprocess.raw_shape if self.preprocess else self.input.shape)
+
+    @property
+    def input_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Per-sample shape of each named input (a one-input model: `{"input": shape}`)."""
+        if self.inputs is None:
+            return {"input": self.sample_shape}
+        return {name: tuple(spec.sample_shape) for name, spec in self.inputs.items()}
+
+    @property
+    def multi_input(self) -> bool:
+        return self.inputs is not None
+
+    @property
+    def combiner(self):
+        """`combine`, or the default `concat`."""
+        if self.combine is not None:
+            return self.combine
+        return combiner_types()["concat"]()
 
     @property
     def multi_head(self) -> bool:
@@ -118,8 +177,13 @@ class ModelSpec(SpecModel):
 
     def infer_shapes(self, prefix: str = "model") -> ShapeReport:
         """Static shape inference for every block and head; a located `SpecError` if impossible."""
-        input_shape = tuple(self.input.shape)
         check_blocks(self, prefix)  # before any shape rule runs: `repeat` of 10**9 is refused here
+        traced = None
+        if self.inputs is not None:
+            traced = trace_inputs(self.inputs, self.combiner, prefix)
+            input_shape = traced.combined
+        else:
+            input_shape = tuple(self.input.shape)
         try:
             layers, features = trace_sequence(self.backbone, input_shape, "backbone")
         except ShapeError as err:
@@ -134,5 +198,5 @@ class ModelSpec(SpecModel):
                 problems.append(Problem(where, err.reason, "shape_error"))
         if problems:
             raise SpecError(problems)
-        return ShapeReport(input_shape, layers, features, heads)
+        return ShapeReport(input_shape, layers, features, heads, traced)
 

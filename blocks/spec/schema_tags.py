@@ -62,7 +62,8 @@ def _walk(node: Any, defs: dict[str, Any]) -> Any:
         mapping = node["discriminator"]["mapping"]
         bare = node.get("title") in BARE_NAME_UNIONS
         rest = {k: v for k, v in node.items() if k not in ("discriminator", "oneOf")}
-        return {**rest, **dispatch(mapping, defs, bare=bare, nullable=nullable)}
+        key = node["discriminator"].get("propertyName", "type")
+        return {**rest, **dispatch(mapping, defs, bare=bare, nullable=nullable, key=key)}
     options = node.get("anyOf")
     if isinstance(options, list) and options and all(
             "$ref" in o and o["$ref"].startswith("#/$defs/block.") or o.get("type") == "string"
@@ -74,15 +75,15 @@ def _walk(node: Any, defs: dict[str, Any]) -> Any:
 
 
 def dispatch(mapping: dict[str, str], defs: dict[str, Any], *, bare: bool,
-             nullable: bool = False) -> dict[str, Any]:
+             nullable: bool = False, key: str = "type") -> dict[str, Any]:
     """`{type: X, ...}` validated by X's schema alone; a bare `X` where X needs no fields; null
     where the field is optional."""
     tags = sorted(mapping)
     as_object = {
         "type": "object",
-        "required": ["type"],
-        "properties": {"type": {"enum": tags}},
-        "allOf": [{"if": {"properties": {"type": {"const": tag}}, "required": ["type"]},
+        "required": [key],
+        "properties": {key: {"enum": tags}},
+        "allOf": [{"if": {"properties": {key: {"const": tag}}, "required": [key]},
                    "then": {"$ref": mapping[tag]}} for tag in tags],
     }
     kinds = ["object", *(["string"] if bare else []), *(["null"] if nullable else [])]
@@ -98,4 +99,4 @@ def dispatch(mapping: dict[str, str], defs: dict[str, Any], *, bare: bool,
 
 
 def _all_defaults(definition: dict[str, Any]) -> bool:
-    return not [key for key in definition.get("required", []) if key != "type"]
+    return not [name for name in definition.get("required", []) if name != "type"]

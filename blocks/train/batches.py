@@ -15,15 +15,25 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from blocks.data.arrays import Split
 from blocks.train.distributed import GlobalBatchSampler, shard_bounds
+from blocks.train.features import (
+    Features,
+    device_of,
+    is_features,
+    n_samples,
+    nbytes,
+    pinned,
+    take,
+    to_device,
+)
 
 Target = torch.Tensor | dict[str, torch.Tensor]
-Batch = tuple[torch.Tensor, Target]
+Batch = tuple[Features, Target]
 
 
 class TensorBatches:
     """Shuffled, sliced mini-batches of in-memory tensors; the shuffle uses its own generator."""
 
-    def __init__(self, x: torch.Tensor, y: Target, batch_size: int, *, shuffle: bool,
+    def __init__(self, x: Features, y: Target, batch_size: int, *, shuffle: bool,
                  drop_last: bool, generator: torch.Generator,
                  shard: tuple[int, int] | None = None) -> None:
         self.x, self.y = x, y
@@ -32,12 +42,12 @@ class TensorBatches:
         self.shard = shard  # distributed hook: (rank, world_size) -> this rank's share of each batch
 
     def __len__(self) -> int:
-        n = len(self.x)
+        n = n_samples(self.x)
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     @property
     def samples(self) -> int:
-        return len(self.x)
+        return n_samples(self.x)
 
     def __iter__(self) -> Iterator[Batch]:
         if self.shard is not None:
@@ -45,12 +55,12 @@ class TensorBatches:
             return
         x, y = self.x, self.y
         if self.shuffle:
-            order = torch.randperm(len(x), generator=self.generator).to(x.device)
-            x = x[order]
+            order = torch.randperm(n_samples(x), generator=self.generator).to(device_of(x))
+            x = take(x, order)
             y = {k: v[order] for k, v in y.items()} if isinstance(y, dict) else y[order]
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             stop = start + self.batch_size
-            yield x[start:stop], ({k: v[start:stop] for k, v in y.items()} if isinstance(y, dict)
+            yield take(x, slice(start, stop)), ({k: v[start:stop] for k, v in y.items()} if isinstance(y, dict)
                                   else y[start:stop])
 
     # --- distributed hook (see blocks.train.distributed) ---------------------------------------
@@ -58,14 +68,14 @@ class TensorBatches:
         """The same global batches as `__iter__` (same permutation), cut to this rank's
         contiguous share; a share may be empty (a small last batch, more ranks than samples)."""
         rank, world = self.shard
-        order = (torch.randperm(len(self.x), generator=self.generator).to(self.x.device)
+        order = (torch.randperm(n_samples(self.x), generator=self.generator).to(device_of(self.x))
                  if self.shuffle else None)
         for start in range(0, len(self) * self.batch_size, self.batch_size):
-            stop = min(start + self.batch_size, len(self.x))
+            stop = min(start + self.batch_size, n_samples(self.x))
             lo, hi = shard_bounds(stop - start, rank, world)
             index = order[start + lo:start + hi] if order is not None else slice(start + lo, start + hi)
             y = self.y
-            yield self.x[index], ({k: v[index] for k, v in y.items()} if isinstance(y, dict) else y[index])
+            yield take(self.x, index), ({k: v[index] for k, v in y.items()} if isinstance(y, dict) else y[index])
 
 
 def make_batches(data: Any, batch_size: int, *, shuffle: bool, drop_last: bool,
@@ -81,17 +91,17 @@ def make_batches(data: Any, batch_size: int, *, shuffle: bool, drop_last: bool,
         return data
     if isinstance(data, Split):
         data = data.data()  # tensors, or the Dataset of an image folder
-    if isinstance(data, tuple | list) and len(data) == 2 and isinstance(data[0], torch.Tensor):
+    if isinstance(data, tuple | list) and len(data) == 2 and is_features(data[0]):
         x, y = data
-        sizes = {len(x)} | ({len(v) for v in y.values()} if isinstance(y, dict) else {len(y)})
+        sizes = {n_samples(x)} | ({len(v) for v in y.values()} if isinstance(y, dict) else {len(y)})
         if len(sizes) != 1:
             raise ValueError(f"features and targets have different numbers of samples: {sorted(sizes)}")
         if device is not None and device.type != "cpu" and _nbytes(x, y) <= DEVICE_RESIDENT_BYTES:
             # small in-memory data lives on the accelerator: no host-to-device copy per batch
-            x = x.to(device)
+            x = to_device(x, device)
             y = {k: v.to(device) for k, v in y.items()} if isinstance(y, dict) else y.to(device)
         elif pin_memory:
-            x = x.pin_memory()
+            x = pinned(x)
         return TensorBatches(x, y, batch_size, shuffle=shuffle, drop_last=drop_last, generator=generator,
                              shard=shard)
     if isinstance(data, IterableDataset) and callable(getattr(data, "batches", None)):
@@ -116,10 +126,11 @@ def make_batches(data: Any, batch_size: int, *, shuffle: bool, drop_last: bool,
 DEVICE_RESIDENT_BYTES = 1 << 30
 
 
-def _nbytes(x: torch.Tensor, y: Target) -> int:
+def _nbytes(x: Features, y: Target) -> int:
     targets = y.values() if isinstance(y, dict) else [y]
-    return x.nbytes + sum(t.nbytes for t in targets)
+    return nbytes(x) + sum(t.nbytes for t in targets)
 
 
 def batch_size_of(batch: Batch) -> int:
-    return int(batch[0].shape[0])
+    x = batch[0]
+    return int(x.shape[0]) if isinstance(x, torch.Tensor) else n_samples(x)

@@ -31,28 +31,48 @@ def as_tensor_pair(data: Any, model: Any, where: str) -> Any:
     if not (isinstance(data, tuple | list) and len(data) == 2) or not _array_like(data[0]):
         return data
     x, y = data
-    x = _tensor(x, f"{where}: features")
-    want = model.spec.input.torch_dtype
+    if isinstance(x, dict):  # a multi-input model: each input checked and cast on its own
+        x = {name: _cast(_tensor(v, f"{where}: input {name!r}"), _input_dtype(model, name),
+                         f"{where}: input {name!r}") for name, v in x.items()}
+        return x, _targets(y, where)
+    x = _cast(_tensor(x, f"{where}: features"), model.spec.input.torch_dtype, where)
+    return x, _targets(y, where)
+
+
+def _input_dtype(model: Any, name: str) -> torch.dtype | None:
+    spec = (model.spec.inputs or {}).get(name)
+    return None if spec is None else getattr(torch, spec.dtype)
+
+
+def _cast(x: torch.Tensor, want: torch.dtype | None, what: str) -> torch.Tensor:
+    if want is None:  # an input the model does not have: the data check names it
+        return x
     if x.dtype != want:
         if want == torch.int64:
             if x.is_floating_point() and bool((x != x.round()).any()):
-                raise DataTypeError(f"{where}: the model takes int64 token ids but the features "
+                raise DataTypeError(f"{what}: the model takes int64 token ids but the features "
                                     f"({x.dtype}) have fractional values")
         elif not (x.is_floating_point() or x.dtype in (torch.int8, torch.int16, torch.int32,
                                                        torch.int64, torch.uint8, torch.bool)):
-            raise DataTypeError(f"{where}: features of dtype {x.dtype} cannot feed a {want} model")
-        warnings.warn(f"{where}: features are {x.dtype}, the model takes {want}; cast them "
+            raise DataTypeError(f"{what}: features of dtype {x.dtype} cannot feed a {want} model")
+        warnings.warn(f"{what}: features are {x.dtype}, the model takes {want}; cast them "
                       "(pass them as {want} to avoid this copy)".replace("{want}", str(want)),
-                      DataCastWarning, stacklevel=3)
+                      DataCastWarning, stacklevel=4)
         x = x.to(want)
+    return x
+
+
+def _targets(y: Any, where: str) -> Any:
     if isinstance(y, dict):
         y = {name: _tensor(v, f"{where}: targets of head {name!r}") for name, v in y.items()}
     else:
         y = _tensor(y, f"{where}: targets")
-    return x, y
+    return y
 
 
 def _array_like(value: Any) -> bool:
+    if isinstance(value, dict):
+        return bool(value) and all(_array_like(v) for v in value.values())
     return isinstance(value, torch.Tensor | np.ndarray | list | tuple)
 
 

@@ -18,6 +18,7 @@ from blocks.core.errors import DeviceMismatchError
 from blocks.spec.heads import SigmoidHead, SoftmaxHead
 from blocks.spec.model import SINGLE_HEAD
 from blocks.train.errors import TrainingError
+from blocks.train.features import is_features
 from blocks.train.guards import non_finite_feature
 
 Heads = dict[str, SoftmaxHead | SigmoidHead]
@@ -25,7 +26,7 @@ Heads = dict[str, SoftmaxHead | SigmoidHead]
 
 def is_tensor_pair(data: Any) -> bool:
     """`(X, y)` given as tensors (checked and converted up front), not a Dataset or DataLoader."""
-    return isinstance(data, tuple | list) and len(data) == 2 and isinstance(data[0], torch.Tensor)
+    return isinstance(data, tuple | list) and len(data) == 2 and is_features(data[0])
 
 
 def prepared_targets(y: Any, heads: Heads) -> dict[str, torch.Tensor]:
@@ -37,14 +38,10 @@ def prepared_targets(y: Any, heads: Heads) -> dict[str, torch.Tensor]:
 
 def check_data(model: BlocksModel, heads: Heads, x: torch.Tensor, y: Any, *, where: str) -> None:
     """Features against the model's input (shape, finiteness) and targets against its heads."""
-    expected = tuple(model.spec.sample_shape)
-    if tuple(x.shape[1:]) != expected:
-        raise TrainingError(f"{where}: features have per-sample shape {list(x.shape[1:])}, the "
-                            f"model expects {list(expected)}")
-    pre = model.spec.preprocess
-    not_finite = non_finite_feature(x, allow_nan=pre is not None and pre.impute is not None)
-    if not_finite is not None:
-        raise TrainingError(f"{where}: {not_finite}")
+    if isinstance(x, dict):  # a multi-input model: per input, named
+        _check_inputs(model, x, where)
+    else:
+        _check_tensor(model, x, where)
     targets = y if isinstance(y, dict) else {SINGLE_HEAD: y}
     unknown = set(targets) - set(heads)
     if unknown or set(heads) - set(targets):
@@ -60,6 +57,37 @@ def check_data(model: BlocksModel, heads: Heads, x: torch.Tensor, y: Any, *, whe
                 raise TrainingError(f"{where}: {_label(name)} (softmax) needs integer class ids; "
                                     f"sample {i} has {float(raw.reshape(-1)[i])}")
         check_head_targets(name, head, as_target(raw, head), where)
+
+
+def _check_tensor(model: BlocksModel, x: torch.Tensor, where: str) -> None:
+    expected = tuple(model.spec.sample_shape)
+    if tuple(x.shape[1:]) != expected:
+        raise TrainingError(f"{where}: features have per-sample shape {list(x.shape[1:])}, the "
+                            f"model expects {list(expected)}")
+    pre = model.spec.preprocess
+    not_finite = non_finite_feature(x, allow_nan=pre is not None and pre.impute is not None)
+    if not_finite is not None:
+        raise TrainingError(f"{where}: {not_finite}")
+
+
+def _check_inputs(model: BlocksModel, x: dict[str, torch.Tensor], where: str) -> None:
+    shapes = model.spec.input_shapes if model.spec.inputs is not None else {}
+    if set(x) != set(shapes):
+        raise TrainingError(f"{where}: features are given for inputs {sorted(x)} but the model's "
+                            f"inputs are {sorted(shapes)}")
+    for name, expected in shapes.items():
+        if tuple(x[name].shape[1:]) != tuple(expected):
+            raise TrainingError(f"{where}: input {name!r} has per-sample shape "
+                                f"{list(x[name].shape[1:])}, the model expects {list(expected)}")
+        if x[name].is_floating_point():
+            not_finite = non_finite_feature(x[name], allow_nan=False)
+            if not_finite is not None:
+                raise TrainingError(f"{where}: input {name!r}: {not_finite}")
+        else:
+            vocab = getattr(model.spec.inputs[name], "vocab_size", None)
+            if vocab is not None and len(x[name]) and (int(x[name].min()) < 0
+                                                       or int(x[name].max()) >= vocab):
+                raise TrainingError(f"{where}: input {name!r} holds ids outside [0, {vocab})")
 
 
 def check_batch(heads: Heads, y: dict[str, torch.Tensor]) -> None:

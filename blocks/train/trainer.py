@@ -35,6 +35,7 @@ from blocks.train.batches import Batch, TensorBatches, batch_size_of, make_batch
 from blocks.train.compiled import CompiledForward
 from blocks.train.early_stopping import check_stopping_metric, track_best
 from blocks.train.errors import TrainingError, TrainingWarning
+from blocks.train.features import n_samples, on_device, to_device
 from blocks.train.finetune import Freezing, load_initial_weights
 from blocks.train.guards import lone_last_sample
 from blocks.train.history import History
@@ -229,7 +230,7 @@ class Trainer:
         params = [p for p in model.parameters() if p.requires_grad]
         # checked, converted and placed once in `fit`: batches need no per-step preparation
         ready = (isinstance(batches, TensorBatches) and isinstance(batches.y, dict)
-                 and batches.x.device == self.device
+                 and on_device(batches.x, self.device)
                  and all(t.device == self.device for t in batches.y.values()))
         guard = self._device_guard()
         step_in_epoch = 0
@@ -449,8 +450,7 @@ class Trainer:
                                 "(X, {head: y})")
         x, targets = self._prepared(x, y)
         device, nb = self.device, self.device.type == "cuda"
-        if x.device != device:
-            x = x.to(device, non_blocking=nb)
+        x = to_device(x, device, nb)
         return x, {name: values if values.device == device else values.to(device, non_blocking=nb)
                    for name, values in targets.items()}
 
@@ -463,7 +463,7 @@ class Trainer:
         if self.dist is not None or not is_tensor_pair(train):
             return False
         try:
-            why = lone_last_sample(self.model, len(train[0]), self.spec.batch_size)
+            why = lone_last_sample(self.model, n_samples(train[0]), self.spec.batch_size)
         except ValueError as err:
             raise TrainingError(str(err)) from None
         if why is not None:

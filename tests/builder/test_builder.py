@@ -175,7 +175,12 @@ def _check_model(spec: blocks.ModelSpec, batch: int = 3):
             lambda m, i, o, path=trace.path: seen.__setitem__(path, tuple(o.shape)))
         for trace in report.layers
     ]
-    x = _sample(report.input_shape, spec.input.torch_dtype, batch)
+    if spec.inputs is not None:  # a multi-input model: a batch of each input
+        from blocks.exporters.multi_export import sample_inputs
+
+        x = sample_inputs(model, batch)
+    else:
+        x = _sample(report.input_shape, spec.input.torch_dtype, batch)
     out = model(x)
     for hook in hooks:
         hook.remove()

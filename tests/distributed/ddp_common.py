@@ -32,8 +32,15 @@ MULTIHEAD = {**MODEL, "name": "tiny-multihead", "head": None,
                        "tags": {"type": "sigmoid", "classes": 2, "loss_weight": 0.5}}}
 
 
+# several inputs: a dict of tensors keyed by input name is sharded like one tensor
+MULTIINPUT = {"name": "tiny-multi-input", "backbone": MODEL["backbone"], "head": MODEL["head"],
+              "inputs": {"first": {"kind": "numeric", "features": 2, "standardize": False},
+                         "second": {"kind": "numeric", "features": 2, "standardize": False}},
+              "combine": {"type": "gated", "dim": 4}}
+
+
 def make_model(kind: str = "mlp") -> blocks.BlocksModel:
-    spec = MULTIHEAD if kind == "multihead" else MODEL
+    spec = {"multihead": MULTIHEAD, "multiinput": MULTIINPUT}.get(kind, MODEL)
     return blocks.build(blocks.ModelSpec.model_validate({k: v for k, v in spec.items() if v is not None}),
                         device="cpu", seed=0)
 
@@ -42,6 +49,8 @@ def make_data(n: int, seed: int, kind: str = "mlp") -> tuple[torch.Tensor, torch
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, 4, generator=g)
     y = (x[:, 0] > 0).long() + (x[:, 1] > 0.5).long()  # learnable, 3 classes
+    if kind == "multiinput":
+        return {"first": x[:, :2], "second": x[:, 2:]}, y
     if kind == "multihead":
         return x, {"kind": y, "tags": torch.stack([x[:, 2] > 0, x[:, 3] > 0.3], dim=1).float()}
     return x, y

@@ -36,6 +36,9 @@ RUNS = {
     # two heads, class weights (a float normaliser) and a sigmoid head (summed F1 counts)
     "multihead": {"n_train": 29, "n_val": 7, "batch_size": 6, "epochs": 2, "accumulate": 2,
                   "model": "multihead"},
+    # several inputs (a dict of tensors), uneven shares and accumulation
+    "multiinput": {"n_train": 33, "n_val": 7, "batch_size": 8, "epochs": 2, "accumulate": 2,
+                   "model": "multiinput"},
     # fine-tuning: the head alone in epoch 1, then DDP is re-wrapped around everything
     "unfreeze": {"n_train": 37, "n_val": 11, "batch_size": 8, "epochs": 3, "freeze": ["backbone"],
                  "unfreeze_at_epoch": 2},

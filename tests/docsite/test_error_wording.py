@@ -37,7 +37,7 @@ def test_unknown_block_type_suggests_the_closest_few_once():
     text = "model:\n  input: {shape: [4]}\n  backbone: [relu, {type: conv}]\n" + HEAD
     assert message(text) == (
         "<string>:3:20: model.backbone[1]: unknown block type 'conv'; did you mean 'conv2d', "
-        "'conv1d' or 'concat'? (`blocks blocks` lists all "
+        "'conv1d' or 'text_conv'? (`blocks blocks` lists all "
         f"{len(blocks.block_types())})")
 
 

@@ -232,6 +232,8 @@ def _on_meta(name: str) -> nn.Module:
 def test_every_bundled_recipe_writes_ruff_and_blocks_lint_clean_source(tmp_path, bundled_names):
     assert set(ZOO) <= set(bundled_names)
     for name in bundled_names:
+        if blocks.load_recipe(name).model.inputs is not None:
+            continue  # several inputs: blocks.exporters.multi_source (test_multi_input_export.py)
         code, _ = model_source(_on_meta(name), module_name=name)
         (tmp_path / f"{name}.py").write_text(code)
     result = lint_paths([tmp_path])

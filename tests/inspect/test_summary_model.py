@@ -70,8 +70,12 @@ def test_spec_summary_matches_built_model_and_torchinfo(name: str) -> None:
     from_model = summarize(model)
     assert from_spec.to_dict() == from_model.to_dict()
     # mult-adds and activation sizes are torchinfo's own numbers on a real CPU run
-    real = torchinfo.summary(copy.deepcopy(model), input_data=[torch.zeros(1, *recipe.model.input.shape)],
-                             verbose=0)
+    if recipe.model.inputs is not None:  # a zero batch of each input, as the summary probes
+        x = {name: torch.zeros(1, *spec.sample_shape, dtype=getattr(torch, spec.dtype))
+             for name, spec in recipe.model.inputs.items()}
+    else:
+        x = torch.zeros(1, *recipe.model.input.shape)
+    real = torchinfo.summary(copy.deepcopy(model), input_data=[x], verbose=0)
     if name not in TOKENWISE:  # test_summary_mult_adds.py checks those against hand counts
         assert from_spec.mult_adds == real.total_mult_adds
     assert from_spec.activation_bytes == real.total_output_bytes
