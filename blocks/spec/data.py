@@ -6,11 +6,23 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from blocks.core.numbers import Seed, Size
+from blocks.core.numbers import (
+    NonNegativeReal,
+    NonNegativeSize,
+    Real,
+    Seed,
+    Size,
+    real_type,
+    size_type,
+)
 from blocks.spec.registry import SpecModel
 
 BUNDLED_DATASETS = ("digits", "breast_cancer", "iris", "wine")
 SOURCES = ("dataset", "csv", "npz", "synthetic", "images")
+Degrees = real_type(ge=0, le=180)
+Share = real_type(gt=0, le=1)  # of an image's area
+UnitReal = real_type(ge=0, le=1)
+Fraction = real_type(ge=0, lt=1)  # of the samples
 
 
 class CsvSource(SpecModel):
@@ -49,7 +61,7 @@ class SyntheticSource(SpecModel):
     """Random separable data of the model's input shape, for smoke tests and benchmarks."""
 
     samples: Size = Field(512, description="number of samples generated")
-    noise: Annotated[float, Field(ge=0)] = Field(
+    noise: NonNegativeReal = Field(
         0.1, description="standard deviation of the noise added")
 
 
@@ -57,12 +69,12 @@ class ImageAugment(SpecModel):
     """Training-only random augmentation of images (validation and prediction never see it)."""
 
     flip: bool = Field(default=False, description="mirror left-right with probability 1/2")
-    rotate: Annotated[float, Field(ge=0, le=180)] = Field(
+    rotate: Degrees = Field(
         default=0.0, description="rotate by a random angle in [-rotate, rotate] degrees")
-    crop_scale: Annotated[float, Field(gt=0, le=1)] = Field(
+    crop_scale: Share = Field(
         default=1.0, description="random resized crop: keep a random area fraction in "
         "[crop_scale, 1] of the image, resized back (1: no crop)")
-    jitter: Annotated[float, Field(ge=0, le=1)] = Field(
+    jitter: UnitReal = Field(
         default=0.0, description="colour jitter: brightness and contrast each scaled by a "
         "random factor in [1 - jitter, 1 + jitter]")
 
@@ -75,17 +87,17 @@ class ImageFolderSource(SpecModel):
     resize: Literal["stretch", "crop"] = Field(
         default="crop", description="`crop`: scale the short side to the input size, then "
         "centre-crop; `stretch`: resize to the input size ignoring the aspect ratio")
-    mean: list[float] | None = Field(
+    mean: list[Real] | None = Field(
         default=None, description="per-channel mean the model subtracts (on 0..1 pixels); "
         "default: fitted on the training split")
-    std: list[float] | None = Field(
+    std: list[Real] | None = Field(
         default=None, description="per-channel standard deviation the model divides by; "
         "default: fitted on the training split")
     augment: ImageAugment | None = Field(
         default=None, description="random changes applied to training images only")
-    workers: Annotated[int, Field(ge=0, le=64)] = Field(
+    workers: size_type(0, 64) = Field(
         default=0, description="DataLoader worker processes decoding images (0: in the main process)")
-    cache_mb: Annotated[int, Field(ge=0)] = Field(
+    cache_mb: NonNegativeSize = Field(
         default=1024, description="decoded images are kept in memory when they fit in this many "
         "MiB; otherwise each epoch decodes them again")
     skip_bad_files: bool = Field(
@@ -104,7 +116,7 @@ class DataSpec(SpecModel):
         None, description="random separable data of the model's input shape")
     images: ImageFolderSource | None = Field(
         None, description="a folder of images, one sub-folder per class")
-    val_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = Field(
+    val_fraction: Fraction = Field(
         0.2, description="fraction held out for validation (0: no validation split)")
     seed: Seed = Field(0, description="seed of the train/validation split")
     standardize: bool | None = Field(
@@ -114,9 +126,9 @@ class DataSpec(SpecModel):
         default="refuse", description="missing CSV cells (`NA`, empty, `nan`): filled by the model "
         "with a value fitted on the training split (categorical columns: the most frequent "
         "category), or `refuse`d with their line and column")
-    fill_value: Annotated[float, Field(allow_inf_nan=False)] = Field(
+    fill_value: Real = Field(
         default=0.0, description="the value `impute: constant` fills in")
-    classes: Annotated[list[int], Field(min_length=2)] | None = Field(
+    classes: Annotated[list[NonNegativeSize], Field(min_length=2)] | None = Field(
         default=None, description="keep only the samples of these class ids, relabelled 0, 1, ... "
         "in this order (e.g. digits [5, 6, 7, 8, 9] for a 5-class task)")
 
