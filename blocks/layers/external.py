@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.metadata
+import re
 from abc import abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,18 +42,56 @@ class WeightsFileError(BlocksError, ValueError):
     """A weights file that is missing, unreadable, or does not fit the model it is loaded into."""
 
 
+_BROKEN: dict[str, str] = {}  # library -> why it failed to import (said once, not retried)
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+def _version(name: str) -> str | None:
+    """The installed version from the package metadata: known without importing the package."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def import_library(name: str) -> Any:
-    """`torchvision` or `timm`, imported on first use; a missing one names the extra to install."""
+    """`torchvision` or `timm`, imported on first use. A missing one names the extra to install;
+    one that is installed but fails to import (built for another torch, a broken install) names
+    its error and the fix, instead of surfacing as a crash."""
+    if name in _BROKEN:
+        raise MissingExtraError(_BROKEN[name])
     try:
         return importlib.import_module(name)
-    except ImportError as err:
+    except ModuleNotFoundError as err:
+        if err.name is not None and err.name.split(".")[0] != name:
+            _BROKEN[name] = _broken_message(name, err)
+            raise MissingExtraError(_BROKEN[name]) from None
         raise MissingExtraError(
             f"the {name} backbone needs the {name} package, which cannot be imported ({err}); "
             f"install it with: pip install 'blocks[{_EXTRAS[name]}]'") from None
+    except Exception as err:  # noqa: BLE001 - a library failing in its own import is any error
+        _BROKEN[name] = _broken_message(name, err)
+        raise MissingExtraError(_BROKEN[name]) from None
 
 
-def _import_for_validation(name: str) -> Any:
-    """`import_library` inside a validator: a ValueError, so the recipe error is located."""
+def _broken_message(name: str, err: BaseException) -> str:
+    reason = escape_name((str(err).strip().splitlines() or [""])[0][:300])
+    installed = _version(name)
+    versions = (f"{name} {installed} is installed for torch {_version('torch')}"
+                if installed else f"{name} is installed")
+    return (f"the {name} backbone needs {name}, which is installed but fails to import: "
+            f"{type(err).__name__}: {reason} ({versions}; a {name} built for another torch "
+            f"version fails this way); fix: pip install --force-reinstall '{name}' matching "
+            f"your torch (or pip install 'blocks[{_EXTRAS[name]}]'), then check with: python -c "
+            f"'import {name}'")
+
+
+def _import_for_validation(name: str, model: str) -> Any:
+    """`import_library` inside a validator: a ValueError, so the recipe error is located. What
+    can be checked of the model name without the library is checked first."""
+    if not _MODEL_NAME.match(model):
+        raise ValueError(f"{escape_name(model)!r} is not a {name} model name (letters, digits, "
+                         "`_`, `-` and `.`, e.g. resnet18)")
     try:
         return import_library(name)
     except MissingExtraError as err:
@@ -191,6 +231,10 @@ class _External(Block):
     @classmethod
     def _not_ours(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
         taken = sorted(set(kwargs) & {"num_classes", "pretrained", "weights", "pretrained_cfg"})
+        placed = sorted(set(kwargs) & {"device", "dtype"})
+        if placed:
+            raise ValueError(f"{', '.join(placed)} cannot go in kwargs: blocks builds the whole "
+                             "model on one device and dtype (`train.device`)")
         if taken:
             raise ValueError(f"{', '.join(taken)} cannot go in kwargs: the block removes the "
                              "classifier itself and reads weights only from `checkpoint`/`weights`")
@@ -242,7 +286,7 @@ class TorchvisionBackbone(_External):
     @field_validator("model")
     @classmethod
     def _known(cls, name: str) -> str:
-        tv = _import_for_validation("torchvision")
+        tv = _import_for_validation("torchvision", name)
         names = tv.models.list_models(module=tv.models)
         if name not in names:
             raise ValueError(unknown_name_message("torchvision classification model", name, names))
@@ -283,7 +327,7 @@ class TimmBackbone(_External):
     @field_validator("model")
     @classmethod
     def _known(cls, name: str) -> str:
-        timm = _import_for_validation("timm")
+        timm = _import_for_validation("timm", name)
         if not timm.is_model(name):
             raise ValueError(unknown_name_message("timm model", name, timm.list_models()))
         return name
