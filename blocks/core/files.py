@@ -42,3 +42,54 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+# --- staging folders: a multi-file write that appears under its final names only when done -------
+STAGING_SUFFIX = ".staging"
+
+
+def staging_folder(target: Path) -> Path:
+    """A fresh hidden folder beside `target` (`.NAME.PID.RANDOM.staging`) to write into before
+    moving the result in place. Folders that a killed process (kill -9) left there are removed
+    first; the pid in the name says whose a folder is."""
+    remove_stale_staging(target.parent)
+    return Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=STAGING_SUFFIX,
+                                 dir=target.parent))
+
+
+def is_staging_name(name: str) -> bool:
+    return name.startswith(".") and name.endswith(STAGING_SUFFIX) and _staging_pid(name) is not None
+
+
+def _staging_pid(name: str) -> int | None:
+    parts = name.removesuffix(STAGING_SUFFIX).split(".")
+    return int(parts[-2]) if len(parts) >= 4 and parts[-2].isdigit() else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # someone else's process (or not ours to judge): leave its folder
+    return True
+
+
+def remove_stale_staging(folder: Path) -> list[Path]:
+    """Delete the staging folders in `folder` whose process is gone; returns what was removed."""
+    import shutil
+
+    removed = []
+    try:
+        entries = list(folder.glob(f".*{STAGING_SUFFIX}"))
+    except OSError:
+        return removed
+    for entry in entries:
+        pid = _staging_pid(entry.name)
+        if pid is None or pid == os.getpid() or _alive(pid) or not entry.is_dir() \
+                or entry.is_symlink():
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry)
+    return removed

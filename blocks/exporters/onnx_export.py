@@ -10,10 +10,12 @@ import torch
 from blocks.exporters.common import (
     CHECK_BATCHES,
     EXPORT_BATCH,
+    MARKER_KEY,
     ExportError,
     ExportGraph,
     ExportResult,
     check_at_batches,
+    marker,
     output_names,
     quiet_export_warnings,
     require_modules,
@@ -42,9 +44,21 @@ def export_onnx(graph: ExportGraph, path: Path) -> ExportResult:
             for leftover in tmp.parent.iterdir():
                 leftover.unlink()
             exporter = _export_legacy(graph, x, tmp, names)
+        mark_onnx(tmp)
         worst = check_onnx(graph, tmp, names)
     return ExportResult("onnx", path, exporter, worst, TOLERANCE, CHECK_BATCHES, names,
                         graph.probabilities, notes)
+
+
+def mark_onnx(path: Path) -> None:
+    """Record in the file's metadata that `blocks export` wrote it (so a re-export may replace
+    it); the graph and the weights, external ones included, are left as written."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    entry = model.metadata_props.add()
+    entry.key, entry.value = MARKER_KEY, marker("onnx")
+    onnx.save(model, str(path))
 
 
 def input_name(names: tuple[str, ...]) -> str:

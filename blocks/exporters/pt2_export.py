@@ -10,10 +10,12 @@ import torch
 from blocks.exporters.common import (
     CHECK_BATCHES,
     EXPORT_BATCH,
+    MARKER,
     ExportError,
     ExportGraph,
     ExportResult,
     check_at_batches,
+    marker,
     output_names,
     quiet_export_warnings,
     sample_input,
@@ -35,7 +37,7 @@ def export_pt2(graph: ExportGraph, path: Path) -> ExportResult:
         raise ExportError(f"torch.export could not capture the model with a dynamic batch "
                           f"dimension: {type(err).__name__}: {err}") from err
     with staged(path) as tmp:
-        torch.export.save(program, str(tmp))
+        torch.export.save(program, str(tmp), extra_files={MARKER: marker("pt2")})
         worst = check_pt2(graph, tmp, names)
     return ExportResult("pt2", path, "torch.export", worst, TOLERANCE, CHECK_BATCHES, names,
                         graph.probabilities)
