@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+from blocks.core.errors import BlocksError, escape_name
 
 
 def _current_umask() -> int:
@@ -17,22 +21,50 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
+class WriteError(BlocksError, OSError):
+    """A file that could not be written (no space, no permission, read-only); whatever was at
+    its name before is still there, whole."""
+
+
+#: errno values that are about the place written to, not about blocks
+_PLACE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR,
+                 errno.EISDIR, errno.ENOENT, errno.EEXIST, errno.EFBIG, errno.ENAMETOOLONG}
+
+
+def place_problem(err: BaseException) -> str | None:
+    """The reason as words when `err` says the disk or folder refused a write (an `OSError`, or a
+    writer library's own error carrying `os error 28`), else None."""
+    if isinstance(err, OSError) and err.errno in _PLACE_ERRORS:
+        return err.strerror or os.strerror(err.errno)
+    match = re.search(r"os error (\d+)", str(err))
+    if match and int(match.group(1)) in _PLACE_ERRORS:
+        return os.strerror(int(match.group(1)))
+    return None
+
+
 def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
-    """Call `write(tmp)` on a temporary file beside `path`, fsync it, then rename over `path`."""
+    """Call `write(tmp)` on a temporary file beside `path`, fsync it, then rename over `path`.
+    A full disk or a folder that refuses the write is a `WriteError` naming `path`."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp: Path | None = None
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
         write(tmp)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    except BaseException as err:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        reason = place_problem(err) if isinstance(err, Exception) else None
+        if reason is None or isinstance(err, BlocksError):
+            raise
+        raise WriteError(f"{escape_name(target)}: cannot be written ({reason}); what was there "
+                         "before is unchanged") from None
     return target
 
 

@@ -8,6 +8,7 @@ import copy
 import errno
 import importlib.util
 import json
+import os
 import shutil
 import signal
 import threading
@@ -22,7 +23,7 @@ from torch import nn
 
 from blocks.builder.model import BlocksModel
 from blocks.core.errors import ExportError, escape_name
-from blocks.core.files import staging_folder
+from blocks.core.files import place_problem, staging_folder
 from blocks.core.version import __version__
 
 EXPORT_BATCH = 2  # the example batch a graph is exported with
@@ -205,13 +206,14 @@ def staged(target: Path) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def cannot_write(target: Path, err: OSError) -> str:
-    reason = err.strerror or type(err).__name__
+def cannot_write(target: Path, err: BaseException) -> str:
+    """The message for an export its place refused (permissions, no space, a file for a folder)."""
+    reason = place_problem(err) or getattr(err, "strerror", None) or type(err).__name__
     blocking = next((p for p in target.parents if p.exists() or p.is_symlink()), None)
     if blocking is not None and not blocking.is_dir():
         reason = f"{escape_name(blocking)} is a file, not a folder"
-    hint = "; free some space or choose another --out" if err.errno == errno.ENOSPC else \
-        "; choose another --out"
+    full = getattr(err, "errno", None) == errno.ENOSPC or reason == os.strerror(errno.ENOSPC)
+    hint = "; free some space or choose another --out" if full else "; choose another --out"
     return f"{escape_name(target)}: cannot write the export here ({reason}){hint}"
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from blocks.core.files import place_problem
 from blocks.exporters.common import (
     CHECK_BATCHES,
     EXPORT_BATCH,
@@ -14,6 +15,7 @@ from blocks.exporters.common import (
     ExportError,
     ExportGraph,
     ExportResult,
+    cannot_write,
     check_at_batches,
     marker,
     output_names,
@@ -39,6 +41,8 @@ def export_onnx(graph: ExportGraph, path: Path) -> ExportResult:
         try:
             exporter = _export_dynamo(graph, x, tmp, names, weight_bytes > EXTERNAL_DATA_BYTES)
         except Exception as err:  # noqa: BLE001 - fall back to the TorchScript-based exporter
+            if place_problem(err) is not None:  # the disk, not the exporter: no second try
+                raise ExportError(cannot_write(path, err)) from None
             notes.append(f"the dynamo exporter failed ({type(err).__name__}: {_first_line(err)}); "
                          "used the TorchScript-based exporter")
             for leftover in tmp.parent.iterdir():
@@ -83,6 +87,8 @@ def _export_legacy(graph: ExportGraph, x: torch.Tensor, path: Path, names: tuple
             torch.onnx.export(graph, (x,), str(path), dynamo=False, input_names=[input_name(names)],
                               output_names=list(names), dynamic_axes=axes)
     except Exception as err:  # noqa: BLE001 - any exporter failure is reported as such
+        if place_problem(err) is not None:
+            raise ExportError(cannot_write(path, err)) from None
         raise ExportError(f"ONNX export failed with both exporters: {type(err).__name__}: "
                           f"{_first_line(err)}") from err
     return "torch.onnx.export (TorchScript-based)"
