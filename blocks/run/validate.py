@@ -103,7 +103,7 @@ def recipe_problems(recipe: Recipe, base_dir: Path | None) -> list[Problem]:
 
 def weights_file_problems(recipe: Recipe, base_dir: Path | None) -> list[Problem]:
     """Weights files the recipe names (`model.weights.file`, a backbone's `weights` /
-    `checkpoint`, `train.init_from.path`) that are missing or cannot be weights, from their
+    `checkpoint`) that are missing or cannot be weights, from their
     first bytes: said now, not when `train` reaches them."""
     # lazy: keeps the external backbones' module (and pydantic models) off `validate`'s start
     from blocks.layers.external import weights_file_problem
@@ -124,8 +124,7 @@ def weights_file_problems(recipe: Recipe, base_dir: Path | None) -> list[Problem
                 walk(inner, f"{path}[{i}].blocks")
 
     walk(recipe.model.backbone, "model.backbone")
-    if recipe.train.init_from is not None:
-        wanted.append(("train.init_from.path", recipe.train.init_from.path, None))
+    # train.init_from is not checked: it often names a run that an earlier step is yet to train
     problems = []
     for where, name, base in wanted:
         path = Path(name)
