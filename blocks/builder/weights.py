@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from blocks.core.errors import BlocksError
+from blocks.core.errors import BlocksError, escape_name
 from blocks.core.lazy import nn, torch
+from blocks.layers.external import nonfinite_problem, weights_file_problem
 from blocks.spec.shapes import fmt_shape
 from blocks.spec.weights import Format, WeightsSpec  # noqa: F401 - WeightsSpec: its old home
 
@@ -80,10 +81,12 @@ def read_state_dict(source: Mapping[str, torch.Tensor] | nn.Module | str | os.Pa
     if path.is_dir():
         weights = path / RUN_WEIGHTS
         if not weights.exists():
-            raise WeightsError(f"{path} is a folder but not a blocks run (no {RUN_WEIGHTS})")
+            raise WeightsError(f"{escape_name(path)} is a folder but not a blocks run (no "
+                               f"{RUN_WEIGHTS})")
         return _read_safetensors(weights), "blocks"
-    if not path.exists():
-        raise WeightsError(f"weights file {path} does not exist")
+    problem = weights_file_problem(path)
+    if problem is not None:
+        raise WeightsError(f"weights file {escape_name(path)} {problem}")
     if path.suffix == ".safetensors":
         return _read_safetensors(path), None
     return _read_torch(path), None
@@ -95,38 +98,44 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
 
     try:
         return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as err:
-        raise WeightsError(f"{path} is not a readable safetensors file: {err}") from None
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise WeightsError(f"{escape_name(path)} is not a readable safetensors file: "
+                           f"{escape_name(err)}") from None
 
 
 def _read_torch(path: Path) -> dict[str, torch.Tensor]:
     import pickle
 
+    shown = escape_name(path)
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         match = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
         if match is None:
-            raise WeightsError(f"{path} is not a readable PyTorch weights file (damaged, or not "
+            raise WeightsError(f"{shown} is not a readable PyTorch weights file (damaged, or not "
                                "saved by torch.save)") from None
-        raise WeightsError(f"{path} holds more than tensors: it would call {match.group(1)} "
-                           "(refused without running it); only plain state dicts load") from None
-    except (OSError, RuntimeError, EOFError, ValueError) as err:
-        raise WeightsError(f"{path} is not a readable PyTorch weights file: {err}") from None
+        raise WeightsError(f"{shown} holds more than tensors: it would call "
+                           f"{escape_name(match.group(1))} (refused without running it); only "
+                           "plain state dicts load") from None
+    except Exception as err:  # noqa: BLE001 - a damaged archive fails in many ways (IndexError...)
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise WeightsError(f"{shown} is not a readable PyTorch weights file (damaged, or not "
+                           f"saved by torch.save): {type(err).__name__}: {escape_name(reason)}"
+                           ) from None
     if isinstance(loaded, Mapping):
         for key in ("state_dict", "model"):  # training checkpoints that wrap the state dict
             inner = loaded.get(key)
             if isinstance(inner, Mapping):
                 loaded = inner
                 break
-        return _only_tensors(dict(loaded), str(path))
-    raise WeightsError(f"{path} holds a {type(loaded).__name__}, not a state dict of tensors")
+        return _only_tensors(dict(loaded), shown)
+    raise WeightsError(f"{shown} holds a {type(loaded).__name__}, not a state dict of tensors")
 
 
 def _only_tensors(state: dict, where: str) -> dict[str, torch.Tensor]:
     wrong = [key for key, value in state.items() if not isinstance(value, torch.Tensor)]
     if wrong:
-        raise WeightsError(f"{where} is not a state dict: {wrong[0]!r} is a "
+        raise WeightsError(f"{where} is not a state dict: {escape_name(wrong[0])!r} is a "
                            f"{type(state[wrong[0]]).__name__}, not a tensor")
     return state
 
@@ -243,6 +252,9 @@ def import_weights(
     name = getattr(model, "name", type(model).__name__)
     if not pairs or (strict and (missing or unexpected)):
         raise WeightsError(_mismatch(name, missing, unexpected, tensors, target, fmt))
+    problem = nonfinite_problem({source_key: tensors[source_key] for source_key in pairs.values()})
+    if problem is not None:
+        raise WeightsError(f"the checkpoint's {problem}; nothing was loaded")
     for key, source_key in pairs.items():
         if target[key].dtype.is_floating_point != tensors[source_key].dtype.is_floating_point:
             raise WeightsError(f"model tensor {key!r} is {target[key].dtype} but checkpoint "

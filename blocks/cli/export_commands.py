@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from blocks.core.errors import SpecError
+from blocks.core.errors import SpecError, escape_name
 from blocks.core.files import atomic_write_text
 
 EPILOG = """examples:
@@ -42,6 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="file to write (default RUN_DIR/model.<suffix>, or ./<recipe>.<suffix>)")
     p.add_argument("--probabilities", action="store_true",
                    help="append each head's softmax / sigmoid (default: logits)")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing --out file that is not an earlier export to this "
+                        "format (an earlier export is replaced without it)")
     p.set_defaults(run=run_export)
 
     p = subparsers.add_parser(
@@ -60,6 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--head", choices=("softmax", "sigmoid"),
                    help="head type (default: softmax for 2+ logits, sigmoid for one)")
     p.add_argument("--out", "-o", metavar="RECIPE", help="write the recipe here (default: stdout)")
+    p.add_argument("--force", action="store_true", help="replace an existing --out file")
     p.add_argument("--save", metavar="RUN_DIR",
                    help="also save the model with the module's weights as a run folder")
     p.set_defaults(run=run_import)
@@ -69,7 +74,8 @@ def run_export(args: argparse.Namespace) -> int:
     # lazy: `blocks --help` and `blocks validate` start without torch
     from blocks.exporters import export_run
 
-    result = export_run(args.source, args.to, args.out, probabilities=args.probabilities)
+    result = export_run(args.source, args.to, args.out, probabilities=args.probabilities,
+                        force=args.force)
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     print(result.describe())
@@ -82,12 +88,18 @@ def run_import(args: argparse.Namespace) -> int:
 
     if any(size < 1 for size in args.input_shape):
         raise SpecError(f"--input-shape sizes must be positive, got {args.input_shape}")
+    if args.out and not args.force and (Path(args.out).exists() or Path(args.out).is_symlink()):
+        raise SpecError(f"{escape_name(args.out)} already exists; pass --force to replace it, or "
+                        "choose another --out")
     module = load_module_object(args.reference)
     imported = from_module(module, args.input_shape, head=args.head, dtype=args.dtype,
                            name=args.reference.rpartition(":")[2])
     if args.out:
-
-        atomic_write_text(args.out, imported.yaml)
+        try:
+            atomic_write_text(args.out, imported.yaml)
+        except OSError as err:
+            raise SpecError(f"{escape_name(args.out)}: cannot write the recipe here "
+                            f"({err.strerror or type(err).__name__})") from None
     else:
         sys.stdout.write(imported.yaml)
     if args.save:

@@ -14,6 +14,15 @@ def escape(text: str) -> str:
     return "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in text)
 
 
+def escape_name(name: object) -> str:
+    """A file, folder or class name for a one-line message: every control character, newlines
+    and tabs included, is escaped (`a\\nb`), so a name cannot split or forge a message line."""
+    text = str(name)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class BlocksError(Exception):
     """Base of every error `blocks` raises on purpose; the CLI prints these without a traceback."""
 

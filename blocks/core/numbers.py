@@ -54,6 +54,33 @@ Index = size_type(-MAX_SIZE)
 Seed = size_type(0, MAX_SEED)
 
 
+def _strict_real(value: Any) -> Any:
+    """Real numbers only: pydantic's lax `float` turns the text `'12'` into 12.0, so a quoted
+    value in a recipe would silently become a learning rate. Integers stay welcome (`lr: 1`)."""
+    if isinstance(value, bool):  # inside a list, where `SpecModel` does not mark booleans
+        raise PydanticCustomError("float_type", "Input should be a valid number, got {got}",
+                                  {"got": f"the boolean {value} (yes/no/true/false)"})
+    if isinstance(value, str | bytes):
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        raise PydanticCustomError("float_type", "Input should be a valid number, got {got}",
+                                  {"got": f"{type(value).__name__} {shown} (text: remove the quotes)"})
+    return value
+
+
+def real_type(**bounds: float) -> Any:
+    """A float type refusing text (`real_type(gt=0)` for a learning rate); bounds as `Field`'s."""
+    return Annotated[float, Field(**bounds), BeforeValidator(_strict_real)] if bounds else \
+        Annotated[float, BeforeValidator(_strict_real)]
+
+
+#: Any finite real number given as a number (never as text).
+Real = real_type()
+#: A real number > 0 given as a number (learning rates, eps, gamma, clip norms).
+PositiveReal = real_type(gt=0)
+#: A real number >= 0 given as a number (weight decay, eta_min, min_delta).
+NonNegativeReal = real_type(ge=0)
+
+
 
 class Boolean:
     """A YAML/Python boolean that arrived where the field takes no booleans (`lr: true`).

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from blocks.core.errors import BlocksError, Problem, SpecError
+from blocks.core.errors import BlocksError, Problem, SpecError, escape_name
 from blocks.data.arrays import RawData, Split, Splits, learned_spec
 from blocks.spec.preprocess import PreprocessSpec
 
@@ -50,12 +50,24 @@ def image_shape(model: Any, where: str = "model.input.shape") -> tuple[int, int,
     return shape[0], shape[1], shape[2]
 
 
+_TO_GREY = ("1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBX", "RGBa", "CMYK", "YCbCr")
+
+
 def decode_image(path: Path, shape: tuple[int, int, int], resize: str) -> torch.Tensor:
-    """One file as uint8 `[C, H, W]` at the model input's size (BadImageError naming it)."""
+    """One file as uint8 `[C, H, W]` at the model input's size (BadImageError naming it).
+
+    Every Pillow mode is read by its real range: 16-bit grey (`I;16`, e.g. a 16-bit PNG) is
+    scaled from 0..65535, not clipped at 255 (which turns it all white); 32-bit integer and
+    float pixels must say their range (0..65535, or 0..1 / 0..255) or the file is refused. A
+    decompression bomb (more pixels than Pillow's limit) is a bad file, like a corrupt one."""
     image_module = _pil()
     channels, height, width = shape
+    shown = escape_name(path)
     try:
         with image_module.open(path) as image:
+            image = _eight_bit(image, image_module, shown)
+            if channels == 1 and image.mode not in _TO_GREY:
+                image = image.convert("RGB")  # LAB, HSV, ... reach grey through RGB only
             image = image.convert("L" if channels == 1 else "RGB")
             if resize == "crop":  # short side to size, then the centre
                 scale = max(width / image.width, height / image.height)
@@ -66,10 +78,38 @@ def decode_image(path: Path, shape: tuple[int, int, int], resize: str) -> torch.
             else:
                 image = image.resize((width, height), image_module.Resampling.BILINEAR)
             array = np.array(image, dtype=np.uint8)  # a writable copy
-    except (OSError, ValueError, SyntaxError) as err:  # PIL's UnidentifiedImageError is an OSError
-        raise BadImageError(f"{path}: not a readable image ({err})") from None
+    except image_module.DecompressionBombError as err:
+        raise BadImageError(f"{shown}: refused, a possible decompression bomb ({err})") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as err:  # PIL's UnidentifiedImageError is an OSError
+        raise BadImageError(f"{shown}: not a readable image ({escape_name(err)})") from None
     array = array[None] if channels == 1 else array.transpose(2, 0, 1)
     return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def _eight_bit(image: Any, image_module: Any, shown: str) -> Any:
+    """`image` as an 8-bit mode Pillow converts correctly, scaled by its real range: Pillow's own
+    `convert("L")` clips 16-bit and 32-bit pixels at 255 instead of scaling them."""
+    mode = image.mode
+    if not (mode.startswith("I") or mode.startswith("F")):
+        return image
+    values = np.asarray(image, dtype=np.float64)
+    if mode.startswith("I;16"):
+        top = 65535.0
+    else:
+        low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+        if not (math.isfinite(low) and math.isfinite(high)):
+            raise BadImageError(f"{shown}: its {mode} pixels hold NaN or infinite values")
+        if mode.startswith("F") and low >= 0 and high <= 1:
+            top = 1.0
+        elif low >= 0 and high <= (255 if mode.startswith("F") else 65535):
+            top = 255.0 if mode.startswith("F") else 65535.0
+        else:
+            raise BadImageError(
+                f"{shown}: its {mode} pixels range over {low:g}..{high:g}, which says nothing "
+                f"of their scale ({'0..1 or 0..255' if mode.startswith('F') else '0..65535'} "
+                "is read); convert it to an 8- or 16-bit image")
+    scaled = np.clip(np.rint(values * (255.0 / top)), 0, 255).astype(np.uint8)
+    return image_module.fromarray(scaled)  # 2-D uint8: mode L
 
 
 @dataclass
@@ -83,25 +123,33 @@ class ImageFiles:
 
 def list_image_folder(root: Path, labels: list[str] | None, where: str = "data.images.path") -> ImageFiles:
     if not root.is_dir():
-        raise SpecError(Problem(where, f"folder {str(root)!r} does not exist", "file_not_found"))
+        raise SpecError(Problem(where, f"folder {escape_name(root)!r} does not exist", "file_not_found"))
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not folders:
-        raise SpecError(Problem(where, f"{root} has no sub-folders; put each class's images in "
-                                "a folder named after the class", "empty_data"))
+        raise SpecError(Problem(where, f"{escape_name(root)} has no sub-folders; put each class's "
+                                "images in a folder named after the class", "empty_data"))
     names = [f.name for f in folders]
     if labels is not None:
         unknown = [n for n in names if n not in labels]
         if unknown:
-            raise SpecError(Problem(where, f"folder {unknown[0]!r} is not one of the head's labels "
-                                    f"({', '.join(labels[:8])})", "unknown_label"))
+            raise SpecError(Problem(where, f"folder {escape_name(unknown[0])!r} is not one of the "
+                                    f"head's labels ({', '.join(escape_name(n) for n in labels[:8])})",
+                                    "unknown_label"))
+        absent = [label for label in labels if label not in names]
+        if absent:
+            raise SpecError(Problem(where, f"{escape_name(root)} has no folder for the head's label "
+                                    f"{escape_name(absent[0])!r}: that class would train with no "
+                                    "samples", "empty_class"))
     classes = labels if labels is not None else names
     files, targets = [], []
     for folder in folders:
         found = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+        if not found:
+            raise SpecError(Problem(where, f"class folder {escape_name(folder)!r} holds no files: "
+                                    "its class would train with no samples; add images or remove "
+                                    "the folder", "empty_class"))
         files += found
         targets += [classes.index(folder.name)] * len(found)
-    if not files:
-        raise SpecError(Problem(where, f"the class folders of {root} hold no files", "empty_data"))
     return ImageFiles(files, targets, list(classes))
 
 
@@ -175,8 +223,9 @@ def load_image_folder(source: Any, model: Any, base_dir: Path | None):
     head = next(iter(heads.values()))
     listing = list_image_folder(root, head.labels)
     if len(listing.classes) != head.classes:
-        raise SpecError(Problem("model.head.classes", f"{root.name} has {len(listing.classes)} "
-                                f"class folders ({', '.join(listing.classes[:8])}) but the head "
+        raise SpecError(Problem("model.head.classes", f"{escape_name(root.name)} has "
+                                f"{len(listing.classes)} class folders "
+                                f"({', '.join(escape_name(c) for c in listing.classes[:8])}) but the head "
                                 f"has {head.classes} classes", "class_count"))
     cache = _decode_all(listing, shape, source) if _fits(listing, shape, source) else None
     if cache is None:
@@ -200,7 +249,7 @@ def _bad(listing: ImageFiles, bad: list[tuple[int, str]], source: Any) -> None:
         raise SpecError(Problem("data.images.path", f"{bad[0][1]} ({len(bad)} bad file"
                                 f"{'s' if len(bad) > 1 else ''}; set `skip_bad_files: true` to "
                                 "skip them)", "bad_image"))
-    shown = ", ".join(str(listing.files[i]) for i, _ in bad[:3])
+    shown = ", ".join(escape_name(listing.files[i]) for i, _ in bad[:3])
     warnings.warn(f"skipped {len(bad)} unreadable image file(s): {shown}"
                   f"{' ...' if len(bad) > 3 else ''}", stacklevel=4)
     drop = {i for i, _ in bad}
@@ -208,6 +257,11 @@ def _bad(listing: ImageFiles, bad: list[tuple[int, str]], source: Any) -> None:
     listing.targets = [t for i, t in enumerate(listing.targets) if i not in drop]
     if not listing.files:
         raise SpecError(Problem("data.images.path", "no readable images left", "empty_data"))
+    emptied = sorted(set(range(len(listing.classes))) - set(listing.targets))
+    if emptied:
+        raise SpecError(Problem("data.images.path", f"class {escape_name(listing.classes[emptied[0]])!r} "
+                                "has no readable images left once the bad files are skipped: it "
+                                "would train with no samples", "empty_class"))
 
 
 def _decode_all(listing: ImageFiles, shape: tuple[int, int, int], source: Any) -> list[torch.Tensor]:
@@ -229,8 +283,10 @@ def _verify_all(listing: ImageFiles, source: Any) -> None:
         try:
             with image_module.open(path) as image:
                 image.verify()
-        except (OSError, ValueError, SyntaxError) as err:
-            bad.append((i, f"{path}: not a readable image ({err})"))
+        except image_module.DecompressionBombError as err:
+            bad.append((i, f"{escape_name(path)}: refused, a possible decompression bomb ({err})"))
+        except (OSError, ValueError, SyntaxError, EOFError) as err:
+            bad.append((i, f"{escape_name(path)}: not a readable image ({escape_name(err)})"))
     _bad(listing, bad, source)
 
 

@@ -15,7 +15,14 @@ from pathlib import Path
 
 from torch import nn
 
-from blocks.exporters.common import ExportError, ExportGraph, ExportResult, prepared
+from blocks.exporters.common import (
+    ExportError,
+    ExportGraph,
+    ExportResult,
+    cannot_write,
+    check_replace,
+    prepared,
+)
 
 FORMATS: dict[str, str] = {  # format -> default file suffix
     "onnx": ".onnx",
@@ -48,12 +55,15 @@ def _exporter(fmt: str) -> tuple[Callable[[ExportGraph, Path], ExportResult], tu
     return module.export_python, (FORMATS["python"],)  # SUFFIXES left python_source in b3e0934
 
 
-def export(model: nn.Module, to: str, path: str | Path, *, probabilities: bool = False
-           ) -> ExportResult:
+def export(model: nn.Module, to: str, path: str | Path, *, probabilities: bool = False,
+           force: bool = False) -> ExportResult:
     """Write `model` (a built blocks model) as `to` (onnx, pt2, torchscript, python) at `path`,
     reload it and compare it with the model; raises `ExportError` when anything differs.
 
-    `probabilities=True` appends each head's softmax / sigmoid to the exported graph.
+    `probabilities=True` appends each head's softmax / sigmoid to the exported graph. An
+    existing file at `path` is replaced only when it is an earlier export to the same format
+    (each export carries a marker), or with `force=True`; a place that cannot be written (no
+    permission, no space) is an `ExportError` naming it, with nothing left behind.
     """
     if to not in FORMATS:
         raise ExportError(f"unknown export format {to!r}; choose one of {', '.join(FORMATS)}")
@@ -62,11 +72,13 @@ def export(model: nn.Module, to: str, path: str | Path, *, probabilities: bool =
     if target.suffix not in suffixes:
         raise ExportError(f"{target}: an export to {to} is written to a {' or '.join(suffixes)} "
                           f"file, not {target.suffix or 'a file without a suffix'}")
-    if target.is_dir():
-        raise ExportError(f"{target} is a folder; give the file to write")
-    if getattr(getattr(model, "spec", None), "inputs", None) is not None:
-        return _export_multi(model, to, target, probabilities)
-    return run(ExportGraph(prepared(model), probabilities), target)
+    check_replace(target, to, force)
+    try:
+        if getattr(getattr(model, "spec", None), "inputs", None) is not None:
+            return _export_multi(model, to, target, probabilities)
+        return run(ExportGraph(prepared(model), probabilities), target)
+    except OSError as err:  # no permission, no space, a file where a folder should be
+        raise ExportError(cannot_write(target, err)) from None
 
 
 def _export_multi(model: nn.Module, to: str, target: Path, probabilities: bool) -> ExportResult:
@@ -88,7 +100,7 @@ def _export_multi(model: nn.Module, to: str, target: Path, probabilities: bool) 
 
 
 def export_run(source: str | Path, to: str, out: str | Path | None = None, *,
-               probabilities: bool = False) -> ExportResult:
+               probabilities: bool = False, force: bool = False) -> ExportResult:
     """Export a run folder's trained model, or a recipe's freshly built one (`blocks export`).
 
     The file goes to `out`, by default `RUN_DIR/model.<suffix>` for a run and
@@ -120,7 +132,8 @@ def export_run(source: str | Path, to: str, out: str | Path | None = None, *,
         default = Path(f"{stem}{FORMATS[to]}")
         notes.append(f"exported from a recipe: the weights are untrained (initialised with seed "
                      f"{recipe.train.seed}); export a run folder for trained weights")
-    result = export(model, to, out if out is not None else default, probabilities=probabilities)
+    result = export(model, to, out if out is not None else default, probabilities=probabilities,
+                    force=force)
     if source_path.is_dir() and model.spec.inputs is not None:  # the tokenizers travel along
         # lazy: a format loads its libraries only when used
         from blocks.exporters.multi_export import copy_tokenizers

@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import errno
 import importlib.util
+import json
+import os
 import shutil
-import tempfile
+import signal
+import threading
 import warnings
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +22,9 @@ import torch
 from torch import nn
 
 from blocks.builder.model import BlocksModel
-from blocks.core.errors import ExportError
+from blocks.core.errors import ExportError, escape_name
+from blocks.core.files import place_problem, staging_folder
+from blocks.core.version import __version__
 
 EXPORT_BATCH = 2  # the example batch a graph is exported with
 CHECK_BATCHES = (3, 1)  # batch sizes the reloaded export is compared at (other than EXPORT_BATCH)
@@ -183,15 +190,116 @@ def short_error(err: BaseException) -> str:
 def staged(target: Path) -> Iterator[Path]:
     """A path with `target`'s name inside a fresh folder beside it. On success every file the
     exporter wrote there moves beside `target` (a model plus, e.g., its `.data` file); on any
-    error nothing is left behind and an older file at `target` stays as it was."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    error, Ctrl-C or SIGTERM nothing is left behind and an older file at `target` stays as it
+    was. A folder left by kill -9 is removed by the next export (or `train --force`) there."""
     try:
-        yield folder / target.name
-        for written in sorted(folder.iterdir()):
-            written.replace(target.parent / written.name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        folder = staging_folder(target)
+    except OSError as err:
+        raise ExportError(cannot_write(target, err)) from None
+    try:
+        with _terminate_as_exit():
+            yield folder / target.name
+            for written in sorted(folder.iterdir()):
+                written.replace(target.parent / written.name)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def cannot_write(target: Path, err: BaseException) -> str:
+    """The message for an export its place refused (permissions, no space, a file for a folder)."""
+    reason = place_problem(err) or getattr(err, "strerror", None) or type(err).__name__
+    blocking = next((p for p in target.parents if p.exists() or p.is_symlink()), None)
+    if blocking is not None and not blocking.is_dir():
+        reason = f"{escape_name(blocking)} is a file, not a folder"
+    full = getattr(err, "errno", None) == errno.ENOSPC or reason == os.strerror(errno.ENOSPC)
+    hint = "; free some space or choose another --out" if full else "; choose another --out"
+    return f"{escape_name(target)}: cannot write the export here ({reason}){hint}"
+
+
+@contextlib.contextmanager
+def _terminate_as_exit() -> Iterator[None]:
+    """SIGTERM (a `kill`, a job scheduler's stop) while an export is staged: exit through the
+    `finally` that removes the staging folder, instead of dying with it on disk."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    try:
+        before = signal.signal(signal.SIGTERM, stop)
+    except (ValueError, OSError):  # not settable here (an embedded interpreter)
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+# --- what `blocks export` wrote: a marker inside each file, so a re-export may replace it --------
+MARKER = "blocks.json"  # pt2 / TorchScript extra file; the ONNX metadata key is MARKER_KEY
+MARKER_KEY = "blocks.export"
+PYTHON_MARK = "Plain PyTorch written by `blocks export`"
+
+
+def marker(fmt: str) -> str:
+    """The marker's text: which tool wrote the file, and as what."""
+    return json.dumps({"written_by": "blocks export", "format": fmt, "blocks": __version__})
+
+
+def _marked(text: str | bytes | None, fmt: str) -> bool:
+    try:
+        data = json.loads(text) if text else None
+    except (ValueError, TypeError):
+        return False
+    return isinstance(data, dict) and data.get("written_by") == "blocks export" \
+        and data.get("format") == fmt
+
+
+def written_by_export(path: Path, fmt: str) -> bool:
+    """Whether `path` is a file `blocks export --to fmt` wrote (its marker says so)."""
+    try:
+        if not path.is_file() or path.is_symlink():
+            return False
+        if fmt == "python":
+            with open(path, "rb") as handle:
+                return PYTHON_MARK.encode() in handle.read(4096)
+        if fmt in ("pt2", "torchscript"):
+            if not zipfile.is_zipfile(path):
+                return False
+            with zipfile.ZipFile(path) as archive:
+                names = [n for n in archive.namelist() if n.endswith(f"/extra/{MARKER}")]
+                return len(names) == 1 and _marked(archive.read(names[0]), fmt)
+        if fmt == "onnx":
+            import onnx  # optional: only an ONNX export reaches here, with onnx installed
+
+            model = onnx.load(str(path), load_external_data=False)
+            props = {p.key: p.value for p in model.metadata_props}
+            return _marked(props.get(MARKER_KEY), fmt)
+    except Exception:  # noqa: BLE001 - a file that cannot be read as the format is not ours
+        return False
+    return False
+
+
+def check_replace(target: Path, fmt: str, force: bool) -> None:
+    """`--out` may replace a previous export of the same format; anything else only with
+    `force` (as `train --force`), and never a folder, a device or other non-regular file."""
+    if target.is_symlink() and not force:
+        raise ExportError(f"{escape_name(target)} is a symbolic link; pass --force to replace the "
+                          "link (not what it points to), or choose another --out")
+    if not target.exists() and not target.is_symlink():
+        return
+    if target.is_dir():
+        raise ExportError(f"{escape_name(target)} is a folder; give the file to write")
+    if not target.is_symlink() and not target.is_file():
+        raise ExportError(f"{escape_name(target)} is not a regular file; choose another --out")
+    if force or written_by_export(target, fmt):
+        return
+    raise ExportError(f"{escape_name(target)} already exists and is not a previous `blocks "
+                      f"export --to {fmt}`; pass --force to replace it, or choose another --out")
 
 
 @contextlib.contextmanager

@@ -14,7 +14,10 @@ Whatever the recipe language cannot say (an arbitrary op, a second input, a conc
 
 from __future__ import annotations
 
+import contextlib
+import io
 import operator
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +27,7 @@ from torch import fx, nn
 from torch.fx.node import _get_qualified_name
 
 from blocks.builder.model import build
-from blocks.core.errors import BlocksError, SpecError
+from blocks.core.errors import BlocksError, SpecError, escape_name
 from blocks.exporters.common import sample_input
 from blocks.exporters.layer_blocks import (
     ACTIVATIONS,
@@ -328,23 +331,34 @@ def from_module(module: nn.Module, input_shape: list[int] | tuple[int, ...], *,
 
 def _record_shapes(module: nn.Module, graph: fx.Graph, input_shape, dtype: str) -> None:
     """Per-node shapes from one forward on a batch of two (ShapeProp), used by `mean`."""
+    # lazy: torch.fx's shape pass is needed only here
     from torch.fx.passes.shape_prop import ShapeProp
-
 
     gm = fx.GraphModule(module, graph)
     x = torch.zeros((2, *input_shape), dtype=getattr(torch, dtype))
     was_training = module.training
     try:
-        ShapeProp(gm.eval()).propagate(x)
+        with contextlib.redirect_stderr(io.StringIO()):  # ShapeProp prints a whole traceback
+            ShapeProp(gm.eval()).propagate(x)
     except Exception as err:  # noqa: BLE001 - a wrong input shape, usually
-        raise ModuleImportError(f"{type(module).__name__} fails on an input of per-sample shape "
-                                f"{list(input_shape)}: {type(err).__name__}: {err}") from None
+        raise ModuleImportError(_shape_failure(module, err, input_shape)) from None
     finally:
         module.train(was_training)
     for node in graph.nodes:
         meta = node.meta.get("tensor_meta")
         if meta is not None and hasattr(meta, "shape"):
             node.meta["blocks_shape"] = tuple(meta.shape)
+
+
+def _shape_failure(module: nn.Module, err: Exception, input_shape) -> str:
+    """One line: the operation that failed (ShapeProp's node) and the library's own reason."""
+    cause = err.__cause__ if err.__cause__ is not None else err
+    node = re.search(r"node=%(\w+)", str(err))
+    where = f" at `{node.group(1)}`" if node else ""
+    reason = (str(cause).strip().splitlines() or [""])[0][:300]
+    return (f"{escape_name(type(module).__name__)} fails on an input of per-sample shape "
+            f"{list(input_shape)}{where}: {type(cause).__name__}: {escape_name(reason)}; "
+            "check --input-shape (per sample, without the batch axis)")
 
 
 def _copy_weights(module: nn.Module, model: nn.Module, key_map: dict[str, str]) -> None:

@@ -7,13 +7,17 @@ from pathlib import Path
 
 import torch
 
+from blocks.core.files import place_problem
 from blocks.exporters.common import (
     CHECK_BATCHES,
     EXPORT_BATCH,
+    MARKER_KEY,
     ExportError,
     ExportGraph,
     ExportResult,
+    cannot_write,
     check_at_batches,
+    marker,
     output_names,
     quiet_export_warnings,
     require_modules,
@@ -37,14 +41,28 @@ def export_onnx(graph: ExportGraph, path: Path) -> ExportResult:
         try:
             exporter = _export_dynamo(graph, x, tmp, names, weight_bytes > EXTERNAL_DATA_BYTES)
         except Exception as err:  # noqa: BLE001 - fall back to the TorchScript-based exporter
+            if place_problem(err) is not None:  # the disk, not the exporter: no second try
+                raise ExportError(cannot_write(path, err)) from None
             notes.append(f"the dynamo exporter failed ({type(err).__name__}: {_first_line(err)}); "
                          "used the TorchScript-based exporter")
             for leftover in tmp.parent.iterdir():
                 leftover.unlink()
             exporter = _export_legacy(graph, x, tmp, names)
+        mark_onnx(tmp)
         worst = check_onnx(graph, tmp, names)
     return ExportResult("onnx", path, exporter, worst, TOLERANCE, CHECK_BATCHES, names,
                         graph.probabilities, notes)
+
+
+def mark_onnx(path: Path) -> None:
+    """Record in the file's metadata that `blocks export` wrote it (so a re-export may replace
+    it); the graph and the weights, external ones included, are left as written."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    entry = model.metadata_props.add()
+    entry.key, entry.value = MARKER_KEY, marker("onnx")
+    onnx.save(model, str(path))
 
 
 def input_name(names: tuple[str, ...]) -> str:
@@ -69,6 +87,8 @@ def _export_legacy(graph: ExportGraph, x: torch.Tensor, path: Path, names: tuple
             torch.onnx.export(graph, (x,), str(path), dynamo=False, input_names=[input_name(names)],
                               output_names=list(names), dynamic_axes=axes)
     except Exception as err:  # noqa: BLE001 - any exporter failure is reported as such
+        if place_problem(err) is not None:
+            raise ExportError(cannot_write(path, err)) from None
         raise ExportError(f"ONNX export failed with both exporters: {type(err).__name__}: "
                           f"{_first_line(err)}") from err
     return "torch.onnx.export (TorchScript-based)"

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import torch
@@ -10,10 +11,12 @@ import torch
 from blocks.exporters.common import (
     CHECK_BATCHES,
     EXPORT_BATCH,
+    MARKER,
     ExportError,
     ExportGraph,
     ExportResult,
     check_at_batches,
+    marker,
     output_names,
     quiet_export_warnings,
     sample_input,
@@ -35,7 +38,10 @@ def export_pt2(graph: ExportGraph, path: Path) -> ExportResult:
         raise ExportError(f"torch.export could not capture the model with a dynamic batch "
                           f"dimension: {type(err).__name__}: {err}") from err
     with staged(path) as tmp:
-        torch.export.save(program, str(tmp))
+        buffer = io.BytesIO()  # torch's zip writer aborts the process on a full disk: write it here
+        torch.export.save(program, buffer, extra_files={MARKER: marker("pt2")})
+        tmp.write_bytes(buffer.getbuffer())
+        del buffer
         worst = check_pt2(graph, tmp, names)
     return ExportResult("pt2", path, "torch.export", worst, TOLERANCE, CHECK_BATCHES, names,
                         graph.probabilities)

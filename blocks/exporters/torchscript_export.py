@@ -4,6 +4,7 @@ also catches a batch size baked into the trace."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import torch
@@ -11,10 +12,12 @@ import torch
 from blocks.exporters.common import (
     CHECK_BATCHES,
     EXPORT_BATCH,
+    MARKER,
     ExportError,
     ExportGraph,
     ExportResult,
     check_at_batches,
+    marker,
     output_names,
     quiet_export_warnings,
     sample_input,
@@ -36,7 +39,10 @@ def export_torchscript(graph: ExportGraph, path: Path) -> ExportResult:
     except Exception as err:  # noqa: BLE001 - report the tracer's reason
         raise ExportError(f"torch.jit.trace failed: {type(err).__name__}: {err}") from err
     with staged(path) as tmp, quiet_export_warnings():
-        torch.jit.save(traced, str(tmp))
+        buffer = io.BytesIO()  # torch's zip writer aborts the process on a full disk: write it here
+        torch.jit.save(traced, buffer, _extra_files={MARKER: marker("torchscript")})
+        tmp.write_bytes(buffer.getbuffer())
+        del buffer
         worst = check_torchscript(graph, tmp, names)
     notes = ["TorchScript is deprecated in recent torch releases; prefer --to pt2 (torch.export) "
              "or onnx for new deployments"]

@@ -205,6 +205,10 @@ _NOT_LAYERS = {"Module", "Container", "Sequential", "ModuleList", "ModuleDict", 
                "ParameterDict", "DataParallel"}
 
 
+#: constructor keywords that place a layer: blocks decides these for the whole model
+PLACEMENT_KWARGS = frozenset({"device", "dtype", "factory_kwargs"})
+
+
 @functools.cache
 def _torch_layers() -> dict[str, type[nn.Module]]:
     """`torch.nn` layer classes by name: no containers, no losses, no lazy layers."""
@@ -239,6 +243,11 @@ class TorchLayer(Block):
 
     @model_validator(mode="after")
     def _kwargs_fit(self) -> TorchLayer:
+        placed = sorted(set(self.kwargs) & PLACEMENT_KWARGS)
+        if placed:
+            raise ValueError(f"kwargs: {', '.join(placed)} cannot be set per layer: blocks builds "
+                             "every layer on one device and dtype (`train.device`, and the "
+                             "model's dtype), so a model never mixes devices")
         init = _torch_layers()[self.layer].__init__
         try:
             inspect.signature(init).bind(None, **self.kwargs)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.metadata
+import re
 from abc import abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,12 +21,13 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from blocks.core.errors import BlocksError, ShapeError
+from blocks.core.errors import BlocksError, ShapeError, escape_name
 from blocks.core.lazy import nn, torch
 from blocks.spec.registry import Block, register_block, unknown_name_message
 from blocks.spec.shapes import Shape, fmt_shape
 
-__all__ = ["MissingExtraError", "WeightsFileError", "read_state_dict", "skip_weight_files"]
+__all__ = ["MissingExtraError", "WeightsFileError", "read_state_dict", "skip_weight_files",
+           "weights_file_problem"]
 
 _EXTRAS = {"torchvision": "vision", "timm": "timm"}
 _SHAPES: dict[tuple[Any, ...], Shape] = {}  # (type, model, kwargs, input shape) -> output shape
@@ -39,18 +42,56 @@ class WeightsFileError(BlocksError, ValueError):
     """A weights file that is missing, unreadable, or does not fit the model it is loaded into."""
 
 
+_BROKEN: dict[str, str] = {}  # library -> why it failed to import (said once, not retried)
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+def _version(name: str) -> str | None:
+    """The installed version from the package metadata: known without importing the package."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def import_library(name: str) -> Any:
-    """`torchvision` or `timm`, imported on first use; a missing one names the extra to install."""
+    """`torchvision` or `timm`, imported on first use. A missing one names the extra to install;
+    one that is installed but fails to import (built for another torch, a broken install) names
+    its error and the fix, instead of surfacing as a crash."""
+    if name in _BROKEN:
+        raise MissingExtraError(_BROKEN[name])
     try:
         return importlib.import_module(name)
-    except ImportError as err:
+    except ModuleNotFoundError as err:
+        if err.name is not None and err.name.split(".")[0] != name:
+            _BROKEN[name] = _broken_message(name, err)
+            raise MissingExtraError(_BROKEN[name]) from None
         raise MissingExtraError(
             f"the {name} backbone needs the {name} package, which cannot be imported ({err}); "
             f"install it with: pip install 'blocks[{_EXTRAS[name]}]'") from None
+    except Exception as err:  # noqa: BLE001 - a library failing in its own import is any error
+        _BROKEN[name] = _broken_message(name, err)
+        raise MissingExtraError(_BROKEN[name]) from None
 
 
-def _import_for_validation(name: str) -> Any:
-    """`import_library` inside a validator: a ValueError, so the recipe error is located."""
+def _broken_message(name: str, err: BaseException) -> str:
+    reason = escape_name((str(err).strip().splitlines() or [""])[0][:300])
+    installed = _version(name)
+    versions = (f"{name} {installed} is installed for torch {_version('torch')}"
+                if installed else f"{name} is installed")
+    return (f"the {name} backbone needs {name}, which is installed but fails to import: "
+            f"{type(err).__name__}: {reason} ({versions}; a {name} built for another torch "
+            f"version fails this way); fix: pip install --force-reinstall '{name}' matching "
+            f"your torch (or pip install 'blocks[{_EXTRAS[name]}]'), then check with: python -c "
+            f"'import {name}'")
+
+
+def _import_for_validation(name: str, model: str) -> Any:
+    """`import_library` inside a validator: a ValueError, so the recipe error is located. What
+    can be checked of the model name without the library is checked first."""
+    if not _MODEL_NAME.match(model):
+        raise ValueError(f"{escape_name(model)!r} is not a {name} model name (letters, digits, "
+                         "`_`, `-` and `.`, e.g. resnet18)")
     try:
         return import_library(name)
     except MissingExtraError as err:
@@ -81,14 +122,62 @@ def _construct(factory: Any, model: str, kwargs: dict[str, Any]) -> nn.Module:
         raise ShapeError(f"{model!r} does not take these kwargs: {err}") from None
 
 
+def weights_file_problem(path: str | Path) -> str | None:
+    """Why `path` cannot be a weights file, from its kind and first bytes (None: it may be one).
+
+    Torch-free and cheap, so `blocks validate` can say it before anything is loaded. `torch.save`
+    writes a zip archive (or, before torch 1.6, a pickle starting with byte 0x80); a
+    `.safetensors` file starts with the 8-byte length of a JSON header that fits in the file."""
+    file = Path(path)
+    try:
+        if file.is_dir():
+            return "is a folder, not a weights file"
+        if not file.exists():
+            return "does not exist"
+        if not file.is_file():
+            return "is not a regular file"
+        size = file.stat().st_size
+        with open(file, "rb") as handle:
+            head = handle.read(8)
+    except OSError as err:
+        return f"cannot be read ({err.strerror or type(err).__name__})"
+    if size == 0:
+        return "is empty"
+    if file.suffix == ".safetensors":
+        header = int.from_bytes(head, "little") if len(head) == 8 else size
+        if not 2 <= header <= size - 8:
+            return f"is not a safetensors file (it starts with {head!r})"
+        return None
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+        return None
+    kind = "text" if head.isascii() and head.decode("ascii").isprintable() else "binary"
+    return (f"is not a PyTorch weights file: torch.save writes a zip archive, this file "
+            f"starts with {head!r} ({kind})")
+
+
+def nonfinite_problem(state: dict[str, torch.Tensor]) -> str | None:
+    """The first floating tensor holding NaN or inf, described (None: all finite). Such weights
+    would train or predict NaN without a word."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() or tensor.is_complex():
+            bad = int((~torch.isfinite(tensor)).sum())
+            if bad:
+                return (f"tensor {escape_name(name)!r} holds {bad:,} NaN or infinite value"
+                        f"{'s' if bad > 1 else ''} (of {tensor.numel():,})")
+    return None
+
+
 def read_state_dict(path: str | Path, what: str) -> dict[str, torch.Tensor]:
     """Tensors of a local weights file: `.safetensors`, or a `.pth`/`.pt`/`.bin` read with
     `torch.load(weights_only=True)` (plain tensors only: nothing is unpickled). A checkpoint
     dict holding the weights under `state_dict` or `model` is unwrapped."""
     file = Path(path)
-    if not file.is_file():
-        raise WeightsFileError(f"{what}: weights file {str(path)!r} does not exist (relative "
-                               f"paths are read from the working folder {Path.cwd()})")
+    shown = escape_name(path)
+    problem = weights_file_problem(file)
+    if problem is not None:
+        where = (f" (relative paths are read from the working folder {Path.cwd()})"
+                 if problem == "does not exist" and not file.is_absolute() else "")
+        raise WeightsFileError(f"{what}: weights file {shown!r} {problem}{where}")
     try:
         if file.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -97,13 +186,17 @@ def read_state_dict(path: str | Path, what: str) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any reader failure means the same to the user
-        raise WeightsFileError(f"{what}: cannot read weights file {str(path)!r} ({type(err).__name__}: "
-                               f"{str(err).strip().splitlines()[0][:200]})") from None
+        reason = (str(err).strip().splitlines() or [""])[0][:200]
+        raise WeightsFileError(f"{what}: cannot read weights file {shown!r} ({type(err).__name__}"
+                               f"{': ' + escape_name(reason) if reason else ''})") from None
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise WeightsFileError(f"{what}: {str(path)!r} does not hold a state dict (name -> tensor)")
+        raise WeightsFileError(f"{what}: {shown!r} does not hold a state dict (name -> tensor)")
+    problem = nonfinite_problem(state)
+    if problem is not None:
+        raise WeightsFileError(f"{what}: {shown!r}: {problem}; refusing to load it")
     return state
 
 
@@ -138,6 +231,10 @@ class _External(Block):
     @classmethod
     def _not_ours(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
         taken = sorted(set(kwargs) & {"num_classes", "pretrained", "weights", "pretrained_cfg"})
+        placed = sorted(set(kwargs) & {"device", "dtype"})
+        if placed:
+            raise ValueError(f"{', '.join(placed)} cannot go in kwargs: blocks builds the whole "
+                             "model on one device and dtype (`train.device`)")
         if taken:
             raise ValueError(f"{', '.join(taken)} cannot go in kwargs: the block removes the "
                              "classifier itself and reads weights only from `checkpoint`/`weights`")
@@ -189,7 +286,7 @@ class TorchvisionBackbone(_External):
     @field_validator("model")
     @classmethod
     def _known(cls, name: str) -> str:
-        tv = _import_for_validation("torchvision")
+        tv = _import_for_validation("torchvision", name)
         names = tv.models.list_models(module=tv.models)
         if name not in names:
             raise ValueError(unknown_name_message("torchvision classification model", name, names))
@@ -230,7 +327,7 @@ class TimmBackbone(_External):
     @field_validator("model")
     @classmethod
     def _known(cls, name: str) -> str:
-        timm = _import_for_validation("timm")
+        timm = _import_for_validation("timm", name)
         if not timm.is_model(name):
             raise ValueError(unknown_name_message("timm model", name, timm.list_models()))
         return name

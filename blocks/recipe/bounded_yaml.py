@@ -81,6 +81,11 @@ _Loader.yaml_implicit_resolvers = {
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _Loader.add_implicit_resolver(BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+# YAML 1.2 floats: `1e-3` and `1.0e400` are numbers (YAML 1.1 wants a dot and a signed exponent,
+# so PyYAML reads them as text, which strict number fields then refuse)
+_Loader.add_implicit_resolver(
+    FLOAT, re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
 
 
 class _TooBig(yaml.MarkedYAMLError):

@@ -36,7 +36,12 @@ from safetensors.torch import save_file
 from blocks.builder.model import BlocksModel, build
 from blocks.core.digest import digest, verify_digest
 from blocks.core.errors import BlocksError, Problem, SpecError
-from blocks.core.files import atomic_write, atomic_write_text
+from blocks.core.files import (
+    STAGING_SUFFIX,
+    atomic_write,
+    atomic_write_text,
+    remove_stale_staging,
+)
 from blocks.layers.external import skip_weight_files
 from blocks.recipe.loading import dump_recipe
 from blocks.run.multi_inputs import TOKENIZER_PATTERN, attach_tokenizers, save_tokenizers
@@ -56,7 +61,8 @@ CHECKPOINT = "checkpoint.safetensors"
 # every file a run consists of: `--force` deletes these and nothing else
 RUN_FILES = (RECIPE, WEIGHTS, RUN_INFO, CHECKPOINT, LEGACY_PREPROCESS, "history.json",
              "metrics.csv", "metrics.jsonl", "curves.png", LOCK)
-RUN_FILE_PATTERNS = ("confusion*.png", ".*.tmp", TOKENIZER_PATTERN)
+# the last two: a multi-input run's tokenizers, a killed export's staging folder
+RUN_FILE_PATTERNS = ("confusion*.png", ".*.tmp", TOKENIZER_PATTERN, f".*{STAGING_SUFFIX}")
 
 
 class RunFolderError(BlocksError):
@@ -260,6 +266,7 @@ def check_replaceable(out: Path, recipe_path: Path | None = None) -> None:
 
 
 def clear_run_files(out: Path, *, keep: tuple[str, ...] = ()) -> None:
+    remove_stale_staging(out)  # what an export killed mid-write left (never a live one's)
     for entry in out.iterdir():
         if is_run_file(entry.name) and entry.name not in keep and entry.is_file():
             entry.unlink(missing_ok=True)

@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from blocks.core.errors import Problem, SpecError
+from blocks.core.errors import Problem, SpecError, escape_name
 from blocks.recipe import loading
 from blocks.spec.recipe import Recipe
 from blocks.spec.train import prefix_problems
@@ -94,10 +94,49 @@ def model_parameter_names(model_spec: Any) -> list[str] | None:
 
 def recipe_problems(recipe: Recipe, base_dir: Path | None) -> list[Problem]:
     """Every problem found, in recipe order (model, data, train)."""
-    problems = _embedding_problems(recipe)
+    problems = _embedding_problems(recipe) + weights_file_problems(recipe, base_dir)
     if recipe.data is not None:
         problems += _data_problems(recipe, base_dir)
     problems += _early_stopping_problems(recipe)
+    return problems
+
+
+def weights_file_problems(recipe: Recipe, base_dir: Path | None) -> list[Problem]:
+    """Weights files the recipe names (`model.weights.file`, a backbone's `weights` /
+    `checkpoint`) that are missing or cannot be weights, from their
+    first bytes: said now, not when `train` reaches them."""
+    # lazy: keeps the external backbones' module (and pydantic models) off `validate`'s start
+    from blocks.layers.external import weights_file_problem
+
+    wanted: list[tuple[str, str, Path | None]] = []  # (spec path, file, folder it is relative to)
+    if recipe.model.weights is not None:
+        wanted.append(("model.weights.file", recipe.model.weights.file, base_dir))
+
+    def walk(blocks: list[Any], path: str) -> None:
+        for i, block in enumerate(blocks):
+            for key in ("weights", "checkpoint"):
+                value = getattr(block, key, None) if getattr(block, "type", None) in (
+                    "torchvision", "timm") else None
+                if isinstance(value, str):
+                    wanted.append((f"{path}[{i}].{key}", value, None))  # read from the cwd
+            inner = getattr(block, "blocks", None)
+            if isinstance(inner, list):
+                walk(inner, f"{path}[{i}].blocks")
+
+    walk(recipe.model.backbone, "model.backbone")
+    # train.init_from is not checked: it often names a run that an earlier step is yet to train
+    problems = []
+    for where, name, base in wanted:
+        path = Path(name)
+        if not path.is_absolute() and base is not None:
+            path = base / path
+        if path.is_dir() and not where.startswith("model.backbone"):  # a run folder
+            path = path / "model.safetensors"
+        problem = weights_file_problem(path)
+        if problem is not None:
+            problems.append(Problem(where, f"weights file {escape_name(path)!r} {problem}",
+                                    "file_not_found" if problem == "does not exist"
+                                    else "bad_weights"))
     return problems
 
 

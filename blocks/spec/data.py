@@ -6,11 +6,23 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from blocks.core.numbers import Seed, Size
+from blocks.core.numbers import (
+    NonNegativeReal,
+    NonNegativeSize,
+    Real,
+    Seed,
+    Size,
+    real_type,
+    size_type,
+)
 from blocks.spec.registry import SpecModel
 
 BUNDLED_DATASETS = ("digits", "breast_cancer", "iris", "wine")
 SOURCES = ("dataset", "csv", "npz", "synthetic", "images", "parquet")
+Degrees = real_type(ge=0, le=180)
+Share = real_type(gt=0, le=1)  # of an image's area
+UnitReal = real_type(ge=0, le=1)
+Fraction = real_type(ge=0, lt=1)  # of the samples
 
 
 class CsvSource(SpecModel):
@@ -58,9 +70,9 @@ class StreamSpec(SpecModel):
     """Read the training data in chunks instead of whole: memory is bounded by the chunk and
     the shuffle buffer, not by the file. Statistics are fitted in one bounded pass first."""
 
-    chunk_rows: Annotated[int, Field(ge=1, le=10_000_000)] = Field(
+    chunk_rows: size_type(1, 10_000_000) = Field(
         default=65_536, description="rows read from the file at a time")
-    shuffle_buffer: Annotated[int, Field(ge=1, le=100_000_000)] = Field(
+    shuffle_buffer: size_type(1, 100_000_000) = Field(
         default=100_000, description="training rows held and drawn from at random (a buffer "
         "holding the whole split gives the same batches as reading it whole)")
 
@@ -77,7 +89,7 @@ class SyntheticSource(SpecModel):
     """Random separable data of the model's input shape, for smoke tests and benchmarks."""
 
     samples: Size = Field(512, description="number of samples generated")
-    noise: Annotated[float, Field(ge=0)] = Field(
+    noise: NonNegativeReal = Field(
         0.1, description="standard deviation of the noise added")
 
 
@@ -85,12 +97,12 @@ class ImageAugment(SpecModel):
     """Training-only random augmentation of images (validation and prediction never see it)."""
 
     flip: bool = Field(default=False, description="mirror left-right with probability 1/2")
-    rotate: Annotated[float, Field(ge=0, le=180)] = Field(
+    rotate: Degrees = Field(
         default=0.0, description="rotate by a random angle in [-rotate, rotate] degrees")
-    crop_scale: Annotated[float, Field(gt=0, le=1)] = Field(
+    crop_scale: Share = Field(
         default=1.0, description="random resized crop: keep a random area fraction in "
         "[crop_scale, 1] of the image, resized back (1: no crop)")
-    jitter: Annotated[float, Field(ge=0, le=1)] = Field(
+    jitter: UnitReal = Field(
         default=0.0, description="colour jitter: brightness and contrast each scaled by a "
         "random factor in [1 - jitter, 1 + jitter]")
 
@@ -103,17 +115,17 @@ class ImageFolderSource(SpecModel):
     resize: Literal["stretch", "crop"] = Field(
         default="crop", description="`crop`: scale the short side to the input size, then "
         "centre-crop; `stretch`: resize to the input size ignoring the aspect ratio")
-    mean: list[float] | None = Field(
+    mean: list[Real] | None = Field(
         default=None, description="per-channel mean the model subtracts (on 0..1 pixels); "
         "default: fitted on the training split")
-    std: list[float] | None = Field(
+    std: list[Real] | None = Field(
         default=None, description="per-channel standard deviation the model divides by; "
         "default: fitted on the training split")
     augment: ImageAugment | None = Field(
         default=None, description="random changes applied to training images only")
-    workers: Annotated[int, Field(ge=0, le=64)] = Field(
+    workers: size_type(0, 64) = Field(
         default=0, description="DataLoader worker processes decoding images (0: in the main process)")
-    cache_mb: Annotated[int, Field(ge=0)] = Field(
+    cache_mb: NonNegativeSize = Field(
         default=1024, description="decoded images are kept in memory when they fit in this many "
         "MiB; otherwise each epoch decodes them again")
     skip_bad_files: bool = Field(
@@ -135,7 +147,7 @@ class DataSpec(SpecModel):
         None, description="a folder of images, one sub-folder per class")
     parquet: ParquetSource | None = Field(
         None, description="a Parquet file or folder of shards, or an Arrow IPC file")
-    val_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = Field(
+    val_fraction: Fraction = Field(
         0.2, description="fraction held out for validation (0: no validation split)")
     seed: Seed = Field(0, description="seed of the train/validation split")
     standardize: bool | None = Field(
@@ -145,12 +157,12 @@ class DataSpec(SpecModel):
         default="refuse", description="missing CSV cells (`NA`, empty, `nan`): filled by the model "
         "with a value fitted on the training split (categorical columns: the most frequent "
         "category), or `refuse`d with their line and column")
-    fill_value: Annotated[float, Field(allow_inf_nan=False)] = Field(
+    fill_value: Real = Field(
         default=0.0, description="the value `impute: constant` fills in")
     stream: StreamSpec | None = Field(
         default=None, description="read a CSV/Parquet training file in chunks (data bigger "
         "than memory) instead of whole")
-    classes: Annotated[list[int], Field(min_length=2)] | None = Field(
+    classes: Annotated[list[NonNegativeSize], Field(min_length=2)] | None = Field(
         default=None, description="keep only the samples of these class ids, relabelled 0, 1, ... "
         "in this order (e.g. digits [5, 6, 7, 8, 9] for a 5-class task)")
 

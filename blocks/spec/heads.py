@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     Field,
     SerializerFunctionWrapHandler,
+    field_validator,
     model_serializer,
     model_validator,
 )
@@ -32,6 +33,20 @@ class _Head(SpecModel):
     loss_weight: Annotated[float, Field(gt=0.0)] = Field(
         1.0, description="this head's weight in the summed loss (several heads)")
     labels: list[str] | None = Field(default=None, description="class names, one per class")
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_named(cls, labels: list[str] | None) -> list[str] | None:
+        """An empty (or blank) or repeated label would make predictions name the wrong class."""
+        if labels is None:
+            return labels
+        for i, label in enumerate(labels):
+            if not label.strip():
+                raise ValueError(f"labels[{i}] is {label!r}: a class label must be a non-empty name")
+            if label in labels[:i]:
+                raise ValueError(f"labels[{i}] {label!r} repeats labels[{labels.index(label)}]; "
+                                 "each class needs its own name")
+        return labels
 
     @model_serializer(mode="wrap")
     def _keep_type(self, handler: SerializerFunctionWrapHandler) -> Any:

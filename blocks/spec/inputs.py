@@ -31,7 +31,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError, core_schema
 
 from blocks.core.errors import Problem, RegistryError, ShapeError, SpecError
-from blocks.core.numbers import Size
+from blocks.core.numbers import Size, size_type
 from blocks.spec.registry import AnyBlock, Block, SpecModel, get_block_type, unknown_name_message
 from blocks.spec.shapes import Shape, fmt_shape
 from blocks.spec.trace import LayerTrace, trace_sequence
@@ -162,7 +162,7 @@ class TextInput(_Input):
 
     kind: Literal["text"] = Field(description="what the input holds (fixes its default encoder)")
     column: str | None = Field(default=None, description="the table's column")
-    max_length: Annotated[int, Field(ge=1, le=MAX_TEXT_LENGTH)] = Field(
+    max_length: size_type(1, MAX_TEXT_LENGTH) = Field(
         default=64, description="tokens kept per text (truncated, padded); at most 65,536")
     vocab_size: Size = Field(default=8000, description="the tokenizer's vocabulary at most; "
                              "ids 0 ([PAD]) and 1 ([UNK]) included")

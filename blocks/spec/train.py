@@ -4,43 +4,40 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import (
-    Field,
-    NonNegativeFloat,
-    PositiveFloat,
-    ValidationInfo,
-    field_validator,
-)
+from pydantic import Field, ValidationInfo, field_validator
 
 from blocks.core.errors import Problem
 from blocks.core.lazy import torch  # imported by the first device name other than `auto`
-from blocks.core.numbers import Seed, Size
+from blocks.core.numbers import NonNegativeReal, PositiveReal, Seed, Size, real_type, size_type
 from blocks.spec.registry import SpecModel, closest
+
+Fraction = real_type(ge=0, lt=1)  # momentum, betas
+OpenFraction = real_type(gt=0, lt=1)  # one-cycle warm-up share
 
 
 class _Optimizer(SpecModel):
-    lr: PositiveFloat = Field(1e-3, description="learning rate")
-    weight_decay: NonNegativeFloat = Field(0.0, description="L2 penalty (decoupled for adamw)")
+    lr: PositiveReal = Field(1e-3, description="learning rate")
+    weight_decay: NonNegativeReal = Field(0.0, description="L2 penalty (decoupled for adamw)")
 
 
 class SGD(_Optimizer):
     type: Literal["sgd"] = "sgd"
-    lr: PositiveFloat = Field(0.01, description="learning rate")
-    momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = Field(
+    lr: PositiveReal = Field(0.01, description="learning rate")
+    momentum: Fraction = Field(
         0.0, description="momentum factor, in [0, 1)")
     nesterov: bool = Field(False, description="Nesterov momentum")
 
 
 class Adam(_Optimizer):
     type: Literal["adam"] = "adam"
-    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = Field(
+    betas: tuple[Fraction, Fraction] = Field(
         (0.9, 0.999), description="running-average coefficients of the gradient and its square")
-    eps: PositiveFloat = Field(1e-8, description="added to the denominator for stability")
+    eps: PositiveReal = Field(1e-8, description="added to the denominator for stability")
 
 
 class AdamW(Adam):
     type: Literal["adamw"] = "adamw"
-    weight_decay: NonNegativeFloat = Field(0.01, description="decoupled weight decay")
+    weight_decay: NonNegativeReal = Field(0.01, description="decoupled weight decay")
 
 
 OptimizerSpec = Annotated[SGD | Adam | AdamW, Field(discriminator="type")]
@@ -51,7 +48,7 @@ class StepLR(SpecModel):
 
     type: Literal["step"] = "step"
     step_size: Size = Field(10, description="epochs between learning-rate drops")
-    gamma: PositiveFloat = Field(
+    gamma: PositiveReal = Field(
         0.1, description="factor the learning rate is multiplied by at each drop")
 
 
@@ -59,16 +56,16 @@ class CosineLR(SpecModel):
     """Cosine decay from `lr` to `eta_min` over the run (per step)."""
 
     type: Literal["cosine"] = "cosine"
-    eta_min: NonNegativeFloat = Field(0.0, description="learning rate at the end of the cosine")
+    eta_min: NonNegativeReal = Field(0.0, description="learning rate at the end of the cosine")
 
 
 class OneCycleLR(SpecModel):
     """Warm up to `max_lr` then anneal (per step); `max_lr` defaults to the optimizer's `lr`."""
 
     type: Literal["one_cycle"] = "one_cycle"
-    max_lr: PositiveFloat | None = Field(
+    max_lr: PositiveReal | None = Field(
         None, description="peak learning rate (default: the optimizer's lr)")
-    pct_start: Annotated[float, Field(gt=0, lt=1)] = Field(
+    pct_start: OpenFraction = Field(
         0.3, description="fraction of the steps spent warming up")
 
 
@@ -80,7 +77,7 @@ class EarlyStopping(SpecModel):
     patience: Size = Field(5, description="epochs without improvement before stopping")
     mode: Literal["min", "max", "auto"] = Field(
         "auto", description="min or max is better; auto: max for accuracy-like metrics, min otherwise")
-    min_delta: NonNegativeFloat = Field(
+    min_delta: NonNegativeReal = Field(
         0.0, description="smallest change that counts as an improvement")
     restore_best: bool = Field(default=False, description="end with the best epoch's weights")
 
@@ -97,9 +94,9 @@ class ParamGroup(SpecModel):
 
     prefix: Annotated[str, Field(min_length=1)] = Field(
         description="parameter names starting with this (e.g. backbone.0) form the group")
-    lr: PositiveFloat | None = Field(
+    lr: PositiveReal | None = Field(
         None, description="learning rate of the group (default: the optimizer's)")
-    weight_decay: NonNegativeFloat | None = Field(
+    weight_decay: NonNegativeReal | None = Field(
         None, description="weight decay of the group (default: the optimizer's)")
 
 
@@ -128,7 +125,7 @@ class TrainSpec(SpecModel):
         default_factory=Adam, description="sgd, adam or adamw with its settings")
     scheduler: SchedulerSpec | None = Field(
         None, description="learning-rate schedule: step, cosine or one_cycle (a bare name works)")
-    clip_grad_norm: PositiveFloat | None = Field(
+    clip_grad_norm: PositiveReal | None = Field(
         None, description="clip the global gradient norm to this")
     precision: Literal["fp32", "bf16"] = Field("fp32", description="fp32, or bf16 autocast")
     compile: bool = Field(
@@ -147,7 +144,7 @@ class TrainSpec(SpecModel):
     freeze: list[Annotated[str, Field(min_length=1)]] = Field(
         default_factory=list, description="module-name prefixes whose parameters do not train "
         "(left out of the optimizer; their batchnorm layers stay in eval mode)")
-    unfreeze_at_epoch: Annotated[int, Field(ge=2)] | None = Field(
+    unfreeze_at_epoch: size_type(2) | None = Field(
         default=None, description="from this epoch on (1-based) the frozen parameters train too")
     param_groups: list[ParamGroup] = Field(
         default_factory=list, description="per-prefix lr / weight_decay; the rest use the optimizer's")

@@ -146,6 +146,34 @@ class TensorBoardTracker:
         self.writer.close()
 
 
+PROBE_S = 5.0  # how long a tracking server may take to accept a connection before training starts
+# MLflow's defaults retry a request for minutes (7 retries, backoff 2): a server that goes away
+# mid-run would stall every epoch. These bound one call to well under a minute.
+MLFLOW_HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+                      "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                      "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+
+
+def _server_reachable(uri: str) -> None:
+    """A TCP connection to the tracking server within `PROBE_S`, or a `ConnectionError` naming
+    it (the tracker is then switched off with a warning; training does not wait)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    host = parts.hostname or "localhost"
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise ConnectionError(f"MLFLOW_TRACKING_URI={uri!r} has no valid port") from None
+    try:
+        with socket.create_connection((host, port), timeout=PROBE_S):
+            pass
+    except OSError as err:
+        raise ConnectionError(f"no MLflow tracking server answers at {uri} (MLFLOW_TRACKING_URI) "
+                              f"within {PROBE_S:g} s: {err.strerror or err}") from None
+
+
 class MlflowTracker:
     name = "mlflow"
 
@@ -154,6 +182,10 @@ class MlflowTracker:
         from mlflow.tracking import MlflowClient
 
         uri = os.environ.get("MLFLOW_TRACKING_URI")
+        if uri and uri.startswith(("http://", "https://")):
+            _server_reachable(uri)
+            for key, value in MLFLOW_HTTP_LIMITS.items():  # the user's own settings win
+                os.environ.setdefault(key, value)
         artifacts = None
         if not uri:
             root = Path(MLRUNS).resolve()

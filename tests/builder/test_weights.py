@@ -174,8 +174,8 @@ def test_from_safetensors_and_from_a_run_folder_with_only_backbone(tmp_path):
 @pytest.mark.parametrize(("source", "message"), [
     ("missing.pth", "does not exist"),
     ("folder", "not a blocks run"),
-    ("junk.pth", "not a readable PyTorch weights file"),
-    ("junk.safetensors", "not a readable safetensors file"),
+    ("junk.pth", "is not a PyTorch weights file: torch.save writes a zip archive, this file starts with b.not a zi. .text."),
+    ("junk.safetensors", "is not a safetensors file"),
     ("list.pth", "holds a list, not a state dict"),
 ])
 def test_unreadable_sources_are_weights_errors(source, message, tmp_path):

@@ -111,14 +111,14 @@ def test_unknown_format_from_python(run_dir):
 
 def test_a_failed_check_leaves_nothing_behind(run_dir, monkeypatch):
     target = run_dir / "model.pt2"
-    target.write_bytes(b"an older export")
+    target.write_bytes(b"an older export")  # not marked as an export: replaced only with force
 
     def mismatch(*args):
         raise ExportError("the reloaded torch.export program differs")
 
     monkeypatch.setattr(pt2_export, "check_pt2", mismatch)
     with pytest.raises(ExportError, match="differs"):
-        blocks.export(blocks.load(run_dir), to="pt2", path=target)
+        blocks.export(blocks.load(run_dir), to="pt2", path=target, force=True)
     assert target.read_bytes() == b"an older export"
     assert sorted(p.name for p in run_dir.iterdir()) == ["model.pt2", "model.safetensors",
                                                          "recipe.yaml", "run.json"]
