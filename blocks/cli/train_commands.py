@@ -47,13 +47,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "evaluate", help="metrics of a trained run on held-out data or its own split",
         description="Metrics of RUN_DIR's model. With DATA (.csv or .npz), every row of it is "
                     "evaluated with the run's preprocessing and label names (`test/` metrics); "
-                    "without, the run's own validation (or --split train) split.",
-        epilog="examples:\n  blocks evaluate runs/wine test.csv\n  blocks evaluate runs/demo "
-               "--split train\n  blocks evaluate runs/demo --data other_recipe.yaml",
+                    "with an image FOLDER (one sub-folder per class, named like the run's "
+                    "labels), every image of it (`test/` metrics); without, the run's own "
+                    "validation (or --split train) split.",
+        epilog="examples:\n  blocks evaluate runs/wine test.csv\n  blocks evaluate runs/pets "
+               "held_out_images/\n  blocks evaluate runs/demo --split train\n  blocks evaluate "
+               "runs/demo --data other_recipe.yaml",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("data_file", metavar="DATA", nargs="?",
-                   help="held-out data: .csv (header row; feature and target columns) or .npz")
+                   help="held-out data: .csv (header row; feature and target columns), .npz, or "
+                        "a folder of images with one sub-folder per class")
     p.add_argument("--data", metavar="RECIPE", help="evaluate on this recipe's data split instead")
     p.add_argument("--split", choices=("val", "train"), default=None,
                    help="which split of the run's (or --data recipe's) data (default val)")
@@ -73,8 +77,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("input", metavar="INPUT",
-                   help=".csv (feature columns by header name, or header-less rows) or .npz (array x)")
+                   help=".csv (feature columns by header name, or header-less rows), .npz (array "
+                        "x), or an image file or folder (runs trained on images)")
     p.add_argument("--out", "-o", metavar="FILE", help="output CSV (default: stdout)")
+    p.add_argument("--skip-bad-files", action="store_true",
+                   help="image input: predict the files that decode, list the others on stderr "
+                        "(exit 0); rows then start with a `file` column")
     p.set_defaults(run=run_predict)
 
 
@@ -154,7 +162,10 @@ def run_predict(args: argparse.Namespace) -> int:
     if args.out and Path(args.out).resolve() == path.resolve():
         raise SpecError(Problem("", "--out would overwrite the input file; choose another path",
                                 "would_overwrite", str(path)))
-    header, rows = predict_run(args.run_dir, path).table()
+    if args.skip_bad_files:
+        header, rows = _predict_skipping(args.run_dir, path)
+    else:
+        header, rows = predict_run(args.run_dir, path).table()
     if args.out:
 
         buffer = io.StringIO()
@@ -164,3 +175,24 @@ def run_predict(args: argparse.Namespace) -> int:
     else:
         csv.writer(sys.stdout).writerows([header, *rows])
     return 0
+
+
+def _predict_skipping(run_dir: str, path) -> tuple[list[str], list[list]]:
+    """`--skip-bad-files`: the good files' rows; each bad file listed on stderr after a warning
+    line. Exit 0: skipping is what was asked for (every file bad is still an error, exit 2)."""
+    # lazy: `blocks --help` and `blocks validate` start without torch
+    from blocks.core.errors import escape
+    from blocks.data.images import IMAGE_SUFFIXES
+    from blocks.run.image_predict import predict_image_files
+
+    if not path.is_dir() and path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise SpecError(Problem("", "--skip-bad-files applies to image files (a folder or an "
+                                "image); a .csv or .npz is read whole or refused", "bad_argument",
+                                str(path)))
+    result = predict_image_files(run_dir, path)
+    if result.bad:
+        print(f"warning: skipped {len(result.bad)} of {len(result.bad) + len(result.files)} image "
+              "file(s) that are not readable images:", file=sys.stderr)
+        for _, reason in result.bad:
+            print(f"  {escape(reason)}", file=sys.stderr)
+    return result.table(path)

@@ -31,6 +31,7 @@ from blocks.run.folder import (
     escape,
     load,
 )
+from blocks.run.image_eval import evaluate_image_folder
 from blocks.run.validate import load_recipe
 from blocks.spec.recipe import Recipe
 from blocks.train.trainer import Trainer
@@ -43,6 +44,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, *, split: 
 
     - `data` a `.csv`/`.npz` file: every row of it, as held-out data (`test/` metrics), read
       with the run's feature names and target column(s) (`target` overrides them);
+    - `data` a folder: held-out images, one sub-folder per class named by the run's labels
+      (`test/` metrics; `blocks.run.image_eval`);
     - `data` a recipe (`.yaml`): that recipe's data split as it says (`split`, default val);
     - no `data`: the run's own data split (`split`, default val). Paths stored in a run folder
       are not followed outside it unless `trust_paths` (a shared folder may point anywhere).
@@ -51,6 +54,12 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, *, split: 
     model = load(run_dir)
     run_recipe_ = load_recipe(run_dir / RECIPE)
     trainer_spec = run_recipe_.train.model_copy(update={"device": device})
+    if data is not None and Path(data).is_dir():
+        if split is not None or target is not None:
+            raise SpecError(Problem("", "--split and --target apply to a recipe's data or a data "
+                                    "file, not to an image folder (its sub-folders are the "
+                                    "classes)", "bad_argument"))
+        return evaluate_image_folder(model, Path(data), trainer_spec)
     if data is not None and Path(data).suffix.lower() in (".csv", ".npz"):
         if split is not None:
             raise SpecError(Problem("", "--split applies to a recipe's data, not to a data file "
