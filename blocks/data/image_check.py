@@ -37,13 +37,16 @@ class ImageCheck:
 
 
 def check_image_files(files: Sequence[Path], shape: tuple[int, int, int], resize: str, *,
-                      max_files: int = CHECK_FILES, max_seconds: float = CHECK_SECONDS,
+                      max_files: int | None = None, max_seconds: float | None = None,
                       seed: int = 0) -> ImageCheck:
-    """Decode up to `max_files` of `files` (for at most about `max_seconds`) as training would.
+    """Decode up to `max_files` of `files` (for at most about `max_seconds`) as training would
+    (defaults: `CHECK_FILES`, `CHECK_SECONDS`).
 
     Files are visited in a seeded random order, so a partial check samples every class folder
     rather than the first few; bad files are listed in path order.
     """
+    max_files = CHECK_FILES if max_files is None else max_files
+    max_seconds = CHECK_SECONDS if max_seconds is None else max_seconds
     order = list(range(len(files)))
     random.Random(seed).shuffle(order)
     check = ImageCheck(total=len(files))
