@@ -26,9 +26,9 @@ from blocks.data.sources import (
     target_labels,
 )
 from blocks.data.splits import load_splits, prepare_targets, raw_inputs
+from blocks.run.data_record import check_run_data
 from blocks.run.folder import (
     RECIPE,
-    escape,
     load,
 )
 from blocks.run.image_eval import evaluate_image_folder
@@ -48,7 +48,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, *, split: 
       (`test/` metrics; `blocks.run.image_eval`);
     - `data` a recipe (`.yaml`): that recipe's data split as it says (`split`, default val);
     - no `data`: the run's own data split (`split`, default val). Paths stored in a run folder
-      are not followed outside it unless `trust_paths` (a shared folder may point anywhere).
+      are followed outside it only to the data recorded at training (same size and SHA-256,
+      `blocks.run.data_record`), or with `trust_paths` (a shared folder may point anywhere).
     """
     run_dir = Path(run_dir)
     model = load(run_dir)
@@ -70,8 +71,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, *, split: 
         recipe = load_recipe(data)
     else:
         recipe = run_recipe_
-        if not trust_paths:
-            _refuse_outside_paths(recipe, run_dir)
+        if not trust_paths:  # only back to the data the run was trained on
+            check_run_data(recipe, run_dir)
     splits = load_splits(recipe, model_spec=model.spec)
     name = split or "val"
     chosen = splits.val if name == "val" else splits.train
@@ -79,22 +80,6 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, *, split: 
         raise SpecError(Problem("data.val_fraction", "the recipe's data has no validation split; "
                                 "use --split train or a recipe with val_fraction > 0", "empty_split"))
     return Trainer(model, trainer_spec, quiet=True).evaluate(chosen.data(), split=name)
-
-
-def _refuse_outside_paths(recipe: Recipe, run_dir: Path) -> None:
-    data = recipe.data
-    for key in ("csv", "npz", "images"):
-        src = getattr(data, key, None) if data is not None else None
-        if src is None:
-            continue
-        path = Path(src.path)
-        resolved = (run_dir / path).resolve() if not path.is_absolute() else path.resolve()
-        if run_dir.resolve() not in resolved.parents:
-            raise SpecError(Problem(f"data.{key}.path", f"the run's recipe reads its data from "
-                                    f"{escape(str(path))}, outside the run folder; blocks does not "
-                                    "follow paths stored in a run folder on its own: name the "
-                                    "data (`blocks evaluate RUN_DIR FILE`) or pass --trust-paths",
-                                    "outside_path", str(run_dir / RECIPE)))
 
 
 def read_labelled_file(path: Path, model: BlocksModel, recipe: Recipe, *,
