@@ -100,7 +100,7 @@ def fingerprint(path: Path) -> dict[str, Any] | None:
         return {"bytes": path.stat().st_size, "sha256": _file_sha256(path)}
     if not path.is_dir():
         return None
-    files = _folder_files(path)
+    files = _folder_files(path) or []
     total = hashlib.sha256()
     size = 0
     for rel, file in files:
@@ -116,8 +116,9 @@ def _matches(path: Path, entry: dict[str, Any]) -> bool:
         if "files" in entry or path.stat().st_size != entry.get("bytes"):
             return False
     elif path.is_dir():
-        files = _folder_files(path)
-        if (len(files) != entry.get("files")
+        count = entry.get("files")
+        files = _folder_files(path, limit=count if isinstance(count, int) else 0)
+        if (files is None or len(files) != count
                 or sum(f.stat().st_size for _, f in files) != entry.get("bytes")):
             return False
     else:
@@ -137,12 +138,16 @@ def _resolved(stored: str, run_dir: Path) -> Path:
     return path.resolve() if path.is_absolute() else (run_dir.resolve() / path).resolve()
 
 
-def _folder_files(root: Path) -> list[tuple[str, Path]]:
+def _folder_files(root: Path, limit: int | None = None) -> list[tuple[str, Path]] | None:
+    """Every non-hidden regular file below `root`, by relative path; None as soon as there are
+    more than `limit` (a crafted record pointing at `/` is not walked to the end)."""
     found = []
     for file in root.rglob("*"):
         rel = file.relative_to(root)
         if file.is_file() and not any(part.startswith(".") for part in rel.parts):
             found.append((rel.as_posix(), file))
+            if limit is not None and len(found) > limit:
+                return None
     return sorted(found)
 
 

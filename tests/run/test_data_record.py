@@ -96,3 +96,22 @@ def test_an_old_run_folder_loads_and_needs_trust_paths_as_before(project):
     done = evaluate("runs/r", "--trust-paths", cwd=project)
     assert done.returncode == 0, done.stderr
     assert set(json.loads(done.stdout)) == {"val/loss", "val/accuracy"}
+
+
+@pytest.mark.parametrize("entry", [
+    {"path": "/", "bytes": 10, "files": 2, "sha256": "0" * 64},  # a folder: never walked to the end
+    {"path": "/", "bytes": "10", "files": "2"},  # junk types
+    "not a record",
+])
+def test_a_crafted_record_is_refused_without_reading(tmp_path, entry):
+    from blocks.run.data_record import check_run_data
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"format": "blocks-run/1", "data": {"images": entry}}))
+    recipe = blocks.load_recipe({"model": {"input": {"shape": [1, 8, 8]}, "backbone": ["flatten"],
+                                           "head": {"type": "softmax", "classes": 2}},
+                                 "data": {"images": {"path": "/"}}})
+    with pytest.raises(blocks.SpecError, match="outside the run folder, and (what is there no "
+                       "longer has|the run folder records no)"):
+        check_run_data(recipe, run)
