@@ -10,6 +10,7 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 from blocks.core.errors import BlocksError, escape
@@ -39,6 +40,14 @@ EPILOG = """examples:
 """
 
 
+def format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                   line: str | None = None) -> str:
+    """A warning as the CLI prints every message, `warning: TEXT`, escaped, without Python's
+    category, file and source line (they name blocks' code, not the user's input)."""
+    text = escape(str(message))
+    return f"warning: {text}\n" if "\n" not in text else f"warning:\n{text}\n"
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse exits 2 on usage errors already; keep its message short and traceback-free."""
 
@@ -65,6 +74,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one verb; its warnings print as `warning: ...` lines on stderr (`format_warning`:
+    the formatter, not the printer, so code that records warnings still receives them)."""
+    previous, warnings.formatwarning = warnings.formatwarning, format_warning
+    try:
+        return _main(argv)
+    finally:
+        warnings.formatwarning = previous
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):

@@ -42,11 +42,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_validate(args: argparse.Namespace) -> int:
     # lazy: `blocks --help` and `blocks validate` start without torch
-    from blocks.run.validate import iter_recipe_errors
+    from blocks.run.validate import validate_recipes
     from blocks.spec.budget import footprint
 
     failed = 0
-    for name, result in iter_recipe_errors(args.recipes):
+    for name, result, notes in validate_recipes(args.recipes):
         if isinstance(result, SpecError):
             failed += 1
             for problem in result.problems:
@@ -57,6 +57,8 @@ def run_validate(args: argparse.Namespace) -> int:
             print(escape(f"ok: {name} ({result.model.name or 'model'}: {len(count.layers)} blocks, "
                          f"{size.params:,} parameters, outputs "
                          f"{', '.join(f'{k} {list(v)}' for k, v in count.heads.items())})"))
+            for note in notes:
+                print(escape(f"  note: {note}"))
     return 2 if failed else 0
 
 

@@ -44,13 +44,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "evaluate", help="metrics of a trained run on held-out data or its own split",
         description="Metrics of RUN_DIR's model. With DATA (.csv or .npz), every row of it is "
                     "evaluated with the run's preprocessing and label names (`test/` metrics); "
-                    "without, the run's own validation (or --split train) split.",
-        epilog="examples:\n  blocks evaluate runs/wine test.csv\n  blocks evaluate runs/demo "
-               "--split train\n  blocks evaluate runs/demo --data other_recipe.yaml",
+                    "with an image FOLDER (one sub-folder per class, named like the run's "
+                    "labels), every image of it (`test/` metrics); without, the run's own "
+                    "validation (or --split train) split.",
+        epilog="examples:\n  blocks evaluate runs/wine test.csv\n  blocks evaluate runs/pets "
+               "held_out_images/\n  blocks evaluate runs/demo --split train\n  blocks evaluate "
+               "runs/demo --data other_recipe.yaml",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("data_file", metavar="DATA", nargs="?",
-                   help="held-out data: .csv (header row; feature and target columns) or .npz")
+                   help="held-out data: .csv (header row; feature and target columns), .npz, or "
+                        "a folder of images with one sub-folder per class")
     p.add_argument("--data", metavar="RECIPE", help="evaluate on this recipe's data split instead")
     p.add_argument("--split", choices=("val", "train"), default=None,
                    help="which split of the run's (or --data recipe's) data (default val)")
@@ -73,10 +77,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("input", metavar="INPUT",
                    help=".csv (feature columns by header name, or header-less rows), .parquet "
-                        "(a file or a folder of shards), .arrow, or .npz (array x)")
+                        "(a file or a folder of shards), .arrow, .npz (array x), or an image "
+                        "file or folder (runs trained on images)")
     p.add_argument("--out", "-o", metavar="FILE", help="output file (default: stdout)")
     p.add_argument("--format", choices=("csv", "json", "parquet"), default=None,
                    help="output format (default: from --out's suffix, else csv); parquet needs --out")
+    p.add_argument("--skip-bad-files", action="store_true",
+                   help="image input: predict the files that decode, list the others on stderr "
+                        "(exit 0); rows then start with a `file` column")
     p.set_defaults(run=run_predict)
 
 
@@ -161,7 +169,33 @@ def run_predict(args: argparse.Namespace) -> int:
     if fmt == "parquet" and not args.out:
         raise SpecError(Problem("", "--format parquet writes a file: give --out FILE",
                                 "bad_argument"))
-    count = predict_file(args.run_dir, path, args.out, fmt)
+    if args.skip_bad_files:
+        count = _predict_skipping(args.run_dir, path, args.out, fmt)
+    else:
+        count = predict_file(args.run_dir, path, args.out, fmt)
     if args.out:
         print(f"wrote {count} predictions to {args.out}")
     return 0
+
+
+def _predict_skipping(run_dir: str, path, out: str | None, fmt: str) -> int:
+    """`--skip-bad-files`: the good files' rows; each bad file listed on stderr after a warning
+    line. Exit 0: skipping is what was asked for (every file bad is still an error, exit 2)."""
+    # lazy: `blocks --help` and `blocks validate` start without torch
+    from blocks.core.errors import escape
+    from blocks.data.images import IMAGE_SUFFIXES
+    from blocks.run.image_predict import predict_image_files
+    from blocks.run.tables import write_predictions
+
+    if not path.is_dir() and path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise SpecError(Problem("", "--skip-bad-files applies to image files (a folder or an "
+                                "image); a .csv or .npz is read whole or refused", "bad_argument",
+                                str(path)))
+    result = predict_image_files(run_dir, path)
+    if result.bad:
+        print(f"warning: skipped {len(result.bad)} of {len(result.bad) + len(result.files)} image "
+              "file(s) that are not readable images:", file=sys.stderr)
+        for _, reason in result.bad:
+            print(f"  {escape(reason)}", file=sys.stderr)
+    return write_predictions(result.predictions, out, fmt,
+                             leading={"file": result.file_names(path)})

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from blocks.builder.model import BlocksModel, _as_model_spec
+from blocks.inspect.meta_kernels import run_without_dynamo_import
 from blocks.inspect.summary_data import Summary
 from blocks.inspect.summary_probe import probe_input_dtype, probe_run
 from blocks.inspect.summary_rows import fill_stats, module_rows, raise_forward_error, spec_rows
@@ -95,6 +96,11 @@ def _input_bytes(shape: tuple[int, ...] | dict, dtype: torch.dtype | dict) -> in
     return math.prod(shape) * torch.empty((), dtype=dtype).element_size()
 
 
+def _meta_build(spec: ModelSpec) -> BlocksModel:
+    with torch.device("meta"):
+        return BlocksModel(spec)
+
+
 def _as_model(target: SummaryTarget) -> tuple[nn.Module, bool]:
     """The module to summarise and whether `summarize` owns it (built here, on `meta`)."""
     if isinstance(target, nn.Module):
@@ -103,8 +109,7 @@ def _as_model(target: SummaryTarget) -> tuple[nn.Module, bool]:
         target = load_recipe(target)  # a recipe: its `train.freeze` shows as frozen rows
     spec = _as_model_spec(target)  # type: ignore[arg-type]
     check_footprint(spec, what="summarise")  # the `copy` probe would allocate it for real
-    with torch.device("meta"):
-        model = BlocksModel(spec)
+    model = run_without_dynamo_import(lambda: _meta_build(spec))
     if isinstance(target, Recipe) and target.train.freeze:
         apply_freeze(model, target.train.freeze)
     dtype = spec.input.torch_dtype if spec.input is not None else torch.float32

@@ -1,9 +1,10 @@
 """The probe run: torchinfo's forward pass on a copy of the model, never on the model itself.
 
 The probe is a structural copy whose parameters and buffers live on the `meta` device (no memory,
-no compute), or, for modules whose forward cannot run on `meta`, a real deep copy; the user's
-hooks are stripped from it. Our own hooks record which module is running (to locate a failure),
-which ones finished, their first shapes and the model's outputs. Mult-adds are torchinfo's,
+no compute; run without importing TorchDynamo: `blocks.inspect.meta_kernels`), or, for modules
+whose forward cannot run on `meta`, a real deep copy; the user's hooks are stripped from it.
+Our own hooks record which module is running (to locate a failure), which ones finished, their
+first shapes and the model's outputs. Mult-adds are torchinfo's,
 corrected where it undercounts: linears on tokens or channels-last maps, multi-head attention.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
@@ -19,6 +21,7 @@ import torchinfo
 from torch import nn
 
 from blocks.builder.model import BlocksModel
+from blocks.inspect.meta_kernels import run_without_dynamo_import
 from blocks.spec.model import SINGLE_HEAD
 
 
@@ -68,7 +71,12 @@ def probe_run(model: nn.Module, owned: bool, shape: tuple[int, ...], dtype: torc
             else:
                 probe = _strip_hooks(copy.deepcopy(model))
             device = _device_of(probe)
-        run = _torchinfo_pass(probe, _zeros(shape, dtype, device), str(device))
+        x = _zeros(shape, dtype, device)
+        if attempt == "meta":
+            run = run_without_dynamo_import(partial(_torchinfo_pass, probe, x, str(device)),
+                                            failed=lambda result: result.error is not None)
+        else:
+            run = _torchinfo_pass(probe, x, str(device))
         if run.error is None or not _meta_specific(run.error) or attempt == attempts[-1]:
             return run
     assert run is not None

@@ -18,11 +18,12 @@ from blocks.data.columnar import is_columnar_file
 from blocks.data.images import IMAGE_SUFFIXES, read_images
 from blocks.data.sources import check_data_file, load_npz, target_columns
 from blocks.data.splits import load_splits, prepare_targets, raw_inputs
+from blocks.run.data_record import check_run_data
 from blocks.run.folder import (
     RECIPE,
-    escape,
     load,
 )
+from blocks.run.image_eval import evaluate_image_folder
 from blocks.run.multi_inputs import read_labelled_table, rows_as_inputs
 from blocks.run.tables import feature_table, held_out_stream, labelled_table, prediction_columns
 from blocks.run.tables import text_of as text
@@ -39,14 +40,23 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, *, split: 
 
     - `data` a `.csv`/`.npz` file: every row of it, as held-out data (`test/` metrics), read
       with the run's feature names and target column(s) (`target` overrides them);
+    - `data` a folder: held-out images, one sub-folder per class named by the run's labels
+      (`test/` metrics; `blocks.run.image_eval`);
     - `data` a recipe (`.yaml`): that recipe's data split as it says (`split`, default val);
     - no `data`: the run's own data split (`split`, default val). Paths stored in a run folder
-      are not followed outside it unless `trust_paths` (a shared folder may point anywhere).
+      are followed outside it only to the data recorded at training (same size and SHA-256,
+      `blocks.run.data_record`), or with `trust_paths` (a shared folder may point anywhere).
     """
     run_dir = Path(run_dir)
     model = load(run_dir)
     run_recipe_ = load_recipe(run_dir / RECIPE)
     trainer_spec = run_recipe_.train.model_copy(update={"device": device})
+    if data is not None and Path(data).is_dir() and not is_columnar_file(Path(data)):
+        if split is not None or target is not None:
+            raise SpecError(Problem("", "--split and --target apply to a recipe's data or a data "
+                                    "file, not to an image folder (its sub-folders are the "
+                                    "classes)", "bad_argument"))
+        return evaluate_image_folder(model, Path(data), trainer_spec)
     if data is not None and (Path(data).suffix.lower() in (".csv", ".npz")
                              or is_columnar_file(Path(data))):
         if split is not None:
@@ -66,8 +76,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, *, split: 
         recipe = load_recipe(data)
     else:
         recipe = run_recipe_
-        if not trust_paths:
-            _refuse_outside_paths(recipe, run_dir)
+        if not trust_paths:  # only back to the data the run was trained on
+            check_run_data(recipe, run_dir)
     splits = load_splits(recipe, model_spec=model.spec,
                          raw_inputs_of=getattr(model, "raw_encoder", None))
     name = split or "val"
@@ -76,22 +86,6 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, *, split: 
         raise SpecError(Problem("data.val_fraction", "the recipe's data has no validation split; "
                                 "use --split train or a recipe with val_fraction > 0", "empty_split"))
     return Trainer(model, trainer_spec, quiet=True).evaluate(chosen.data(), split=name)
-
-
-def _refuse_outside_paths(recipe: Recipe, run_dir: Path) -> None:
-    data = recipe.data
-    for key in ("csv", "parquet", "npz", "images"):
-        src = getattr(data, key, None) if data is not None else None
-        if src is None:
-            continue
-        path = Path(src.path)
-        resolved = (run_dir / path).resolve() if not path.is_absolute() else path.resolve()
-        if run_dir.resolve() not in resolved.parents:
-            raise SpecError(Problem(f"data.{key}.path", f"the run's recipe reads its data from "
-                                    f"{escape(str(path))}, outside the run folder; blocks does not "
-                                    "follow paths stored in a run folder on its own: name the "
-                                    "data (`blocks evaluate RUN_DIR FILE`) or pass --trust-paths",
-                                    "outside_path", str(run_dir / RECIPE)))
 
 
 def read_labelled_file(path: Path, model: BlocksModel, recipe: Recipe, *,

@@ -133,8 +133,10 @@ class PredictionWriter:
         else:
             self._handle = sys.stdout
 
-    def write(self, predictions: Any) -> None:
+    def write(self, predictions: Any, *, leading: dict[str, list[Any]] | None = None) -> None:
         header, columns = prediction_columns(predictions)
+        if leading:
+            header, columns = [*leading, *header], [*leading.values(), *columns]
         count = len(columns[0]) if columns else 0
         if self.fmt == "parquet":
             import pyarrow as pa  # optional: the `tables` extra
@@ -184,11 +186,13 @@ class PredictionWriter:
             self._tmp.unlink(missing_ok=True)
 
 
-def write_predictions(predictions: Any, out: str | Path | None, fmt: str) -> int:
-    """Write (atomically) or print the predictions; the number of rows."""
+def write_predictions(predictions: Any, out: str | Path | None, fmt: str, *,
+                      leading: dict[str, list[Any]] | None = None) -> int:
+    """Write (atomically) or print the predictions, after the `leading` columns (e.g. the
+    file each row is for); the number of rows."""
     writer = PredictionWriter(out, fmt)
     try:
-        writer.write(predictions)
+        writer.write(predictions, leading=leading)
     except BaseException:
         writer.abort()
         raise

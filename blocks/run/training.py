@@ -20,6 +20,7 @@ from blocks.data.arrays import Splits
 from blocks.data.splits import load_splits
 from blocks.recipe.loading import dump_recipe
 from blocks.recipe.overrides import apply_sets
+from blocks.run.data_record import data_record, paths_for_run
 from blocks.run.folder import (
     CHECKPOINT,
     LEGACY_PREPROCESS,
@@ -81,7 +82,8 @@ def run_recipe(recipe: str | Path | Recipe, out: str | Path | None = None, *,
     model = build_model(splits, device=train_recipe.train.device, seed=train_recipe.train.seed)
     trainer = Trainer(model, train_recipe.train, run_dir=out, quiet=quiet or not main,
                       distributed=dist_info is not None, callbacks=callbacks)
-    saved = _data_paths_absolute(run.model_copy(update={"model": splits.model_spec}), source)
+    saved = paths_for_run(run.model_copy(update={"model": splits.model_spec}), source, out)
+    record = data_record(saved, out) if main else {}  # what evaluate may follow back to
     lock = run_lock(out) if main else contextlib.nullcontext()
     if main:
         out.mkdir(parents=True, exist_ok=True)
@@ -97,7 +99,7 @@ def run_recipe(recipe: str | Path | Recipe, out: str | Path | None = None, *,
                 clear_stray_temp_files(out)
             # recipe and marker first: a killed run's folder is recognisable and resumable
             atomic_write_text(out / RECIPE, dump_recipe(saved, full=True))
-            write_info(out, {"status": "running", "started": time.time()})
+            write_info(out, {"status": "running", "started": time.time(), **record})
         if not quiet and main:
             params = sum(p.numel() for p in model.parameters())
             print(f"training {run.model.name or name} ({params:,} parameters) on "
@@ -111,7 +113,7 @@ def run_recipe(recipe: str | Path | Recipe, out: str | Path | None = None, *,
         write_weights(model, out / WEIGHTS)
         save_tokenizers(model, out)
         (out / LEGACY_PREPROCESS).unlink(missing_ok=True)
-        info = _run_summary(model, history, trainer, run, started, dist_info)
+        info = _run_summary(model, history, trainer, run, started, dist_info) | record
         write_info(out, info)
         if plots:
             _draw_plots(out, model, splits, quiet=quiet)
@@ -202,21 +204,6 @@ def clear_stray_temp_files(out: Path) -> None:
     """`.name.<random>.tmp` files left by a write that a kill interrupted (never a finished file)."""
     for entry in out.glob(".*.tmp"):
         entry.unlink(missing_ok=True)
-
-
-def _data_paths_absolute(recipe: Recipe, source: Path | None) -> Recipe:
-    """The recipe with csv/npz paths made absolute: the run folder's copy of the recipe lives
-    elsewhere than the original (and is never followed outside the folder without consent)."""
-    data = recipe.data
-    if data is None or source is None:
-        return recipe
-    base = Path(source).parent
-    for key in ("csv", "parquet", "npz", "images"):
-        src = getattr(data, key)
-        if src is not None and not Path(src.path).is_absolute():
-            data = data.model_copy(update={key: src.model_copy(
-                update={"path": str((base / src.path).resolve())})})
-    return recipe.model_copy(update={"data": data})
 
 
 def _run_summary(model: BlocksModel, history: Any, trainer: Any, recipe: Recipe, started: float,

@@ -31,7 +31,7 @@ BUNDLED = {"digits": (10, 64, "image"), "iris": (3, 4, "tabular"), "wine": (3, 1
 
 
 def load_recipe(source: str | os.PathLike[str] | dict[str, Any], *, check_size: bool = False,
-                check_data: bool = False) -> Recipe:
+                check_data: bool = False, notes: list[str] | None = None) -> Recipe:
     """A validated `Recipe` from a file path, a bundled recipe name, YAML/JSON text, or a dict.
 
     Checks types, unknown keys and every block's shapes, and that fine-tuning prefixes name
@@ -39,13 +39,14 @@ def load_recipe(source: str | os.PathLike[str] | dict[str, Any], *, check_size: 
     and spec path. `check_size` also counts the model's parameters on the `meta` device and
     refuses one whose weights would not fit in memory; `check_data` runs what can be checked
     without training (data files exist, targets fit the heads, the early-stopping metric
-    exists, ...); both are `blocks validate`'s.
+    exists, image files decode, ...); both are `blocks validate`'s. `notes` collects what
+    `check_data` checked only in part (a large image folder is sampled, bounded in time).
     """
 
     def checks(recipe: Recipe, base_dir: Path) -> list[Problem]:
         problems = finetune_problems(recipe)
         if check_data and not problems:
-            problems = recipe_problems(recipe, base_dir)
+            problems = recipe_problems(recipe, base_dir, notes)
         return problems
 
     return loading.load_recipe(source, check_size=check_size, checks=checks)
@@ -60,12 +61,19 @@ def check_recipe(recipe: Recipe) -> None:
 
 
 def iter_recipe_errors(paths: Sequence[str]) -> Iterator[tuple[str, Recipe | SpecError]]:
-    """Validate many recipes, yielding each result or its error (for `blocks validate`)."""
+    """Validate many recipes, yielding each result or its error."""
+    for name, result, _ in validate_recipes(paths):
+        yield name, result
+
+
+def validate_recipes(paths: Sequence[str]) -> Iterator[tuple[str, Recipe | SpecError, list[str]]]:
+    """`blocks validate`: each recipe or its error, with notes on what was checked only in part."""
     for name in paths:
+        notes: list[str] = []
         try:
-            yield name, load_recipe(name, check_size=True, check_data=True)
+            yield name, load_recipe(name, check_size=True, check_data=True, notes=notes), notes
         except SpecError as err:
-            yield name, err
+            yield name, err, notes
 
 
 def finetune_problems(recipe: Recipe) -> list[Problem]:
@@ -92,11 +100,12 @@ def model_parameter_names(model_spec: Any) -> list[str] | None:
     return [name for name, _ in model.named_parameters()]
 
 
-def recipe_problems(recipe: Recipe, base_dir: Path | None) -> list[Problem]:
+def recipe_problems(recipe: Recipe, base_dir: Path | None,
+                    notes: list[str] | None = None) -> list[Problem]:
     """Every problem found, in recipe order (model, data, train)."""
     problems = _embedding_problems(recipe) + weights_file_problems(recipe, base_dir)
     if recipe.data is not None:
-        problems += _data_problems(recipe, base_dir)
+        problems += _data_problems(recipe, base_dir, notes)
     problems += _early_stopping_problems(recipe)
     return problems
 
@@ -159,7 +168,7 @@ def _embedding_problems(recipe: Recipe) -> list[Problem]:
     return found[:1]  # one report: the input dtype is the one fix
 
 
-def _data_problems(recipe: Recipe, base_dir: Path | None) -> list[Problem]:
+def _data_problems(recipe: Recipe, base_dir: Path | None, notes: list[str] | None) -> list[Problem]:
     data, model = recipe.data, recipe.model
     problems: list[Problem] = []
     for key in ("csv", "parquet", "npz", "images"):
@@ -175,7 +184,7 @@ def _data_problems(recipe: Recipe, base_dir: Path | None) -> list[Problem]:
         elif key == "csv" and path.is_file():
             problems += _csv_problems(recipe, path)
         elif key == "images" and path.is_dir():
-            problems += _image_problems(recipe, path)
+            problems += _image_problems(recipe, path, notes)
     if data.dataset is not None:
         problems += _bundled_problems(recipe)
     if data.npz is not None and isinstance(data.npz.y, dict) != model.multi_head:
@@ -248,8 +257,9 @@ def _bundled_problems(recipe: Recipe) -> list[Problem]:
     return problems
 
 
-def _image_problems(recipe: Recipe, root: Path) -> list[Problem]:
-    """One softmax head over [C, H, W] input, with as many classes as class folders."""
+def _image_problems(recipe: Recipe, root: Path, notes: list[str] | None) -> list[Problem]:
+    """One softmax head over [C, H, W] input, with as many classes as class folders, and
+    image files that decode (`image_file_problems`)."""
     # lazy: `blocks validate` stays torch-free
     from blocks.core.errors import SpecError
     from blocks.data.images import image_shape
@@ -267,6 +277,37 @@ def _image_problems(recipe: Recipe, root: Path) -> list[Problem]:
         return [Problem("model.head.classes", f"{root.name} has {len(folders)} class folders "
                         f"({', '.join(folders[:8])}) but the head has {model.head.classes} classes",
                         "class_count")]
+    return image_file_problems(recipe, root, notes)
+
+
+def image_file_problems(recipe: Recipe, root: Path, notes: list[str] | None = None) -> list[Problem]:
+    """The folder's image files decoded as training decodes them, up to `CHECK_FILES` files or
+    `CHECK_SECONDS` (then `notes` says how many were): a bad file is training's error (or, with
+    `skip_bad_files`, a note that it will be skipped)."""
+    # lazy: `blocks validate` stays torch-free for recipes without image folders
+    from blocks.core.errors import SpecError
+    from blocks.data.image_check import check_image_files
+    from blocks.data.images import image_shape, list_image_folder
+
+    source, model = recipe.data.images, recipe.model
+    try:
+        listing = list_image_folder(root, model.head.labels)
+    except SpecError as err:
+        return list(err.problems)
+    check = check_image_files(listing.files, image_shape(model), source.resize)
+    count = len(check.bad)
+    among = f"{count} bad file{'s' if count > 1 else ''} among {check.checked:,} checked"
+    if check.bad and not source.skip_bad_files:
+        return [Problem("data.images.path", f"{check.bad[0][1]} ({among}; set "
+                        "`skip_bad_files: true` to skip them)", "bad_image")]
+    if notes is not None:
+        if check.bad:
+            shown = ", ".join(str(path) for path, _ in check.bad[:3])
+            notes.append(f"data.images: {among} will be skipped (skip_bad_files): {shown}"
+                         f"{' ...' if count > 3 else ''}")
+        if not check.complete:
+            notes.append(f"data.images: decoded {check.checked:,} of {check.total:,} image files "
+                         f"(a sample; stopped at {check.stopped_by}); training reads the rest")
     return []
 
 

@@ -227,11 +227,21 @@ def test_a_crafted_run_folder_does_not_read_or_print_an_outside_secret(tmp_path,
     assert train(path, out) == 0
     secret = tmp_path / "secret.csv"
     secret.write_text("root:hunter2-XYZ:0:0\n1,2\n")
-    text = (out / "recipe.yaml").read_text().replace(str((tmp_path / "t.csv").resolve()), str(secret))
+    assert "path: ../t.csv," in (out / "recipe.yaml").read_text()  # stored relative to the run
+    text = (out / "recipe.yaml").read_text().replace("path: ../t.csv,", f"path: {secret},")
     (out / "recipe.yaml").write_text(text)
     assert main(["evaluate", str(out)]) == 2
     err = capsys.readouterr().err
     assert "outside the run folder" in err and "hunter2" not in err
+    assert "records no size and checksum for it" in err
+    # run.json crafted too: its record names the secret, with the checksum of other bytes
+    info = json.loads((out / "run.json").read_text())
+    info["data"]["csv"]["path"] = str(secret)
+    info["data"]["csv"]["bytes"] = secret.stat().st_size
+    (out / "run.json").write_text(json.dumps(info))
+    assert main(["evaluate", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "no longer has the size and checksum recorded" in err and "hunter2" not in err
     np.savez(tmp_path / "x.npz", x=np.zeros((2, 2), dtype=np.float32))
     assert main(["predict", str(out), str(tmp_path / "x.npz")]) == 0
     assert "hunter2" not in capsys.readouterr().out
