@@ -99,9 +99,12 @@ def prediction_columns(predictions: Any) -> tuple[list[str], list[list[Any]]]:
 
 
 def text_of(value: Any) -> str:
-    """A cell's text: a float as the shortest text that reads back to the same float32."""
+    """A cell's text: a float as the shortest text that reads back to the same float32
+    (positional, or scientific for tiny and huge magnitudes: `2.754018e-16`, not 22 digits)."""
     if isinstance(value, np.floating):
-        return np.format_float_positional(value, unique=True, trim="-")
+        if value == 0 or 1e-4 <= abs(value) < 1e16 or not np.isfinite(value):
+            return np.format_float_positional(value, unique=True, trim="-")
+        return np.format_float_scientific(value, unique=True, trim="-")
     return str(value)
 
 

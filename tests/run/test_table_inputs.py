@@ -133,3 +133,13 @@ def test_python_errors_name_the_row_and_column(run):
                                "unseen ones as all-zero")
     with pytest.raises(blocks.SpecError, match="missing column"):
         model.predict_proba([{"x0": 1, "x1": 2, "colour": "red"}])
+
+
+@pytest.mark.parametrize("value", [2.7540183e-16, 1e-5, 1e-45, 1.1754944e-38, 0.5, 1.0, 0.0,
+                                   0.022251675, 3e20, float("inf")])
+def test_a_probability_cell_is_short_and_reads_back_to_the_same_float32(value):
+    from blocks.run.tables import text_of
+
+    cell = text_of(np.float32(value))
+    assert np.float32(cell) == np.float32(value)
+    assert len(cell) <= 15, cell  # scientific for tiny values, never 20+ positional digits
