@@ -1,6 +1,6 @@
 """The data a run trained on, as its folder records it: portable paths and a fingerprint.
 
-- `paths_for_run`: the run folder's copy of the recipe lives elsewhere than the original, so a
+- `paths_for_run` (in `blocks.run.folder`, which `blocks.save` also uses): the run folder's copy of the recipe lives elsewhere than the original, so a
   data path that was relative (to the recipe, or to the working folder for a recipe given as
   text) is stored relative to the run folder (`../../data/train.csv`): moving the project with
   its runs keeps them working. An absolute path stays absolute.
@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Any
 
@@ -26,27 +25,6 @@ from blocks.spec.recipe import Recipe
 
 PATH_SOURCES = ("csv", "parquet", "npz", "images")  # the `data:` sources that name a path
 RECORD = "data"  # run.json key
-
-
-def paths_for_run(recipe: Recipe, source: Path | None, out: Path) -> Recipe:
-    """The recipe with each relative data path rebased from the recipe's folder (or, for a recipe
-    without a file, the working folder) onto the run folder `out`."""
-    data = recipe.data
-    if data is None:
-        return recipe
-    base = Path(source).parent if source is not None else Path.cwd()
-    run_dir = out.resolve()
-    for key in PATH_SOURCES:
-        src = getattr(data, key)
-        if src is None or Path(src.path).is_absolute():
-            continue
-        target = (base / src.path).resolve()
-        try:
-            stored = os.path.relpath(target, run_dir)
-        except ValueError:  # another drive (Windows): no relative path exists
-            stored = str(target)
-        data = data.model_copy(update={key: src.model_copy(update={"path": stored})})
-    return recipe.model_copy(update={"data": data})
 
 
 def data_record(recipe: Recipe, run_dir: Path) -> dict[str, Any]:

@@ -84,6 +84,8 @@ def save(model: BlocksModel, path: str | Path, *, recipe: Recipe | None = None) 
         raise SpecError(Problem("", "save: `recipe.model` is not the model being saved; pass "
                                 "the recipe the model was built from", "recipe_mismatch",
                                 str(run_dir)))
+    else:  # relative data paths start at the recipe's folder; the copy in run_dir starts there
+        recipe = paths_for_run(recipe, recipe.source_path, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / RECIPE, dump_recipe(recipe, full=True))
     write_weights(model, run_dir / WEIGHTS)
@@ -92,6 +94,29 @@ def save(model: BlocksModel, path: str | Path, *, recipe: Recipe | None = None) 
     if not (run_dir / RUN_INFO).exists():
         write_info(run_dir, {"status": "saved"})
     return run_dir
+
+
+def paths_for_run(recipe: Recipe, source: Path | None, out: Path) -> Recipe:
+    """The recipe with each relative data path rebased from the recipe's folder (or, for a recipe
+    without a file, the working folder) onto the run folder `out`."""
+    data = recipe.data
+    if data is None:
+        return recipe
+    base = Path(source).parent if source is not None else Path.cwd()
+    run_dir = out.resolve()
+    for key in ("csv", "parquet", "npz", "images"):  # the sources that name a path
+        src = getattr(data, key)
+        if src is None or Path(src.path).is_absolute():
+            continue
+        target = (base / src.path).resolve()
+        try:
+            stored = os.path.relpath(target, run_dir)
+        except ValueError:  # another drive (Windows): no relative path exists
+            stored = str(target)
+        data = data.model_copy(update={key: src.model_copy(update={"path": stored})})
+    rebased = recipe.model_copy(update={"data": data})
+    rebased._source_path = (run_dir / RECIPE).resolve()  # its paths now start at the run folder
+    return rebased
 
 
 def _recipe_to_keep(run_dir: Path, model: BlocksModel) -> Recipe:

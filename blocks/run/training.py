@@ -20,7 +20,7 @@ from blocks.data.arrays import Splits
 from blocks.data.splits import load_splits
 from blocks.recipe.loading import dump_recipe
 from blocks.recipe.overrides import apply_sets
-from blocks.run.data_record import data_record, paths_for_run
+from blocks.run.data_record import data_record
 from blocks.run.folder import (
     CHECKPOINT,
     LEGACY_PREPROCESS,
@@ -31,6 +31,7 @@ from blocks.run.folder import (
     check_replaceable,
     clear_run_files,
     lock_holder,
+    paths_for_run,
     run_lock,
     write_info,
     write_weights,

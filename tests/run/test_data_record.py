@@ -115,3 +115,15 @@ def test_a_crafted_record_is_refused_without_reading(tmp_path, entry):
     with pytest.raises(blocks.SpecError, match="outside the run folder, and (what is there no "
                        "longer has|the run folder records no)"):
         check_run_data(recipe, run)
+
+
+def test_blocks_save_with_a_recipe_rebases_its_relative_data_path(project, tmp_path):
+    """`blocks.save(model, dir, recipe=...)` writes the recipe into another folder than the one
+    it was loaded from: its relative data path must still lead to the same file."""
+    recipe = blocks.load_recipe(project / "recipes" / "r.yaml")
+    model = blocks.build(recipe.model, seed=0)
+    run = blocks.save(model, tmp_path / "elsewhere" / "deep" / "run", recipe=recipe)
+    stored = blocks.load_recipe(run / "recipe.yaml").data.csv.path
+    assert (run / stored).resolve() == (project / "data" / "table.csv").resolve()
+    again = blocks.save(model, run, recipe=blocks.load_recipe(run / "recipe.yaml"))
+    assert blocks.load_recipe(again / "recipe.yaml").data.csv.path == stored  # idempotent
