@@ -121,7 +121,10 @@ class ImageFiles:
     classes: list[str]
 
 
-def list_image_folder(root: Path, labels: list[str] | None, where: str = "data.images.path") -> ImageFiles:
+def list_image_folder(root: Path, labels: list[str] | None, where: str = "data.images.path", *,
+                      training: bool = True) -> ImageFiles:
+    """Image files and class ids of a folder of class folders. For training (`training`),
+    every label needs a folder with files; held-out data may lack some classes."""
     if not root.is_dir():
         raise SpecError(Problem(where, f"folder {escape_name(root)!r} does not exist", "file_not_found"))
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -136,7 +139,7 @@ def list_image_folder(root: Path, labels: list[str] | None, where: str = "data.i
                                     f"head's labels ({', '.join(escape_name(n) for n in labels[:8])})",
                                     "unknown_label"))
         absent = [label for label in labels if label not in names]
-        if absent:
+        if absent and training:
             raise SpecError(Problem(where, f"{escape_name(root)} has no folder for the head's label "
                                     f"{escape_name(absent[0])!r}: that class would train with no "
                                     "samples", "empty_class"))
@@ -144,6 +147,8 @@ def list_image_folder(root: Path, labels: list[str] | None, where: str = "data.i
     files, targets = [], []
     for folder in folders:
         found = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+        if not found and not training:
+            continue  # held-out data without this class
         if not found:
             raise SpecError(Problem(where, f"class folder {escape_name(folder)!r} holds no files: "
                                     "its class would train with no samples; add images or remove "

@@ -42,6 +42,8 @@ def evaluate_image_folder(model: BlocksModel, folder: Path, train_spec: Any) -> 
             shown = ", ".join(labels[:12]) + (" ..." if len(labels) > 12 else "")
             raise SpecError(Problem("", f"class folder {escape(sub.name)!r} is not one of the "
                                     f"run's labels ({shown})", "unknown_label", str(sub)))
-    listing = list_image_folder(folder, labels, where="")
+    listing = list_image_folder(folder, labels, where="", training=False)
+    if not listing.files:
+        raise SpecError(Problem("", "its class folders hold no files", "empty_data", str(folder)))
     dataset = ImageFolderDataset(listing.files, listing.targets, image_shape(model.spec), resize)
     return Trainer(model, train_spec, quiet=True).evaluate(dataset, split="test")

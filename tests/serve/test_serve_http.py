@@ -32,9 +32,13 @@ def cli_predict(run: Path, inputs: Path, capsys) -> tuple[list[str], list[list[s
 
 
 def as_table(predictions: list[dict], header: list[str]) -> list[list[str]]:
-    """Server answers in `blocks predict`'s columns (one softmax head): label, then p/<name>."""
+    """Server answers in `blocks predict`'s columns (one softmax head): label, then p/<name>,
+    each probability written as the CLI writes a float32 (so equal text is an equal float32)."""
+    from blocks.run.tables import text_of
+
     names = [h.removeprefix("p/") for h in header[1:]]
-    return [[p["label"], *(f"{p['probabilities'][n]:.6f}" for n in names)] for p in predictions]
+    return [[p["label"], *(text_of(np.float32(p["probabilities"][n])) for n in names)]
+            for p in predictions]
 
 
 def wine_rows(path: Path) -> list[dict]:
