@@ -95,7 +95,7 @@ def permute_rows(x: torch.Tensor, order: np.ndarray) -> torch.Tensor:
     if flat.data_ptr() != x.data_ptr() or not flat.is_contiguous() or len(x) == 0:
         return x[torch.as_tensor(order)]
     values = flat.numpy()
-    step = max(1, -(-values.shape[1] // 10))  # 10 passes of a tenth of the columns each
+    step = max(1, values.shape[1] // 10)  # a tenth of the columns (at most) per pass
     for start in range(0, values.shape[1], step):
         slab = np.ascontiguousarray(values[:, start:start + step])  # gathers fast when dense
         values[:, start:start + step] = slab[order]
