@@ -26,6 +26,8 @@ from blocks.spec.preprocess import PreprocessSpec
 from blocks.spec.recipe import Recipe
 from blocks.spec.shapes import fmt_shape
 
+PERMUTE_IN_PLACE_BYTES = 64 << 20  # smaller feature matrices are split by one (faster) gather
+
 
 def load_splits(recipe: Recipe, base_dir: str | Path | None = None, *,
                 model_spec: ModelSpec | None = None, raw_inputs_of: Any = None) -> Splits:
@@ -66,15 +68,39 @@ def load_splits(recipe: Recipe, base_dir: str | Path | None = None, *,
     _check_missing(raw, model_spec)
     x = raw_inputs(raw.x, model_spec)
     targets = prepare_targets(raw.y, model_spec)
+    raw.y = None  # the decoded targets, no longer needed: their memory goes before the split
 
-    def take(idx: np.ndarray) -> Split:
+    if x.element_size() * x.numel() < PERMUTE_IN_PLACE_BYTES or (
+            isinstance(raw.x, np.ndarray) and not raw.x.flags.writeable):
+        x = x[torch.as_tensor(order)]  # val rows first, then train: each split a view of it
+    else:
+        x = permute_rows(x, order)  # the same, in place: no second copy of a large matrix
+
+    def take(idx: np.ndarray, rows: slice) -> Split:
         index = torch.as_tensor(idx)
         picked = ({k: v[index] for k, v in targets.items()} if isinstance(targets, dict)
                   else targets[index])
-        return Split(x[index], picked)
+        return Split(x[rows], picked)
 
-    return Splits(take(train_idx), take(val_idx) if n_val else None, model_spec.preprocess,
+    return Splits(take(train_idx, slice(n_val, None)),
+                  take(val_idx, slice(0, n_val)) if n_val else None, model_spec.preprocess,
                   model_spec, info)
+
+
+def permute_rows(x: torch.Tensor, order: np.ndarray) -> torch.Tensor:
+    """`x[order]`, computed in place a tenth of the columns at a time: splitting a table
+    then costs two slabs of a tenth of the feature matrix, not a second copy (`x` is the
+    loader's own array, used nowhere else), for about twice the time of `x[order]`."""
+    flat = x.reshape(len(x), -1)
+    if flat.data_ptr() != x.data_ptr() or not flat.is_contiguous() or len(x) == 0:
+        return x[torch.as_tensor(order)]
+    values = flat.numpy()
+    step = max(1, values.shape[1] // 10)  # a tenth of the columns (at most) per pass
+    for start in range(0, values.shape[1], step):
+        slab = np.ascontiguousarray(values[:, start:start + step])  # gathers fast when dense
+        values[:, start:start + step] = slab[order]
+        del slab
+    return x
 
 
 def _streamed(recipe: Recipe, base_dir: Path | None) -> Splits:

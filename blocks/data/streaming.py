@@ -11,7 +11,10 @@ holds the whole split, the batches are those of the in-memory run, sample for sa
 
 The trainer takes a `StreamedTable` like a Dataset: it asks it for `batches(...)` with its
 own batch size, generator and distributed share (`blocks.train.batches.make_batches`). Under
-DDP every rank reads the file and keeps its share of each global batch, as with tensors.
+DDP, over a folder of at least `world_size` Parquet shards, rank r reads shards r::world_size
+only (`_Batches._own_shards`); otherwise every rank reads the file and keeps its share of each
+global batch, as with tensors. Vocabularies and statistics are fitted on the whole training
+split either way, so every rank builds the same model.
 """
 
 from __future__ import annotations
@@ -234,21 +237,59 @@ class StreamedTable(IterableDataset):
         return self.count
 
     # --- decoded chunks ----------------------------------------------------------------------
-    def chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    def shard_files(self, rank: int, world: int) -> list[int] | None:
+        """The Parquet shards (indexes into the folder's sorted files) rank `rank` reads under
+        DDP: `rank::world` when the folder has at least `world` shards, else None (every rank
+        reads the whole table and keeps its share of each batch)."""
+        if world < 2 or not self.path.is_dir():
+            return None
+        count = len(parquet_files(self.path, self.where))
+        return list(range(rank, count, world)) if count >= world else None
+
+    def rows_in(self, shards: list[int]) -> int:
+        """This split's rows in the given shards (their row counts from the Parquet footers)."""
+        total = 0
+        for start, stop in _shard_ranges(self.path, self.where, shards):
+            total += int((self.mask[start:stop] == self.part).sum())
+        return total
+
+    def _tables(self, shards: list[int] | None) -> Iterator[tuple[Any, list[str], Any, int]]:
+        """(chunk, header, lines, index of its first row in the whole table) in file order;
+        with `shards`, those Parquet shards only."""
+        if shards is None:
+            start = 0
+            for table, names, lines in iter_chunks(self.path, self.chunk_rows, self.delimiter,
+                                                   self.where):
+                yield table, names, lines, start
+                start += table.num_rows
+            return
+        import pyarrow as pa  # optional: the `tables` extra
+        import pyarrow.parquet as pq  # optional: the `tables` extra
+
+        files = parquet_files(self.path, self.where)
+        for shard, (start, _) in zip(shards, _shard_ranges(self.path, self.where, shards),
+                                     strict=True):
+            handle = pq.ParquetFile(files[shard], pre_buffer=False, buffer_size=1 << 20)
+            for batch in handle.iter_batches(batch_size=self.chunk_rows):
+                table = pa.Table.from_batches([batch])
+                yield (table, list(table.column_names),
+                       range(start + 1, start + 1 + table.num_rows), start)
+                start += table.num_rows
+
+    def chunks(self, shards: list[int] | None = None
+               ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """(raw features float32, targets float64, file row indexes) of this split, chunk by
-        chunk, decoded with the run's vocabularies (the same decoding as a whole file)."""
+        chunk, decoded with the run's vocabularies (the same decoding as a whole file);
+        `shards`: only those Parquet shards of a folder (`shard_files`)."""
         pre = self.model_spec.preprocess
         options = {"categories": pre.categories if pre is not None else None,
                    "missing_ok": self.missing_ok,
                    "unknown_category": pre.unknown_category if pre is not None else "error",
                    "target_labels": target_labels(self.targets, self.model_spec)}
-        start = 0
-        for table, names, lines in iter_chunks(self.path, self.chunk_rows, self.delimiter,
-                                               self.where):
+        for table, names, lines, start in self._tables(shards):
             count = table.num_rows
             keep = self.mask[start:start + count] == self.part
             index = np.arange(start, start + count)
-            start += count
             if not keep.any():
                 continue
             cells = ArrowCells(table, lines, names=names)
@@ -352,6 +393,10 @@ class _Batches:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, Any]]:
         table = self.table
+        own = table.shard_files(*self.shard) if self.shard is not None else None
+        if own is not None:
+            yield from self._own_shards(own)
+            return
         if len(table) <= table.buffer:
             yield from self._whole()
             return
@@ -371,16 +416,46 @@ class _Batches:
             bx, by, _, _ = _take(pending_x, pending_y, held)
             yield self._share(bx, by)
 
-    def _rows(self) -> Iterator[tuple[torch.Tensor, Any]]:
+    def _own_shards(self, shards: list[int]) -> Iterator[tuple[torch.Tensor, Any]]:
+        """DDP over a folder of shards: this rank reads its own shards only, through its
+        buffer, and spreads its rows over the epoch's `len(self)` steps (every rank steps as
+        often; the ranks' rows together are the split, each row once; the losses' all-reduced
+        normalisers make each step's gradient the mean over the rows of all ranks)."""
+        table = self.table
+        steps = len(self)
+        if steps == 0:
+            return
+        mine = table.rows_in(shards)
+        if self.drop_last:  # the single process drops `len % batch_size` rows: drop our share
+            mine = mine * steps * self.batch_size // max(1, len(table))
+        bounds = [mine * s // steps for s in range(steps + 1)]
+        empty = table.prepare(np.empty((0, len(table.features)), np.float32),
+                              np.empty((0, len(table.targets))))
+        pending_x: list[torch.Tensor] = [empty[0]]
+        pending_y: list[Any] = [empty[1]]
+        held = 0
+        rows = self._rows(shards)
+        for step in range(steps):
+            want = bounds[step + 1] - bounds[step]
+            while held < want:
+                x, y = next(rows)
+                pending_x.append(x)
+                pending_y.append(y)
+                held += len(x)
+            bx, by, pending_x, pending_y = _take(pending_x, pending_y, want)
+            held -= want
+            yield bx, by
+
+    def _rows(self, shards: list[int] | None = None) -> Iterator[tuple[torch.Tensor, Any]]:
         """Rows in buffer order: file order when not shuffling, else drawn from a buffer."""
         table = self.table
         if not self.shuffle:
-            for x, y, _ in table.chunks():
+            for x, y, _ in table.chunks(shards):
                 yield table.prepare(x, y)
             return
         buffer_x: torch.Tensor | None = None
         buffer_y: Any = None
-        for x, y, _ in table.chunks():
+        for x, y, _ in table.chunks(shards):
             xs, ys = table.prepare(x, y)
             buffer_x = xs if buffer_x is None else torch.cat([buffer_x, xs])
             buffer_y = ys if buffer_y is None else _cat(buffer_y, ys)
@@ -426,6 +501,20 @@ class _Batches:
         lo = rank * base + min(rank, extra)
         hi = lo + base + (1 if rank < extra else 0)
         return x[lo:hi], _index(y, slice(lo, hi))
+
+
+def _shard_ranges(path: Path, where: str, shards: list[int]) -> list[tuple[int, int]]:
+    """[start, stop) of each given shard's rows in the whole table (the folder's files in
+    order), from the Parquet footers: no rows are read."""
+    import pyarrow.parquet as pq  # optional: the `tables` extra
+
+    files = parquet_files(path, where)
+    starts, total = [], 0
+    for f in files:
+        starts.append(total)
+        total += pq.ParquetFile(f).metadata.num_rows
+    starts.append(total)
+    return [(starts[i], starts[i + 1]) for i in shards]
 
 
 def _index(y: Any, index: Any) -> Any:

@@ -165,3 +165,44 @@ def test_a_larger_table_agrees_on_the_parallel_and_typed_roads(tmp_path, monkeyp
         rows.append(",".join([*cells, str(r % 3)]))
     result = agree(tmp_path, monkeypatch, "\n".join(rows) + "\n", width=50, impute="mean")
     assert result[0] == "ok"
+
+
+@pytest.mark.parametrize("bad", [None, "x", "inf", "", "teal"])
+def test_a_table_read_in_many_blocks_agrees(tmp_path, monkeypatch, bad):
+    """The typed reader's small blocks (numbers as float32 row blocks, names dictionary-encoded
+    and decoded once per distinct value): the same numbers, vocabularies and class names as the
+    Python reader, and a bad cell far into the file named by its own line."""
+    monkeypatch.setattr(columnar, "BLOCK_BYTES", 1 << 12)
+    monkeypatch.setattr(columnar, "BLOCK_VALUES", 3 * 700)
+    rng = np.random.default_rng(5)
+    values = rng.standard_normal((3000, 3))
+    names = np.array(["red", " blue", "green", '"amber"'])
+    rows = ["a,colour,b,c,y"]
+    for r, row in enumerate(values):
+        cells = [repr(float(v)) for v in row]
+        colour = names[(r * 7) % 4] if r < 2000 else names[r % 3]
+        rows.append(",".join([cells[0], colour, *cells[1:], ["no", "yes", "maybe"][r % 3]]))
+    if bad is not None:  # line 2,900 of the file
+        parts = rows[2899].split(",")
+        parts[1 if bad == "teal" else 3] = bad
+        rows[2899] = ",".join(parts)
+    for categorical in (["colour"], {"colour": "embedding"}):
+        result = agree(tmp_path, monkeypatch, "\n".join(rows) + "\n",
+                       {"categorical": categorical}, width=7)
+        if bad is None or bad == "teal":
+            assert result[0] == "ok"
+            assert result[5] == {"colour": sorted({n.strip().strip('"') for n in names}
+                                               | ({"teal"} if bad else set()))}
+            assert list(result[6].values()) == [["maybe", "no", "yes"]]
+        else:
+            assert result[0] == "error" and "line 2900" in result[1], result
+
+
+def test_the_typed_blocks_are_decoded_once(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("a,y\n1,0\n2,1\n")
+    cells = columnar.read_csv_cells(path, "x", numeric=lambda header: {"a"})
+    assert isinstance(cells, columnar.BlockCells) and cells.count == 2
+    cells.decode([0, 1], 0, ["a"], ["y"], path, "x")
+    with pytest.raises(RuntimeError, match="twice"):
+        cells.decode([0, 1], 0, ["a"], ["y"], path, "x")
