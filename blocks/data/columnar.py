@@ -15,6 +15,7 @@ import csv
 import io
 import mmap
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,7 @@ def use_threads() -> bool:
     return (os.cpu_count() or 1) > 2
 
 
-class Cells:
+class Cells(ABC):
     """Rows of cells, the first row (a header, or data for a header-less file) included."""
 
     first: list[str]
@@ -63,15 +64,17 @@ class Cells:
     unit: str = "line"  # what `lines` count: file lines, or rows of a typed table
     has_names = False  # typed tables: the column names are the header, every row is data
 
+    @abstractmethod
     def lines(self, start: int) -> Sequence[int]:
-        raise NotImplementedError
+        """The file line (or table row) of each row from `start` on, for located errors."""
 
-    def check_width(self, width: int, start: int, path: Path, where: str) -> None:
+    def check_width(self, width: int, start: int, path: Path, where: str) -> None:  # noqa: B027 - typed tables are rectangular: nothing to check
         """Every row has `width` cells (a bad row is named by its line)."""
 
+    @abstractmethod
     def decode(self, picked: list[int], start: int, features: list[str], targets: list[str],
                path: Path, where: str, **decode: Any) -> Columns:
-        raise NotImplementedError
+        """The `picked` columns of the rows from `start` on, decoded (`decode_columns`)."""
 
 
 class PythonCells(Cells):

@@ -377,17 +377,25 @@ def _copy_weights(module: nn.Module, model: nn.Module, key_map: dict[str, str]) 
 
 
 def _checked(module, model, recipe, key_map, input_shape, dtype) -> ImportedModule:
+    model.eval()
+    x = sample_input(model, 3)
+    return compared(module, model, recipe, key_map, (x,), x)
+
+
+def compared(module: nn.Module, model: nn.Module, recipe: Any, key_map: dict[str, str],
+             module_args: tuple[torch.Tensor, ...], model_input: Any) -> ImportedModule:
+    """The import, once the built model (holding the module's weights) has the module's
+    parameter count and, on the same inputs, its outputs within `TOLERANCE`."""
     source_params = sum(p.numel() for p in module.parameters())
     params = sum(p.numel() for p in model.parameters())
     if params != source_params:
         raise ModuleImportError(f"the recipe's model has {params:,} parameters, the module "
                                 f"{source_params:,}")
     model.eval()
-    x = sample_input(model, 3)
     was_training = module.training
     try:
         with torch.no_grad():
-            want, got = module.eval()(x), model(x)
+            want, got = module.eval()(*module_args), model(model_input)
     finally:
         module.train(was_training)
     diff = (got.double() - want.double()).abs().max().item()

@@ -20,13 +20,13 @@ from torch import fx, nn
 from blocks.builder.model import build
 from blocks.core.errors import SpecError
 from blocks.exporters.from_module import (
-    TOLERANCE,
     ImportedModule,
     ModuleImportError,
     _blocks,
     _Converter,
     _copy_weights,
     _Leaf,
+    compared,
 )
 from blocks.exporters.from_module import from_module as one_input
 from blocks.spec.recipe import Recipe
@@ -142,25 +142,9 @@ def _shapes(module: nn.Module, graph: fx.Graph, shapes: list[list[int]]) -> None
 
 
 def _checked(module, model, recipe, key_map, input_shapes, order) -> ImportedModule:
-    source_params = sum(p.numel() for p in module.parameters())
-    params = sum(p.numel() for p in model.parameters())
-    if params != source_params:
-        raise ModuleImportError(f"the recipe's model has {params:,} parameters, the module "
-                                f"{source_params:,}")
     generator = torch.Generator().manual_seed(0)
     x = {arg: torch.randn((3, *input_shapes[arg]), generator=generator) for arg in order}
-    model.eval()
-    was_training = module.training
-    try:
-        with torch.no_grad():
-            want, got = module.eval()(*(x[arg] for arg in order)), model(x)
-    finally:
-        module.train(was_training)
-    diff = (got.double() - want.double()).abs().max().item()
-    if not diff <= TOLERANCE:
-        raise ModuleImportError(f"the recipe's model, holding the module's weights, differs from "
-                                f"it by {diff:.3g} (tolerance {TOLERANCE:g})")
-    return ImportedModule(recipe, model, params, diff, key_map)
+    return compared(module, model, recipe, key_map, tuple(x[arg] for arg in order), x)
 
 
 def from_module(module: nn.Module, input_shape: list[int] | tuple[int, ...] | dict[str, list[int]],

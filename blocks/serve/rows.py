@@ -3,7 +3,7 @@
 Rows arrive validated by the run's `InputSchema` (types, names, row length), so what is left
 is what the CSV and image readers do to a file's cells: category names to their codes, missing
 cells to NaN (when the model imputes), image files decoded and resized as in training. These
-functions hand that work to the same readers (`blocks.data.table.decode_columns`,
+functions hand that work to the same readers (`blocks.data.features.feature_matrix`,
 `blocks.data.images.decode_image`), so one row gives one answer whichever way it is sent.
 """
 
@@ -13,7 +13,6 @@ import base64
 import binascii
 import io
 import re
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,12 +20,12 @@ import torch
 
 from blocks.builder.model import BlocksModel
 from blocks.core.errors import SpecError
+from blocks.data.features import feature_matrix
 from blocks.data.images import BadImageError, decode_image, image_shape
-from blocks.data.table import decode_columns
 from blocks.serve.inputs import IMAGE_FIELD, InputSchema, Limits
 
-_ROWS = Path("rows")  # the "file" decode_columns names in its messages
-_DECODE_ERROR = re.compile(r"^rows line (\d+), column (.*?): (.*)$", re.S)
+_ROWS = "rows"  # the source feature_matrix names in its messages ("rows row 3, column 'c': ...")
+_DECODE_ERROR = re.compile(r"^rows row (\d+), column (.*?): (.*)$", re.S)
 
 
 class RowError(Exception):
@@ -40,30 +39,18 @@ class RowError(Exception):
 
 def rows_to_features(rows: list[dict[str, Any]], model: BlocksModel) -> np.ndarray:
     """Named-column rows (a list of dicts, as JSON objects parse) -> float32 `[N, F]` raw
-    features in the run's feature order: category names become their codes and `None` NaN,
-    exactly as `blocks predict` reads the same cells from a CSV file. The one adapter between
-    JSON rows and the CSV decoder (a public rows -> features function replaces it when it
-    lands). A bad cell is a `RowError` naming the row and column."""
-    pre = model.spec.preprocess
-    features = list(pre.features)
-    cells = [[_cell(row[name]) for name in features] for row in rows]
+    features in the run's feature order, by `blocks.data.features.feature_matrix`: the same
+    function `blocks predict FILE` and `model.predict_proba(rows)` use, so category names
+    become their codes and `None` NaN exactly as there. A bad cell is a `RowError` naming the
+    row and column."""
+    features = list(model.spec.preprocess.features)
     try:
         with np.errstate(over="ignore"):  # a number beyond float32: refused just below
-            decoded = decode_columns(cells, features, [], _ROWS, "", list(range(len(rows))),
-                                     categories=pre.categories,
-                                     missing_ok=pre.impute is not None,
-                                     unknown_category=pre.unknown_category)
+            x = feature_matrix(rows, model.spec, source=_ROWS)
     except SpecError as err:
         raise _located(err, features) from None
-    _check_range(decoded.x, features, model, lambda i, j: rows[i][features[j]])
-    return decoded.x
-
-
-def _cell(value: Any) -> str:
-    """A JSON value as the CSV cell that reads back to it (`repr` round-trips a float)."""
-    if value is None:
-        return ""
-    return value if isinstance(value, str) else repr(float(value))
+    _check_range(x, features, model, lambda i, j: rows[i][features[j]])
+    return x
 
 
 def _located(err: SpecError, features: list[str]) -> RowError:
@@ -73,7 +60,7 @@ def _located(err: SpecError, features: list[str]) -> RowError:
         return RowError(None, None, problem.message, problem.type)
     shown = match.group(2)
     field = next((f for f in features if _shown(f) == shown), None)
-    return RowError(int(match.group(1)), field, match.group(3), problem.type)
+    return RowError(int(match.group(1)) - 1, field, match.group(3), problem.type)
 
 
 def _shown(name: str, limit: int = 40) -> str:  # how decode_columns quotes a column name

@@ -13,6 +13,7 @@ Tokenisation and category vocabularies are data-side (`blocks.data.text`,
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
@@ -54,8 +55,9 @@ class _Input(SpecModel):
     dtype: ClassVar[str] = "float32"
 
     @property
+    @abstractmethod
     def sample_shape(self) -> Shape:
-        raise NotImplementedError
+        """The per-sample shape of this input's raw tensor, as the model takes it."""
 
     def default_encoder(self) -> list[dict[str, Any]]:
         return []
