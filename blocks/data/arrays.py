@@ -32,6 +32,7 @@ class RawData:
     encodings: dict[str, Any] | None = None  # category column -> "one_hot", "embedding" or a size
     dataset: Any = None  # a torch Dataset of samples (image folders) instead of `x`
     preprocess: Any = None  # a PreprocessSpec the source derived itself (image statistics)
+    order: np.ndarray | None = None  # x's rows are in this order already (`y` in file order)
 
 
 TargetTensor = torch.Tensor | dict[str, torch.Tensor]

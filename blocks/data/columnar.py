@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import io
-import mmap
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -28,8 +27,6 @@ from blocks.data.limits import check_columns, line_too_long, max_line_bytes
 from blocks.data.table import Columns, decode_columns
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
-BLOCK_BYTES = 1 << 17  # the typed reader's block: memory grows with it, speed hardly
-BLOCK_VALUES = 1 << 20  # numbers per `_Block` (4 MB)
 ARROW_SUFFIXES = (".arrow", ".feather", ".ipc")
 
 
@@ -63,6 +60,9 @@ class Cells(ABC):
     count: int  # rows, the first included
     unit: str = "line"  # what `lines` count: file lines, or rows of a typed table
     has_names = False  # typed tables: the column names are the header, every row is data
+    # `n -> order`: the row order a split will want; a reader that can write its rows in that
+    # order at no cost (`BlockCells`) does, and says so in `Columns.order`
+    row_order: Callable[[int], np.ndarray] | None = None
 
     @abstractmethod
     def lines(self, start: int) -> Sequence[int]:
@@ -205,9 +205,6 @@ def read_csv_cells(path: Path, where: str, delimiter: str = ",", *,
     if engine == "arrow" and first:
         wanted = numeric(first) if numeric is not None and len(set(first)) == len(first) else None
         if wanted:
-            blocks = _arrow_blocks(path, first, wanted, delimiter)
-            if blocks is not None:
-                return blocks
             table = _arrow_typed(path, first, wanted, delimiter)
             if table is not None:
                 return ArrowCells(table, _Shifted(LineIndex(path, delimiter, table.num_rows + 1), 1),
@@ -243,198 +240,6 @@ def _arrow_typed(path: Path, header: list[str], numeric: set[str], delimiter: st
         if not pc.all(pc.is_finite(column)).as_py():  # the text path names the cell as written
             return None
     return table
-
-
-class BlockCells(Cells):
-    """A typed CSV read a block of rows at a time, kept compact: the numeric columns as float32
-    row blocks (exactly what decoding makes of them: `float64.astype(float32)`), the others
-    dictionary-encoded. Decoding writes the feature matrix block by block and lets each block
-    go, so a training load peaks near one float32 feature matrix, not the parsed table (issue 21).
-    Decoded once (the blocks are consumed); the table's readers call `decode` once."""
-
-    has_names, unit = True, "line"
-
-    def __init__(self, path: Path, header: list[str], numeric: list[str], blocks: list,
-                 others: dict[str, list], count: int, delimiter: str) -> None:
-        self.first, self.count = header, count
-        self._numeric = {name: k for k, name in enumerate(numeric)}
-        self._blocks, self._others = blocks, others
-        self._lines = _Shifted(LineIndex(path, delimiter, count + 1), 1)
-
-    def lines(self, start: int) -> Sequence[int]:
-        return _Shifted(self._lines, start)
-
-    def decode(self, picked, start, features, targets, path, where, **decode) -> Columns:
-        import pyarrow as pa  # optional: the `tables` extra
-
-        if self._blocks is None:
-            raise RuntimeError("BlockCells.decode called twice (its blocks are consumed)")
-        names = [*features, *targets]
-        header_names = [self.first[i] for i in picked]
-        plain = [j for j, name in enumerate(header_names[:len(features)]) if name in self._numeric]
-        rest = [j for j in range(len(names)) if j not in set(plain)]
-        rest_features = [names[j] for j in rest if j < len(features)]
-        # the categorical features and the targets first, each as a whole column (their
-        # vocabularies need every row), one at a time, while the numeric blocks wait
-        small_x = np.empty((self.count, len(rest_features)), dtype=np.float32)
-        y = np.empty((self.count, len(targets)), dtype=np.float64)
-        categories: dict[str, list[str]] = {}
-        labels: dict[str, list[str]] = {}
-        for k, j in enumerate(rest):
-            column = pa.chunked_array(self._others.pop(header_names[j]),
-                                      type=pa.dictionary(pa.int32(), pa.string()))
-            one = [names[j]]
-            is_target = j >= len(features)
-            args = ([] if is_target else one, one if is_target else [], path, where)
-            decoded, rows = _decode_distinct(column, args, decode)
-            if decoded is None:  # a bad cell: the whole column, for the error with its line
-                decoded = decode_arrow([column], *args, self.lines(start), **decode)
-            del column
-            values = decoded.y if is_target else decoded.x
-            target = y[:, j - len(features)] if is_target else small_x[:, k]
-            target[:] = values[:, 0] if rows is None else values[rows, 0]
-            categories.update(decoded.categories)
-            labels.update(decoded.labels)
-            del decoded
-            pa.default_memory_pool().release_unused()  # the column's scratch, kept by mimalloc
-        self._others = {}
-        x = np.empty((self.count, len(features)), dtype=np.float32)
-        blocks, self._blocks = self._blocks, None
-        row = 0
-        where_plain = [self._numeric[header_names[j]] for j in plain]
-        rest_x = [k for k, j in enumerate(rest) if j < len(features)]
-        while blocks:
-            block = blocks.pop(0)
-            end = row + len(block)
-            x[row:end, plain] = block.values[:block.rows, where_plain]
-            for k in rest_x:
-                x[row:end, rest[k]] = small_x[row:end, k]
-            row = end
-            block.close()
-        return Columns(x, y, categories, labels)
-
-
-def _decode_distinct(column: Any, args: tuple, decode: dict) -> tuple[Any, Any]:
-    """(decoded distinct values, the row -> value index) of a dictionary-encoded column: every
-    decoding step is a function of the cell alone, and the vocabularies depend on the set of
-    values only, so decoding each distinct value once is decoding the column. (None, None)
-    when a value is refused: the caller decodes the column itself, to name the cell's line."""
-    import pyarrow as pa  # optional: the `tables` extra
-
-    if column.num_chunks == 0:
-        return None, None
-    column = pa.table({"c": column}).unify_dictionaries().column("c")
-    values = column.chunk(0).dictionary
-    try:
-        decoded = decode_arrow([values], *args, range(1, len(values) + 1), **decode)
-    except SpecError:
-        return None, None
-    rows = np.concatenate([c.indices.to_numpy(zero_copy_only=False) for c in column.chunks])
-    return decoded, rows
-
-
-class _Block:
-    """Rows of float32 numbers in their own anonymous memory map, so letting a block go gives
-    its pages back to the system at once (a malloc'd array between pyarrow's buffers would pin
-    them: the heap fragments and the process keeps several times the data)."""
-
-    def __init__(self, rows: int, width: int) -> None:
-        self.map = mmap.mmap(-1, max(1, rows * width * 4))
-        self.values = np.frombuffer(self.map, dtype=np.float32, count=rows * width).reshape(
-            rows, width)
-        self.rows = 0
-
-    @property
-    def full(self) -> bool:
-        return self.rows == len(self.values)
-
-    def fill(self, columns: list[np.ndarray], start: int) -> int:
-        """Copy rows of the float64 `columns` from `start` (as many as fit); the count copied."""
-        take = min(len(self.values) - self.rows, len(columns[0]) - start)
-        for k, values in enumerate(columns):  # float64 -> float32: the decoder's `.astype`
-            self.values[self.rows:self.rows + take, k] = values[start:start + take]
-        self.rows += take
-        return take
-
-    def __len__(self) -> int:
-        return self.rows
-
-    def close(self) -> None:
-        self.values = None
-        self.map.close()
-
-
-def _arrow_blocks(path: Path, header: list[str], numeric: set[str], delimiter: str) -> Any:
-    """`BlockCells` of a file the typed reader reads (the same options as `_arrow_typed`), or
-    None when a numeric cell is not a plain finite number, the header differs, or pyarrow stops
-    on a block: the whole-table readers then decide, as they did before."""
-    import pyarrow as pa  # optional: the `tables` extra
-    import pyarrow.csv as pcsv  # optional: the `tables` extra
-
-    if len(set(header)) != len(header) or not numeric & set(header):
-        return None
-    types = {name: (pa.float64() if name in numeric else pa.string()) for name in header}
-    numbers = [name for name in header if name in numeric]
-    blocks: list = []
-    others: dict[str, list] = {name: [] for name in header if name not in numeric}
-    pending: dict[str, list] = {name: [] for name in others}
-    count = pending_rows = 0
-    pool = pa.system_memory_pool()  # malloc gives freed blocks back; mimalloc keeps them
-    try:
-        reader = pcsv.open_csv(
-            path, read_options=pcsv.ReadOptions(block_size=BLOCK_BYTES, use_threads=use_threads()),
-            memory_pool=pool,
-            parse_options=pcsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
-            convert_options=pcsv.ConvertOptions(
-                column_types=types, strings_can_be_null=False, quoted_strings_can_be_null=False,
-                null_values=[], true_values=["\x00true"], false_values=["\x00false"]))
-        if reader.schema.names != header:
-            return None
-        for batch in reader:
-            if not batch.num_rows:
-                continue
-            columns = [_float64_view(batch.column(name)) for name in numbers]
-            if not all(v is not None and np.isfinite(v).all() for v in columns):
-                return None  # the text path names the cell as written
-            done = 0
-            while done < batch.num_rows:
-                if not blocks or blocks[-1].full:
-                    blocks.append(_Block(max(1, BLOCK_VALUES // max(1, len(numbers))),
-                                         len(numbers)))
-                done += blocks[-1].fill(columns, done)
-            for name in others:
-                pending[name].append(batch.column(name))
-            count += batch.num_rows
-            pending_rows += batch.num_rows
-            if pending_rows >= BLOCK_VALUES // 16:
-                _encode(pending, others, pool)
-                pending_rows = 0
-        _encode(pending, others, pool)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return None
-    return BlockCells(path, header, numbers, blocks, others, count, delimiter)
-
-
-def _float64_view(column: Any) -> np.ndarray | None:
-    """A float64 column without nulls as a numpy view of its buffer (pyarrow's `to_numpy`
-    keeps tens of MB resident over a file's batches); None when it has nulls."""
-    if column.null_count:
-        return None
-    return np.frombuffer(column.buffers()[1], dtype=np.float64, count=len(column),
-                         offset=column.offset * 8)
-
-
-def _encode(pending: dict[str, list], out: dict[str, list], pool: Any) -> None:
-    """The text chunks read so far, dictionary-encoded as one chunk per column (lossless: the
-    decoder sees the same strings), so a column of few names costs 4 bytes a row."""
-    import pyarrow as pa  # optional: the `tables` extra
-    import pyarrow.compute as pc  # optional: the `tables` extra
-
-    for name, chunks in pending.items():
-        if chunks:
-            out[name].append(pc.dictionary_encode(pa.concat_arrays(chunks, memory_pool=pool),
-                                                  memory_pool=pool))
-            chunks.clear()
 
 
 def _arrow_csv(path: Path, width: int, delimiter: str) -> Any:

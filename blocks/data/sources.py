@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,19 +23,23 @@ from blocks.data.columnar import (  # noqa: F401  (read_csv_lines, sniff_delimit
     typed_cells,
 )
 from blocks.data.columns import check_header, short_names, table_columns  # noqa: F401
+from blocks.data.csv_blocks import read_training_csv
 from blocks.spec.budget import check_data_bytes
 from blocks.spec.data import CsvSource, DataSpec, NpzSource, ParquetSource, SyntheticSource
 from blocks.spec.model import ModelSpec
 
 
-def load_arrays(spec: DataSpec, model: ModelSpec, base_dir: Path | None) -> RawData:
+def load_arrays(spec: DataSpec, model: ModelSpec, base_dir: Path | None, *,
+                row_order: Callable[[int], np.ndarray] | None = None) -> RawData:
     """Features, targets and the kind of data for one `data:` section; every target array has
-    one entry per sample (checked)."""
+    one entry per sample (checked). `row_order` (`n -> order`): the split's row order, which a
+    CSV reader may apply as it writes the features (`RawData.order` then says so)."""
     if spec.dataset is not None:
         raw = _bundled(spec.dataset)
     elif spec.csv is not None:
         missing_ok = spec.impute != "refuse" or bool(model.preprocess and model.preprocess.impute)
-        raw = _csv(spec.csv, model, base_dir, missing_ok=missing_ok)
+        raw = _csv(spec.csv, model, base_dir, missing_ok=missing_ok,
+                   row_order=row_order if spec.classes is None else None)
     elif spec.parquet is not None:
         missing_ok = spec.impute != "refuse" or bool(model.preprocess and model.preprocess.impute)
         raw = _parquet(spec.parquet, model, base_dir, missing_ok=missing_ok)
@@ -117,10 +121,11 @@ def _cell(text: str, limit: int = 40) -> str:
 
 
 def _csv(source: CsvSource, model: ModelSpec, base_dir: Path | None, *,
-         missing_ok: bool = False) -> RawData:
+         missing_ok: bool = False, row_order: Callable[[int], np.ndarray] | None = None) -> RawData:
     path = _resolve(source.path, base_dir, "data.csv.path")
-    cells = read_csv_cells(path, "data.csv.path", source.delimiter,
-                           numeric=lambda header: _numeric_columns(header, source, model))
+    cells = read_training_csv(path, "data.csv.path", source.delimiter,
+                              numeric=lambda header: _numeric_columns(header, source, model))
+    cells.row_order = row_order
     if cells.count - (0 if cells.has_names else 1) < 1:
         raise SpecError(Problem("data.csv.path", f"{path} needs a header row and at least one data row",
                                 "empty_data"))
@@ -204,7 +209,7 @@ def table_source(cells: Cells, source: CsvSource | ParquetSource, model: ModelSp
                    features=list(features), categories=decoded.categories or None,
                    labels=labels or None, unknown_category=source.unknown_category,
                    encodings=dict(source.categorical) if isinstance(source.categorical, dict)
-                   else None)
+                   else None, order=decoded.order)
 
 
 def target_columns(target: str | list[str] | dict[str, Any], model: ModelSpec,

@@ -50,9 +50,14 @@ def load_splits(recipe: Recipe, base_dir: str | Path | None = None, *,
     if target_spec.inputs is not None:  # several named inputs: one table row holds them all
         return load_table_splits(recipe, Path(base_dir) if base_dir else None,
                                  model_spec=model_spec, raw=raw_inputs_of)
-    raw = load_arrays(spec, target_spec, Path(base_dir) if base_dir else None)
+
+    def split_order(n: int) -> np.ndarray:  # val rows first, then train
+        return np.random.default_rng(spec.seed).permutation(n)
+
+    raw = load_arrays(spec, target_spec, Path(base_dir) if base_dir else None,
+                      row_order=split_order)
     n = len(raw.dataset) if raw.dataset is not None else len(raw.x)
-    order = np.random.default_rng(spec.seed).permutation(n)
+    order = raw.order if raw.order is not None else split_order(n)
     n_val = int(round(n * spec.val_fraction))
     val_idx, train_idx = order[:n_val], order[n_val:]
     if len(train_idx) == 0:
@@ -70,7 +75,9 @@ def load_splits(recipe: Recipe, base_dir: str | Path | None = None, *,
     targets = prepare_targets(raw.y, model_spec)
     raw.y = None  # the decoded targets, no longer needed: their memory goes before the split
 
-    if x.element_size() * x.numel() < PERMUTE_IN_PLACE_BYTES or (
+    if raw.order is not None:
+        pass  # the reader wrote the rows in `order` already
+    elif x.element_size() * x.numel() < PERMUTE_IN_PLACE_BYTES or (
             isinstance(raw.x, np.ndarray) and not raw.x.flags.writeable):
         x = x[torch.as_tensor(order)]  # val rows first, then train: each split a view of it
     else:

@@ -58,6 +58,7 @@ class Columns:
     y: np.ndarray
     categories: dict[str, list[str]] = field(default_factory=dict)  # feature column -> names
     labels: dict[str, list[str]] = field(default_factory=dict)  # target column -> class names
+    order: np.ndarray | None = None  # x's rows are the file's rows in this order (else in order)
 
 
 def decode_columns(cells: list[list[str]], features: Sequence[str], targets: Sequence[str],

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from blocks.core.errors import SpecError
-from blocks.data import columnar
+from blocks.data import columnar, csv_blocks
 from blocks.data.sources import load_arrays
 from blocks.spec.data import DataSpec
 from blocks.spec.model import ModelSpec
@@ -172,8 +172,8 @@ def test_a_table_read_in_many_blocks_agrees(tmp_path, monkeypatch, bad):
     """The typed reader's small blocks (numbers as float32 row blocks, names dictionary-encoded
     and decoded once per distinct value): the same numbers, vocabularies and class names as the
     Python reader, and a bad cell far into the file named by its own line."""
-    monkeypatch.setattr(columnar, "BLOCK_BYTES", 1 << 12)
-    monkeypatch.setattr(columnar, "BLOCK_VALUES", 3 * 700)
+    monkeypatch.setattr(csv_blocks, "PIECE_BYTES", 1 << 12)
+    monkeypatch.setattr(csv_blocks, "MIN_PIECE_BYTES", 1 << 12)
     rng = np.random.default_rng(5)
     values = rng.standard_normal((3000, 3))
     names = np.array(["red", " blue", "green", '"amber"'])
@@ -201,8 +201,8 @@ def test_a_table_read_in_many_blocks_agrees(tmp_path, monkeypatch, bad):
 def test_the_typed_blocks_are_decoded_once(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text("a,y\n1,0\n2,1\n")
-    cells = columnar.read_csv_cells(path, "x", numeric=lambda header: {"a"})
-    assert isinstance(cells, columnar.BlockCells) and cells.count == 2
+    cells = csv_blocks.read_training_csv(path, "x", ",", numeric=lambda header: {"a"})
+    assert isinstance(cells, csv_blocks.BlockCells) and cells.count == 2
     cells.decode([0, 1], 0, ["a"], ["y"], path, "x")
     with pytest.raises(RuntimeError, match="twice"):
         cells.decode([0, 1], 0, ["a"], ["y"], path, "x")
