@@ -15,6 +15,7 @@ from blocks.core.errors import Problem, SpecError
 from blocks.data.arrays import RawData, Targets
 from blocks.data.columnar import (  # noqa: F401  (read_csv_lines, sniff_delimiter: old homes)
     Cells,
+    need_pyarrow,
     parquet_files,
     read_columnar,
     read_csv_cells,
@@ -24,6 +25,7 @@ from blocks.data.columnar import (  # noqa: F401  (read_csv_lines, sniff_delimit
 )
 from blocks.data.columns import check_header, short_names, table_columns  # noqa: F401
 from blocks.data.csv_blocks import read_training_csv
+from blocks.data.parquet_blocks import read_parquet_blocks
 from blocks.spec.budget import check_data_bytes
 from blocks.spec.data import CsvSource, DataSpec, NpzSource, ParquetSource, SyntheticSource
 from blocks.spec.model import ModelSpec
@@ -42,7 +44,8 @@ def load_arrays(spec: DataSpec, model: ModelSpec, base_dir: Path | None, *,
                    row_order=row_order if spec.classes is None else None)
     elif spec.parquet is not None:
         missing_ok = spec.impute != "refuse" or bool(model.preprocess and model.preprocess.impute)
-        raw = _parquet(spec.parquet, model, base_dir, missing_ok=missing_ok)
+        raw = _parquet(spec.parquet, model, base_dir, missing_ok=missing_ok,
+                       row_order=row_order if spec.classes is None else None)
     elif spec.npz is not None:
         raw = _npz(spec.npz, model, base_dir)
     elif spec.images is not None:
@@ -144,13 +147,18 @@ def _numeric_columns(header: list[str], source: CsvSource, model: ModelSpec) -> 
 
 
 def _parquet(source: ParquetSource, model: ModelSpec, base_dir: Path | None, *,
-             missing_ok: bool = False) -> RawData:
+             missing_ok: bool = False, row_order: Callable[[int], np.ndarray] | None = None
+             ) -> RawData:
     path = resolve_table_path(source.path, base_dir, "data.parquet.path")
-    table = read_columnar(path, "data.parquet.path")
-    if table.num_rows < 1:
+    need_pyarrow(path.suffix or "a folder of Parquet shards", "data.parquet.path")
+    cells = read_parquet_blocks(path, "data.parquet.path",
+                                lambda header: _numeric_columns(header, source, model))
+    if cells is None:
+        cells = typed_cells(read_columnar(path, "data.parquet.path"))
+    if cells.count < 1:
         raise SpecError(Problem("data.parquet.path", f"{path} holds no rows", "empty_data"))
-    return table_source(typed_cells(table), source, model, path, "data.parquet",
-                        missing_ok=missing_ok)
+    cells.row_order = row_order
+    return table_source(cells, source, model, path, "data.parquet", missing_ok=missing_ok)
 
 
 def resolve_table_path(path: str, base_dir: Path | None, where: str) -> Path:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from blocks.data import csv_blocks
+from blocks.data import csv_blocks, row_blocks
 from blocks.data.splits import load_splits
 from blocks.spec.recipe import Recipe
 
@@ -20,8 +20,8 @@ def tiny_pieces(monkeypatch):
     """Pieces of 2 kB and buckets of 1 kB: a small file is cut dozens of times."""
     monkeypatch.setattr(csv_blocks, "PIECE_BYTES", 1 << 11)
     monkeypatch.setattr(csv_blocks, "MIN_PIECE_BYTES", 1 << 11)
-    monkeypatch.setattr(csv_blocks, "BUCKET_BYTES", 1 << 10)
-    monkeypatch.setattr(csv_blocks, "MIN_BUCKET_BYTES", 1 << 10)
+    monkeypatch.setattr(row_blocks, "BUCKET_BYTES", 1 << 10)
+    monkeypatch.setattr(row_blocks, "MIN_BUCKET_BYTES", 1 << 10)
 
 
 def write(path, rows: int, *, text_first: bool = False, seed: int = 0) -> None:
@@ -56,8 +56,8 @@ def test_shuffled_blocks_equal_the_python_readers_split(tmp_path, monkeypatch, t
     path = tmp_path / "t.csv"
     write(path, 1500, text_first=text_first)
     calls = []
-    real = csv_blocks.assemble
-    monkeypatch.setattr(csv_blocks, "assemble",
+    real = row_blocks.assemble
+    monkeypatch.setattr(row_blocks, "assemble",
                         lambda *a: calls.append(a[3] is not None) or real(*a))
     fast = splits_bytes(load_splits(recipe(path)))
     assert calls == [True]  # the pieces were read and written straight into the split's order
@@ -147,3 +147,61 @@ def test_a_cut_at_every_byte_of_a_quoted_row_is_noticed(tmp_path, monkeypatch):
         assert decoded.x[:, 0].tolist() == expected
         assert decoded.categories["colour"] == ["a\nb\nc\nd\ne", "plain"]
     assert refused >= 3  # cuts inside the quoted cell did happen, and were noticed
+
+
+# --- Parquet: row groups read a column at a time into the same blocks -------------------------
+def parquet_table(rows: int, *, nulls: bool = False, nan: bool = False):
+    import pyarrow as pa
+
+    rng = np.random.default_rng(7)
+    a = rng.standard_normal(rows)
+    if nan:
+        a[rows // 2] = np.nan
+    colour = pa.array(rng.choice(["amber", "blue", "red"], rows)).dictionary_encode()
+    label = rng.integers(0, 3, rows)
+    return pa.table({
+        "a": a, "n": rng.integers(-5, 10**9, rows), "flag": rng.random(rows) > 0.5,
+        "f32": rng.standard_normal(rows).astype(np.float32), "colour": colour,
+        "label": pa.array(label, mask=(np.arange(rows) == 3) if nulls else None)})
+
+
+@pytest.mark.parametrize("shape", ["one file", "shards", "nulls", "nan"])
+def test_parquet_blocks_equal_the_whole_table_read(tmp_path, monkeypatch, shape):
+    """Several row groups (and shards) of int, bool, float32/64 features, a dictionary column
+    and integer class ids: the blocks give the whole-table reader's split byte for byte; a null
+    or NaN sends the table to the whole-table reader (which names or imputes it)."""
+    import pyarrow.parquet as pq
+
+    from blocks.data import parquet_blocks, sources
+
+    monkeypatch.setattr(parquet_blocks, "BLOCK_ROWS", 300)
+    monkeypatch.setattr(row_blocks, "BUCKET_BYTES", 1 << 10)
+    monkeypatch.setattr(row_blocks, "MIN_BUCKET_BYTES", 1 << 10)
+    table = parquet_table(2000, nulls=shape == "nulls", nan=shape == "nan")
+    path = tmp_path / ("shards" if shape == "shards" else "t.parquet")
+    if shape == "shards":
+        path.mkdir()
+        pq.write_table(table.slice(0, 1200), path / "part-0.parquet", row_group_size=500)
+        pq.write_table(table.slice(1200), path / "part-1.parquet", row_group_size=500)
+    else:
+        pq.write_table(table, path, row_group_size=700)
+    spec = Recipe.model_validate({
+        "model": {"input": {"shape": [7]}, "head": {"type": "softmax", "classes": 3}},
+        "data": {"parquet": {"path": str(path), "target": "label", "categorical": ["colour"]},
+                 "seed": 5, "impute": "mean" if shape == "nan" else "refuse"}})
+    used = []
+    real = sources.read_parquet_blocks
+    monkeypatch.setattr(sources, "read_parquet_blocks",
+                        lambda *a: used.append(real(*a)) or used[-1])
+
+    def outcome():
+        try:
+            return splits_bytes(load_splits(spec))
+        except Exception as err:  # noqa: BLE001 - both roads must fail alike
+            return ("error", str(err))
+
+    fast = outcome()
+    assert (used[0] is None) == (shape in ("nulls", "nan"))
+    monkeypatch.setattr(sources, "read_parquet_blocks", lambda *a: None)
+    assert fast == outcome()
+    assert (fast[0] == "error") == (shape == "nulls")

@@ -1,0 +1,136 @@
+"""A training Parquet file (or folder of shards) read a row group and a column at a time into
+compact row blocks (`blocks.data.row_blocks`), so an in-memory load peaks near the float32 feature matrix,
+not the decoded table and its float64 copies (issue 21).
+
+Only plainly regular tables take this road: numeric feature columns of integer, float or
+boolean type without a null, NaN or infinity, and every other column (categories, targets)
+text or integer. Anything else is read whole (`read_columnar` + `typed_cells`), which names the
+bad row, imputes missing cells, or refuses what it cannot take.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from blocks.data.columnar import ARROW_SUFFIXES, parquet_files
+from blocks.data.limits import check_columns
+from blocks.data.row_blocks import BlockCells, Mapped, memory_pool
+
+BLOCK_ROWS = 1 << 15  # rows per float32 block
+
+def read_parquet_blocks(path: Path, where: str, numeric: Any) -> BlockCells | None:
+    """`BlockCells` of the Parquet file or shards at `path` (`numeric(header)`: the columns
+    expected to hold numbers), or None when the table is not plain (the whole-table reader
+    decides)."""
+    import pyarrow as pa  # optional: the `tables` extra
+    import pyarrow.parquet as pq  # optional: the `tables` extra
+
+    if path.suffix.lower() in ARROW_SUFFIXES:
+        return None
+    files = parquet_files(path, where)
+    try:
+        handles = [pq.ParquetFile(f, pre_buffer=False, buffer_size=1 << 20) for f in files]
+    except (OSError, pa.ArrowException):
+        return None  # the whole-table reader names the file it cannot read
+    header = list(handles[0].schema_arrow.names)
+    check_columns(len(header), where, path)
+    if len(set(header)) != len(header) or any(h.schema_arrow != handles[0].schema_arrow
+                                              for h in handles):
+        return None
+    wanted = numeric(header)
+    schema = handles[0].schema_arrow
+    numbers = [name for name in header if name in wanted]
+    others = [name for name in header if name not in wanted]
+    if not numbers or not all(_is_number(schema.field(n).type) for n in numbers) or not all(
+            _is_label(schema.field(n).type) for n in others):
+        return None
+    pool = memory_pool()
+    blocks: list[Mapped] = []
+    encoded: dict[str, list] = {name: [] for name in others}
+    count = 0
+    try:
+        for handle in handles:
+            for group in range(handle.metadata.num_row_groups):
+                group_blocks = _numbers(handle, group, numbers)
+                blocks += group_blocks or []
+                texts = [_column(handle, group, name) for name in others]
+                if group_blocks is None or any(column.null_count for column in texts):
+                    for done in blocks:
+                        done.close()
+                    return None
+                for name, column in zip(others, texts, strict=True):
+                    encoded[name].append(_encoded(column, pool))
+                count += sum(block.rows for block in group_blocks)
+                del texts
+                pool.release_unused()
+                pa.default_memory_pool().release_unused()
+    except (OSError, pa.ArrowException):
+        for done in blocks:
+            done.close()
+        return None
+    return BlockCells(header, numbers, blocks, encoded, count, range(1, count + 1), unit="row")
+
+
+def _column(handle: Any, group: int, name: str) -> Any:
+    """One column of one row group (one column at a time: memory stays one column wide)."""
+    return handle.read_row_group(group, columns=[name]).column(0).combine_chunks()
+
+
+def _is_number(kind: Any) -> bool:
+    import pyarrow as pa  # optional: the `tables` extra
+
+    return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
+
+
+def _is_label(kind: Any) -> bool:
+    """Text (plain or dictionary-encoded) or integers: what a category or target column holds."""
+    import pyarrow as pa  # optional: the `tables` extra
+
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind)
+
+
+def _numbers(handle: Any, group: int, numbers: list[str]) -> list[Mapped] | None:
+    """A row group's numeric columns as float32 row blocks of `BLOCK_ROWS` rows (small blocks:
+    the matrix is written, and each block let go, in small steps), converted as the whole-table
+    decoder converts them (`cast(float64, safe=False)`, then float32); None when one holds a
+    missing (null or NaN) or infinite value."""
+    import pyarrow as pa  # optional: the `tables` extra
+    import pyarrow.compute as pc  # optional: the `tables` extra
+
+    rows = handle.metadata.row_group(group).num_rows
+    blocks = [Mapped(min(BLOCK_ROWS, rows - start), len(numbers))
+              for start in range(0, rows, BLOCK_ROWS)]
+    for k, name in enumerate(numbers):
+        column = _column(handle, group, name)
+        if not pa.types.is_float64(column.type):
+            column = pc.cast(column, pa.float64(), safe=False)
+        values = column.to_numpy(zero_copy_only=False)
+        if column.null_count or len(values) != rows or not np.isfinite(values).all():
+            for block in blocks:
+                block.close()
+            return None
+        for i, block in enumerate(blocks):
+            block.values[:, k] = values[i * BLOCK_ROWS:(i + 1) * BLOCK_ROWS]
+        del column, values
+        pa.default_memory_pool().release_unused()  # the column's pages, kept by mimalloc
+    for block in blocks:
+        block.rows = len(block.values)
+    return blocks
+
+
+def _encoded(column: Any, pool: Any) -> Any:
+    """A category or target column of one batch, dictionary-encoded on its plain values (text
+    as `string`), so the decoder sees the values the whole-table reader would."""
+    import pyarrow as pa  # optional: the `tables` extra
+    import pyarrow.compute as pc  # optional: the `tables` extra
+
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    if pa.types.is_large_string(column.type):
+        column = column.cast(pa.string())
+    return pc.dictionary_encode(column, memory_pool=pool)

@@ -1,0 +1,230 @@
+"""Tables held as compact row blocks: float32 rows of their numeric columns and the other
+columns dictionary-encoded (`BlockCells`), built a piece at a time by the CSV and Parquet
+readers (`blocks.data.csv_blocks`, `blocks.data.parquet_blocks`) so the parsed table never
+exists whole (issue 21).
+
+Decoding (`BlockCells.decode`) writes the feature matrix block by block, letting each block go,
+and can write its rows already in a split's shuffled order (`Cells.row_order`): rows first go
+to the bucket of their destination, then each bucket to its place, so the load peaks near one
+float32 feature matrix and the split needs no second copy.
+"""
+
+from __future__ import annotations
+
+import mmap
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from blocks.core.errors import SpecError
+from blocks.data.columnar import Cells, _Shifted
+from blocks.data.decode import decode_arrow
+from blocks.data.table import Columns
+
+BUCKET_BYTES = 4 << 20  # rows of the feature matrix per bucket when rows are shuffled
+MIN_BUCKET_BYTES = 64 << 10
+
+
+class Mapped:
+    """Rows of float32 numbers (and, for buckets, an int32 destination per row) in their own
+    anonymous memory map: letting it go gives its pages back to the system at once (a malloc'd
+    array between pyarrow's buffers would pin them: the heap fragments), and pages never written
+    cost nothing."""
+
+    def __init__(self, rows: int, width: int, *, offsets: bool = False) -> None:
+        size = rows * width * 4
+        self.map = mmap.mmap(-1, max(1, size + (rows * 4 if offsets else 0)))
+        self.values = np.frombuffer(self.map, dtype=np.float32, count=rows * width).reshape(
+            rows, width)
+        self.offsets = (np.frombuffer(self.map, dtype=np.int32, count=rows, offset=size)
+                        if offsets else None)
+        self.rows = 0
+
+    def put(self, values: np.ndarray, offsets: np.ndarray) -> None:
+        end = self.rows + len(values)
+        self.values[self.rows:end] = values
+        self.offsets[self.rows:end] = offsets
+        self.rows = end
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def close(self) -> None:
+        self.values = self.offsets = None
+        self.map.close()
+
+
+def memory_pool() -> Any:
+    """pyarrow's jemalloc pool where it has one: it returns a piece's freed buffers to the
+    system when asked (`release_unused`); freed malloc memory stays pinned between the long-lived
+    text columns of other pieces (the heap fragments) and mimalloc keeps it."""
+    import pyarrow as pa  # optional: the `tables` extra
+
+    for make in (pa.jemalloc_memory_pool, pa.mimalloc_memory_pool):
+        try:
+            return make()
+        except NotImplementedError:
+            continue
+    return pa.system_memory_pool()
+
+
+class BlockCells(Cells):
+    """A table as float32 row blocks (its `numeric` columns, in that order) and the other
+    columns dictionary-encoded (one chunk per block). `lines`: the file line (or table row) of
+    each row, for located errors. Decoded once (the blocks are consumed); the table's readers
+    call `decode` once."""
+
+    has_names = True
+
+    def __init__(self, header: list[str], numeric: list[str], blocks: list,
+                 others: dict[str, list], count: int, lines: Sequence[int], *,
+                 unit: str = "line") -> None:
+        self.first, self.count, self.unit = header, count, unit
+        self._numeric = {name: k for k, name in enumerate(numeric)}
+        self._blocks, self._others = blocks, others
+        self._lines = lines
+
+    def lines(self, start: int) -> Sequence[int]:
+        return _Shifted(self._lines, start)
+
+    def decode(self, picked, start, features, targets, path, where, **decode) -> Columns:
+        import pyarrow as pa  # optional: the `tables` extra
+
+        if self._blocks is None:
+            raise RuntimeError("BlockCells.decode called twice (its blocks are consumed)")
+        names = [*features, *targets]
+        header_names = [self.first[i] for i in picked]
+        plain = [j for j, name in enumerate(header_names[:len(features)]) if name in self._numeric]
+        rest = [j for j in range(len(names)) if j not in set(plain)]
+        rest_features = [names[j] for j in rest if j < len(features)]
+        # the categorical features and the targets first, each as a whole column (their
+        # vocabularies need every row), one at a time, while the numeric blocks wait
+        small_x = np.empty((self.count, len(rest_features)), dtype=np.float32)
+        y = np.empty((self.count, len(targets)), dtype=np.float64)
+        categories: dict[str, list[str]] = {}
+        labels: dict[str, list[str]] = {}
+        for k, j in enumerate(rest):
+            chunks = self._others.pop(header_names[j])
+            column = pa.chunked_array(chunks, type=None if chunks else
+                                      pa.dictionary(pa.int32(), pa.string()))
+            one = [names[j]]
+            is_target = j >= len(features)
+            args = ([] if is_target else one, one if is_target else [], path, where)
+            decoded, rows = _decode_distinct(column, args, decode)
+            if decoded is None:  # a bad cell: the whole column, for the error with its line
+                decoded = decode_arrow([column], *args, self.lines(start), **decode)
+            del column
+            values = decoded.y if is_target else decoded.x
+            target = y[:, j - len(features)] if is_target else small_x[:, k]
+            target[:] = values[:, 0] if rows is None else values[rows, 0]
+            categories.update(decoded.categories)
+            labels.update(decoded.labels)
+            del decoded
+            pa.default_memory_pool().release_unused()  # the column's scratch, kept by mimalloc
+        self._others = {}
+        blocks, self._blocks = self._blocks, None
+        order = self.row_order(self.count) if self.row_order is not None else None
+        layout = _Layout(len(features), plain, [self._numeric[header_names[j]] for j in plain],
+                         [j for j in rest if j < len(features)], small_x)
+        x = assemble(blocks, self.count, layout, order)
+        return Columns(x, y, categories, labels, order=order)
+
+
+def _decode_distinct(column: Any, args: tuple, decode: dict) -> tuple[Any, Any]:
+    """(decoded distinct values, the row -> value index) of a dictionary-encoded column: every
+    decoding step is a function of the cell alone, and the vocabularies depend on the set of
+    values only, so decoding each distinct value once is decoding the column. (None, None)
+    when a value is refused: the caller decodes the column itself, to name the cell's line."""
+    import pyarrow as pa  # optional: the `tables` extra
+
+    if column.num_chunks == 0:
+        return None, None
+    column = pa.table({"c": column}).unify_dictionaries().column("c")
+    values = column.chunk(0).dictionary
+    try:
+        decoded = decode_arrow([values], *args, range(1, len(values) + 1), **decode)
+    except SpecError:
+        return None, None
+    rows = np.concatenate([c.indices.to_numpy(zero_copy_only=False) for c in column.chunks])
+    return decoded, rows
+
+
+class _Layout:
+    """Where a block's columns go in the feature matrix: block column `source[i]` to matrix
+    column `plain[i]`, and column `k` of `small` (decoded category codes) to `small_at[k]`."""
+
+    def __init__(self, width: int, plain: list[int], source: list[int], small_at: list[int],
+                 small: np.ndarray) -> None:
+        self.width, self.small = width, small
+        self.plain, self.source = _index(plain), _index(source)
+        self.small_at = _index(small_at)
+        self.direct = not small_at and plain == list(range(width)) and source == plain
+
+    def rows(self, block: Mapped, start: int) -> np.ndarray:
+        """The block's rows as feature-matrix rows (the file's rows `start`...)."""
+        values = block.values[:block.rows]
+        if self.direct:
+            return values
+        out = np.empty((block.rows, self.width), dtype=np.float32)
+        out[:, self.plain] = values[:, self.source]
+        out[:, self.small_at] = self.small[start:start + block.rows]
+        return out
+
+
+def _index(columns: list[int]) -> slice | list[int]:
+    """A run of consecutive columns as a slice (numpy copies slices far faster)."""
+    if columns and columns == list(range(columns[0], columns[0] + len(columns))):
+        return slice(columns[0], columns[0] + len(columns))
+    return columns
+
+
+def assemble(blocks: list[Mapped], count: int, layout: _Layout,
+             order: np.ndarray | None) -> np.ndarray:
+    """The float32 feature matrix of the blocks (consumed), row `i` being the file's row
+    `order[i]` when an order is given.
+
+    In file order each block is copied to its rows and let go. Shuffled, a block's rows go to
+    the bucket holding their destination (a range of the matrix's rows; buckets fill in
+    order, so their pages come as blocks go), then each bucket to its range, let go in turn:
+    the peak stays near one matrix plus one bucket, where a gather would hold two matrices."""
+    x = np.empty((count, layout.width), dtype=np.float32)
+    start = 0
+    if order is None:
+        while blocks:
+            block = blocks.pop(0)
+            x[start:start + block.rows] = layout.rows(block, start)
+            start += block.rows
+            block.close()
+        return x
+    kind = np.int32 if count < 1 << 31 else np.int64
+    position = np.empty(count, dtype=kind)
+    position[order] = np.arange(count, dtype=kind)
+    per_row = max(1, layout.width * 4)
+    bucket_bytes = min(BUCKET_BYTES, max(MIN_BUCKET_BYTES, count * per_row // 32))
+    size = max(1, min(count, bucket_bytes // per_row))
+    buckets = [Mapped(min(size, count - b), layout.width, offsets=True)
+               for b in range(0, count, size)]
+    while blocks:
+        block = blocks.pop(0)
+        rows = layout.rows(block, start)
+        to = position[start:start + block.rows]
+        bucket = to // size
+        sort = np.argsort(bucket.astype(np.int16 if len(buckets) < 1 << 15 else np.int64),
+                          kind="stable")
+        counts = np.bincount(bucket, minlength=len(buckets))
+        rows, to = rows[sort], to[sort]
+        at = 0
+        for b in np.flatnonzero(counts):
+            n = int(counts[b])
+            buckets[b].put(rows[at:at + n], to[at:at + n] - b * size)
+            at += n
+        start += block.rows
+        block.close()
+        del rows, to, bucket, sort
+    del position
+    for b, staged in enumerate(buckets):
+        x[b * size:b * size + len(staged)][staged.offsets] = staged.values
+        staged.close()
+        buckets[b] = None
+    return x
