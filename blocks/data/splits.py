@@ -44,8 +44,8 @@ def load_splits(recipe: Recipe, base_dir: str | Path | None = None, *,
     if base_dir is None and recipe.source_path is not None:
         base_dir = recipe.source_path.parent
     spec = recipe.data
-    if spec.stream is not None and model_spec is None:
-        return _streamed(recipe, Path(base_dir) if base_dir else None)
+    if spec.stream is not None and (model_spec or recipe.model).inputs is None:
+        return _streamed(recipe, Path(base_dir) if base_dir else None, model_spec)
     target_spec = model_spec or recipe.model
     if target_spec.inputs is not None:  # several named inputs: one table row holds them all
         return load_table_splits(recipe, Path(base_dir) if base_dir else None,
@@ -110,8 +110,9 @@ def permute_rows(x: torch.Tensor, order: np.ndarray) -> torch.Tensor:
     return x
 
 
-def _streamed(recipe: Recipe, base_dir: Path | None) -> Splits:
-    """`data.stream`: the table read in chunks (`blocks.data.streaming`)."""
+def _streamed(recipe: Recipe, base_dir: Path | None, model_spec: ModelSpec | None) -> Splits:
+    """`data.stream`: the table read in chunks (`blocks.data.streaming`); with a trained run's
+    `model_spec`, its preprocessing (evaluating a streamed run reads its split in chunks too)."""
     spec, model = recipe.data, recipe.model
     key = "csv" if spec.csv is not None else "parquet"
     source = getattr(spec, key)
@@ -123,7 +124,7 @@ def _streamed(recipe: Recipe, base_dir: Path | None) -> Splits:
         return raw_inputs(x, spec_), prepare_targets(split_target_columns(y, spec_), spec_)
 
     return stream_splits(recipe, path, source, f"data.{key}", missing_ok,
-                         derive=derive_preprocess, prepare=prepare)
+                         derive=derive_preprocess, prepare=prepare, model_spec=model_spec)
 
 
 def _check_missing(raw: RawData, model_spec: ModelSpec) -> None:

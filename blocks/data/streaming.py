@@ -176,8 +176,10 @@ def _scan(path: Path, source: Any, model: ModelSpec, targets: list[str], delimit
 
 def stream_splits(recipe: Recipe, path: Path, source: Any, where: str, missing_ok: bool, *,
                   derive: Callable[..., PreprocessSpec | None],
-                  prepare: Callable[[np.ndarray, np.ndarray, ModelSpec], tuple]) -> Splits:
-    """Train/val `StreamedTable`s of a `data.stream` recipe and the model spec they teach.
+                  prepare: Callable[[np.ndarray, np.ndarray, ModelSpec], tuple],
+                  model_spec: ModelSpec | None = None) -> Splits:
+    """Train/val `StreamedTable`s of a `data.stream` recipe and the model spec they teach (or,
+    given a trained run's `model_spec`, the splits as that run reads them).
 
     `derive` is `blocks.data.splits.derive_preprocess` and `prepare` turns raw rows and
     targets into the tensors the trainer takes (`raw_inputs`, `prepare_targets`): given by
@@ -194,10 +196,10 @@ def stream_splits(recipe: Recipe, path: Path, source: Any, where: str, missing_o
                     unknown_category=source.unknown_category,
                     encodings=dict(source.categorical) if isinstance(source.categorical, dict)
                     else None)
-    preprocess = model.preprocess or derive(probe, spec.standardize, model,
-                                                       impute=spec.impute,
-                                                       fill_value=spec.fill_value)
-    model_spec = learned_spec(model, preprocess, labels)
+    if model_spec is None:
+        preprocess = model.preprocess or derive(probe, spec.standardize, model,
+                                                impute=spec.impute, fill_value=spec.fill_value)
+        model_spec = learned_spec(model, preprocess, labels)
     order = np.random.default_rng(spec.seed).permutation(rows)
     n_val = int(round(rows * spec.val_fraction))
     if rows - n_val == 0:

@@ -101,3 +101,29 @@ def test_a_held_out_file_evaluated_in_chunks_gives_the_whole_file_metrics(folder
     trainer = Trainer(model, recipe.train, quiet=True)
     assert trainer.evaluate(chunks, split="test") == trainer.evaluate(whole, split="test")
     assert held_out_stream(folder / "d.csv", model, ["label"]) is None  # small: read whole
+
+
+def test_evaluating_a_streamed_run_reads_its_split_in_chunks(folder, monkeypatch):
+    """`blocks evaluate RUN` of a `data.stream` run: its own val split, read in chunks with the
+    run's preprocessing (never the whole file), with the metrics of the in-memory split."""
+    from blocks.data import splits as splits_module
+    from blocks.run.predicting import evaluate_run
+
+    run_recipe(write_recipe(folder, "s.yaml", "\n  stream: {chunk_rows: 70, "
+                            "shuffle_buffer: 10000}"), folder / "rs", force=True, plots=False)
+    streamed = evaluate_run(folder / "rs")
+    read_whole = []
+    real = splits_module.load_arrays
+    monkeypatch.setattr(splits_module, "load_arrays", lambda *a, **k: read_whole.append(1)
+                        or real(*a, **k))
+    assert evaluate_run(folder / "rs") == streamed and not read_whole  # chunks only
+    model = blocks.load(folder / "rs")
+    recipe = blocks.load_recipe(folder / "rs" / "recipe.yaml")
+    recipe.data.stream = None
+    memory = load_splits(recipe, model_spec=model.spec)
+    from blocks.train.trainer import Trainer
+
+    whole = Trainer(model, recipe.train, quiet=True).evaluate(memory.val.data(), split="val")
+    assert read_whole and whole.keys() == streamed.keys()
+    for key in whole:  # the same rows; sums in another order: equal to float rounding
+        assert whole[key] == pytest.approx(streamed[key], rel=1e-6), key
