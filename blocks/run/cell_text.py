@@ -124,7 +124,10 @@ def csv_text(columns: Sequence[Any]) -> str:
         cut = slice(start, start + step)
         cells = [coded[i].take(pa.array(c.codes[cut], pa.int64())) if i in coded
                  else _texts(c[cut]) for i, c in enumerate(columns)]
-        lines = pc.binary_join_element_wise(*cells, ",") if len(cells) > 1 else cells[0]
+        if len(cells) > 1:
+            lines = pc.binary_join_element_wise(*cells, ",")
+        else:  # a row of one empty field is written `""` (an empty line would be no row)
+            lines = pc.if_else(pc.equal(cells[0], ""), '""', cells[0])
         lines = pc.binary_join_element_wise(lines, "", "\n")
         out.append(_joined(lines))
     return "".join(out)
