@@ -63,19 +63,17 @@ def float_texts(values: np.ndarray) -> Any:
         mag = np.abs(v)
         tiny = (mag < 1e-4) & (v != 0)
         scientific = tiny | ((mag >= 1e16) & np.isfinite(v))
+        fix = tiny & (mag >= 1e-10)  # below, pyarrow's exponent has two digits like numpy's
     has_e = pc.match_substring(texts, "e").to_numpy(zero_copy_only=False)
-    other = np.flatnonzero((has_e != scientific) & ~tiny)
-    tiny = np.flatnonzero(tiny)
-    if not len(tiny) and not len(other):
+    other = (has_e != scientific) & ~fix
+    redo = fix | other
+    if not redo.any():
         return texts
-    parts, index = [texts], np.arange(len(v))
-    if len(tiny):
-        parts.append(_tiny_texts(texts.take(pa.array(tiny))))
-        index[tiny] = len(v) + np.arange(len(tiny))
-    if len(other):
-        parts.append(pa.array([text_of(x) for x in v[other]], pa.string()))
-        index[other] = len(v) + len(tiny) + np.arange(len(other))
-    return pa.concat_arrays(parts).take(pa.array(index))
+    fix, other = np.flatnonzero(fix), np.flatnonzero(other)
+    redone = pa.concat_arrays([_tiny_texts(texts.take(pa.array(fix))),
+                               pa.array([text_of(x) for x in v[other]], pa.string())])
+    order = np.argsort(np.concatenate([fix, other]), kind="stable")  # in the cells' order
+    return pc.replace_with_mask(texts, pa.array(redo), redone.take(pa.array(order)))
 
 
 def _tiny_texts(texts: Any) -> Any:
