@@ -16,6 +16,8 @@ import numpy as np
 #: cells formatted at once by `csv_text` (a bound on the text held in memory, and on pyarrow's
 #: 2 GiB string arrays)
 SLICE_CELLS = 1 << 20
+#: magnitudes written positionally, as float32 (numpy 1 compared a float32 with 1e-4 in float64)
+_POSITIONAL = {np.float32: (np.float32(1e-4), np.float32(1e16))}
 #: `-0.0000123` as pyarrow may write a tiny float (numpy writes `-1.23e-05`)
 _TINY = r"^(?P<sign>-?)0\.(?P<zeros>0*)(?P<first>\d)(?P<rest>\d*)$"
 
@@ -24,7 +26,8 @@ def text_of(value: Any) -> str:
     """A cell's text: a float as the shortest text that reads back to the same float32
     (positional, or scientific for tiny and huge magnitudes: `2.754018e-16`, not 22 digits)."""
     if isinstance(value, np.floating):
-        if value == 0 or 1e-4 <= abs(value) < 1e16 or not np.isfinite(value):
+        low, high = _POSITIONAL.get(type(value), (1e-4, 1e16))
+        if value == 0 or low <= abs(value) < high or not np.isfinite(value):
             return np.format_float_positional(value, unique=True, trim="-")
         return np.format_float_scientific(value, unique=True, trim="-")
     return str(value)
@@ -61,9 +64,10 @@ def float_texts(values: np.ndarray) -> Any:
     texts = pc.cast(pa.array(v), pa.string())
     with np.errstate(invalid="ignore"):
         mag = np.abs(v)
-        tiny = (mag < 1e-4) & (v != 0)
-        scientific = tiny | ((mag >= 1e16) & np.isfinite(v))
-        fix = tiny & (mag >= 1e-10)  # below, pyarrow's exponent has two digits like numpy's
+        low, high = _POSITIONAL[np.float32]
+        tiny = (mag < low) & (v != 0)
+        scientific = tiny | ((mag >= high) & np.isfinite(v))
+        fix = tiny & (mag >= 1e-10)  # below, pyarrow's exponents have two digits like numpy's
     has_e = pc.match_substring(texts, "e").to_numpy(zero_copy_only=False)
     other = (has_e != scientific) & ~fix
     redo = fix | other

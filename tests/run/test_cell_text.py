@@ -51,6 +51,9 @@ def test_float_texts_are_text_of_for_every_kind_of_float32():
     assert float_texts(np.float32([1e-5, 2.5e-30, 1e16, np.nan, -0.0])).to_pylist() == [
         "1e-05", "2.5e-30", "1e+16", "nan", "-0"]
     assert float_texts(np.float32([])).to_pylist() == []
+    # bounds compared as float32 (numpy 1 compared float32(1e-4) = 9.99999974e-05 in float64)
+    assert [text_of(np.float32(x)) for x in (1e-4, 9.999999e-05, 1e16)] == [
+        "0.0001", "9.999999e-05", "1e+16"]
 
 
 def test_float_texts_refuses_other_dtypes():
