@@ -1,6 +1,6 @@
 """Cells of a predictions table as text. `text_of` is the definition (a float32 as the shortest
 text reading back to the same float32); `float_texts` and `csv_text` write whole columns at once
-with pyarrow (the `tables` extra) and give the same bytes as `text_of` + `csv.writer`, about ten
+with pyarrow (the `tables` extra) and give the same bytes as `text_of` + `csv.writer`, about six
 times faster: per-cell Python formatting was most of `blocks predict TABLE -o out.csv`."""
 
 from __future__ import annotations
