@@ -18,6 +18,7 @@ from blocks.data.columnar import is_columnar_file
 from blocks.data.images import IMAGE_SUFFIXES, read_images
 from blocks.data.sources import check_data_file, load_npz, target_columns
 from blocks.data.splits import load_splits, prepare_targets, raw_inputs
+from blocks.run.cell_text import text_of as text
 from blocks.run.data_record import check_run_data
 from blocks.run.folder import (
     RECIPE,
@@ -26,7 +27,6 @@ from blocks.run.folder import (
 from blocks.run.image_eval import evaluate_image_folder
 from blocks.run.multi_inputs import read_labelled_table, rows_as_inputs
 from blocks.run.tables import feature_table, held_out_stream, labelled_table, prediction_columns
-from blocks.run.tables import text_of as text
 from blocks.run.validate import load_recipe
 from blocks.spec.recipe import Recipe
 from blocks.train.features import n_samples, take

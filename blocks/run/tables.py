@@ -33,6 +33,7 @@ from blocks.data.features import decoding_options, feature_cells, feature_names
 from blocks.data.sources import split_target_columns, target_labels
 from blocks.data.splits import prepare_targets, raw_inputs
 from blocks.data.streaming import StreamedTable, iter_chunks
+from blocks.run.cell_text import Coded, csv_text, text_of
 from blocks.spec.model import ModelSpec
 
 FORMATS = ("csv", "json", "parquet")
@@ -78,34 +79,33 @@ def format_for(out: str | None, wanted: str | None) -> str:
 def prediction_columns(predictions: Any) -> tuple[list[str], list[list[Any]]]:
     """Column names and full-precision columns (labels as names or 0/1, probabilities as
     float32 values) of `Predictions`."""
-    header, columns = [], []
+    header, columns = coded_columns(predictions)
+    return header, [c.tolist() if isinstance(c, Coded) or c.dtype.kind in "iu" else c
+                    for c in columns]
+
+
+def coded_columns(predictions: Any) -> tuple[list[str], list[Any]]:
+    """`prediction_columns` as arrays: label names as `Coded` columns, 0/1 labels as int64 and
+    probabilities as float32 arrays (the form `csv_text` writes without a loop per cell)."""
+    header: list[str] = []
+    columns: list[Any] = []
     several = len(predictions.labels) > 1
     for head, lab in predictions.labels.items():
         prefix = f"{head}/" if several else ""
         names = predictions.names[head]
-        lab = lab.reshape(len(lab), -1)
+        lab = lab.reshape(len(lab), -1).cpu().numpy()
         if predictions.kinds[head] == "softmax":
             header.append(f"{prefix}label")
-            columns.append([names[i] for i in lab[:, 0].tolist()])
+            columns.append(Coded(lab[:, 0], names))
         else:
             for j in range(lab.shape[1]):
                 header.append(f"{prefix}label/{names[j]}")
-                columns.append([int(v) for v in lab[:, j].tolist()])
+                columns.append(lab[:, j].astype(np.int64))
         probs = predictions.probabilities[head].float().cpu().numpy()
         for j in range(probs.shape[-1]):
             header.append(f"{prefix}p/{names[j]}")
             columns.append(probs[:, j])
     return header, columns
-
-
-def text_of(value: Any) -> str:
-    """A cell's text: a float as the shortest text that reads back to the same float32
-    (positional, or scientific for tiny and huge magnitudes: `2.754018e-16`, not 22 digits)."""
-    if isinstance(value, np.floating):
-        if value == 0 or 1e-4 <= abs(value) < 1e16 or not np.isfinite(value):
-            return np.format_float_positional(value, unique=True, trim="-")
-        return np.format_float_scientific(value, unique=True, trim="-")
-    return str(value)
 
 
 class PredictionWriter:
@@ -137,7 +137,8 @@ class PredictionWriter:
             self._handle = sys.stdout
 
     def write(self, predictions: Any, *, leading: dict[str, list[Any]] | None = None) -> None:
-        header, columns = prediction_columns(predictions)
+        whole_columns = self.fmt == "csv" and have_pyarrow()  # csv_text: no loop per cell
+        header, columns = (coded_columns if whole_columns else prediction_columns)(predictions)
         if leading:
             header, columns = [*leading, *header], [*leading.values(), *columns]
         count = len(columns[0]) if columns else 0
@@ -162,7 +163,10 @@ class PredictionWriter:
             writer = csv.writer(self._handle, lineterminator="\n")
             if self.rows == 0:
                 writer.writerow(header)
-            writer.writerows([text_of(v) for v in row] for row in zip(*columns, strict=True))
+            if whole_columns:
+                self._handle.write(csv_text(columns))
+            else:
+                writer.writerows([text_of(v) for v in row] for row in zip(*columns, strict=True))
         self.rows += count
 
     def close(self) -> int:
