@@ -10,7 +10,8 @@ a 5,955-parameter MLP. Rows, for N = 200,000 (and 2,000,000 with `BLOCKS_BENCH_D
   read + codes + `model(x)` + softmax + `to_csv` (target <= 1.5x);
 - peak memory of the load against the float32 feature matrix (<= 2x), in a process that has
   loaded a 2,000-row file once (the first load of a fresh process also pages in library code
-  and pyarrow's pools, a constant the note gives too).
+  and pyarrow's pools, a constant the note gives too);
+- the same load and memory for the table written as Parquet, against `pyarrow.parquet`.
 With `BLOCKS_BENCH_DATA=full`, also a 10-million-row Parquet file (generated, deleted after)
 trained one epoch and predicted with `data.stream`, in a fresh process each: peak RSS must be
 under 1.5 GB (an `info` row per step, the ratio being peak / 1.5 GB).
@@ -103,6 +104,19 @@ def _reference_load_arrow(path: Path) -> None:
     torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
 
 
+def _reference_load_parquet(path: Path) -> None:
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+    import torch
+
+    table = pq.read_table(path)
+    x = np.column_stack([table.column(f"f{i}").to_numpy() for i in range(FEATURES)]
+                        + [pc.dictionary_encode(table.column("colour")).combine_chunks()
+                           .indices.to_numpy()]).astype(np.float32)
+    y = pc.dictionary_encode(table.column("label")).combine_chunks().indices.to_numpy()
+    torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
+
+
 def _reference_predict(path: Path, model, out: Path) -> None:
     import pandas as pd
     import torch
@@ -176,23 +190,45 @@ def _size_rows(rows: int, folder: Path) -> list[dict]:
                      "note": f"blocks predict {predict:.2f} s, pandas + model(x) + to_csv "
                              f"{ref_predict:.2f} s"})
     matrix = rows * 21 * 4  # the float32 feature matrix (20 numbers + 1 category code)
+    out_rows.append(_memory_row(folder, recipe_path, "csv", label, matrix))
+    # the same table as Parquet (one row group per million rows, pyarrow's default)
+    parquet = folder / f"t{rows}.parquet"
+    write_table(parquet, rows, parquet=True)
+    parquet_recipe = folder / f"rp{rows}.yaml"
+    parquet_recipe.write_text(RECIPE % ("parquet", parquet.name, "", 256))
+    recipe = blocks.load_recipe(parquet_recipe)
+    load = _best(lambda: load_splits(recipe))
+    reference = _best(lambda: _reference_load_parquet(parquet))
+    out_rows.append({"name": f"data load {label} rows, Parquet (vs pyarrow.parquet)",
+                     "blocks_ms": load * 1e3, "reference_ms": reference * 1e3,
+                     "ratio": load / reference, "target": 1.5,
+                     "note": f"blocks {load:.2f} s, pyarrow read_table + codes {reference:.2f} s "
+                             f"({parquet.stat().st_size / 1e6:.0f} MB Parquet)"})
+    out_rows.append(_memory_row(folder, parquet_recipe, "parquet", label, matrix))
+    for done in (path, parquet):
+        done.unlink()
+    return out_rows
+
+
+def _memory_row(folder: Path, recipe_path: Path, kind: str, label: str, matrix: int) -> dict:
+    """Peak memory of a training load, in a process that has done one load of a 2,000-row file
+    of the same kind already: the first load also pages in library code and pyarrow's pools,
+    about the same MB whatever the rows (the note gives that cold peak too)."""
     load = f"load_splits(blocks.load_recipe({str(recipe_path)!r}))"
     cold = _peak_rss(load)
-    # the same load, in a process that has done one load already (of a 2,000-row file): the
-    # first load also pages in library code and pyarrow's pools, about the same MB whatever
-    # the rows, which is not memory the data takes
-    small = folder / "warm.csv"
+    small = folder / f"warm.{kind}"
     if not small.exists():
-        write_table(small, 2_000)
-        (folder / "warm.yaml").write_text(RECIPE % ("csv", small.name, "", 256))
-    peak = _peak_rss(load, f"load_splits(blocks.load_recipe({str(folder / 'warm.yaml')!r}))")
-    out_rows.append({"name": f"peak memory of the load, {label} rows (vs float32 features)",
-                     "blocks_ms": peak / 1e6, "reference_ms": matrix / 1e6,
-                     "ratio": peak / matrix, "target": 2.0,
-                     "note": f"peak RSS above a warm process {peak / 1e6:.0f} MB (a fresh "
-                             f"process's first load: {cold / 1e6:.0f} MB); the float32 feature "
-                             f"matrix {matrix / 1e6:.0f} MB (columns in MB)"})
-    return out_rows
+        write_table(small, 2_000, parquet=kind == "parquet")
+        (folder / f"warm-{kind}.yaml").write_text(RECIPE % (kind, small.name, "", 256))
+    warm = f"load_splits(blocks.load_recipe({str(folder / f'warm-{kind}.yaml')!r}))"
+    peak = _peak_rss(load, warm)
+    return {"name": f"peak memory of the load, {label} rows{', Parquet' if kind == 'parquet' else ''}"
+                    " (vs float32 features)",
+            "blocks_ms": peak / 1e6, "reference_ms": matrix / 1e6, "ratio": peak / matrix,
+            "target": 2.0,
+            "note": f"peak RSS above a warm process {peak / 1e6:.0f} MB (a fresh process's "
+                    f"first load: {cold / 1e6:.0f} MB); the float32 feature matrix "
+                    f"{matrix / 1e6:.0f} MB (columns in MB)"}
 
 
 def _streaming_rows(folder: Path, rows: int = 10_000_000) -> list[dict]:
