@@ -50,6 +50,21 @@ class Mapped:
     def __len__(self) -> int:
         return self.rows
 
+    def release(self, start: int, end: int) -> None:
+        """Give rows `start:end`'s pages back to the system (their contents are done with)."""
+        if not hasattr(self.map, "madvise"):  # pragma: no cover - not on Windows
+            return
+        width = self.values.shape[1] * 4
+        regions = [(start * width, end * width)]
+        if self.offsets is not None:
+            base = len(self.values) * width
+            regions.append((base + start * 4, base + end * 4))
+        for lo, hi in regions:
+            lo = -(-lo // mmap.PAGESIZE) * mmap.PAGESIZE
+            hi = hi // mmap.PAGESIZE * mmap.PAGESIZE
+            if hi > lo:
+                self.map.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+
     def close(self) -> None:
         self.values = self.offsets = None
         self.map.close()
@@ -203,28 +218,33 @@ def assemble(blocks: list[Mapped], count: int, layout: _Layout,
     per_row = max(1, layout.width * 4)
     bucket_bytes = min(BUCKET_BYTES, max(MIN_BUCKET_BYTES, count * per_row // 32))
     size = max(1, min(count, bucket_bytes // per_row))
-    buckets = [Mapped(min(size, count - b), layout.width, offsets=True)
-               for b in range(0, count, size)]
+    buckets = -(-count // size)
+    # bucket b holds exactly the rows of x's range [b * size, (b + 1) * size), staged in the
+    # order they come at rows b * size + 0, 1, ... of one map: pages fill as blocks go
+    staged = Mapped(count, layout.width, offsets=True)
+    fill = np.arange(0, count, size, dtype=np.int64)  # each bucket's next free staging row
     while blocks:
         block = blocks.pop(0)
         rows = layout.rows(block, start)
         to = position[start:start + block.rows]
         bucket = to // size
-        sort = np.argsort(bucket.astype(np.int16 if len(buckets) < 1 << 15 else np.int64),
+        sort = np.argsort(bucket.astype(np.int16 if buckets < 1 << 15 else np.int64),
                           kind="stable")
-        counts = np.bincount(bucket, minlength=len(buckets))
-        rows, to = rows[sort], to[sort]
-        at = 0
-        for b in np.flatnonzero(counts):
-            n = int(counts[b])
-            buckets[b].put(rows[at:at + n], to[at:at + n] - b * size)
-            at += n
+        counts = np.bincount(bucket, minlength=buckets)
+        sorted_bucket = bucket[sort]
+        firsts = np.cumsum(counts) - counts  # where each bucket starts among the sorted rows
+        at = np.empty(len(to), dtype=np.int64)
+        at[sort] = fill[sorted_bucket] + (np.arange(len(to)) - firsts[sorted_bucket])
+        staged.values[at] = rows
+        staged.offsets[at] = to - bucket * size
+        fill += counts
         start += block.rows
+        del rows, to, bucket, sort, sorted_bucket, at  # `rows` may be a view of the block
         block.close()
-        del rows, to, bucket, sort
     del position
-    for b, staged in enumerate(buckets):
-        x[b * size:b * size + len(staged)][staged.offsets] = staged.values
-        staged.close()
-        buckets[b] = None
+    for lo in range(0, count, size):
+        hi = min(count, lo + size)
+        x[lo:hi][staged.offsets[lo:hi]] = staged.values[lo:hi]
+        staged.release(lo, hi)
+    staged.close()
     return x
