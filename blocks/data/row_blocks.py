@@ -12,7 +12,9 @@ float32 feature matrix and the split needs no second copy.
 from __future__ import annotations
 
 import mmap
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -137,6 +139,7 @@ class BlockCells(Cells):
             labels.update(decoded.labels)
             del decoded
             pa.default_memory_pool().release_unused()  # the column's scratch, kept by mimalloc
+            memory_pool().release_unused()  # and the column's chunks
         self._others = {}
         blocks, self._blocks = self._blocks, None
         order = self.row_order(self.count) if self.row_order is not None else None
@@ -223,28 +226,42 @@ def assemble(blocks: list[Mapped], count: int, layout: _Layout,
     # order they come at rows b * size + 0, 1, ... of one map: pages fill as blocks go
     staged = Mapped(count, layout.width, offsets=True)
     fill = np.arange(0, count, size, dtype=np.int64)  # each bucket's next free staging row
-    while blocks:
-        block = blocks.pop(0)
+
+    def stage(block: Mapped, start: int, at: np.ndarray, offsets: np.ndarray) -> None:
         rows = layout.rows(block, start)
-        to = position[start:start + block.rows]
-        bucket = to // size
-        sort = np.argsort(bucket.astype(np.int16 if buckets < 1 << 15 else np.int64),
-                          kind="stable")
-        counts = np.bincount(bucket, minlength=buckets)
-        sorted_bucket = bucket[sort]
-        firsts = np.cumsum(counts) - counts  # where each bucket starts among the sorted rows
-        at = np.empty(len(to), dtype=np.int64)
-        at[sort] = fill[sorted_bucket] + (np.arange(len(to)) - firsts[sorted_bucket])
-        staged.values[at] = rows
-        staged.offsets[at] = to - bucket * size
-        fill += counts
-        start += block.rows
-        del rows, to, bucket, sort, sorted_bucket, at  # `rows` may be a view of the block
+        staged.values[at] = rows  # numpy's scatter runs without the GIL: blocks in parallel
+        staged.offsets[at] = offsets
+        del rows  # it may be a view of the block
         block.close()
-    del position
-    for lo in range(0, count, size):
-        hi = min(count, lo + size)
+
+    def place(lo: int, hi: int) -> None:
         x[lo:hi][staged.offsets[lo:hi]] = staged.values[lo:hi]
         staged.release(lo, hi)
+
+    threads = max(1, min(4, os.cpu_count() or 1))
+    with ThreadPoolExecutor(threads) as pool:
+        jobs = []
+        while blocks:
+            block = blocks.pop(0)
+            to = position[start:start + block.rows]
+            bucket = to // size
+            sort = np.argsort(bucket.astype(np.int16 if buckets < 1 << 15 else np.int64),
+                              kind="stable")
+            counts = np.bincount(bucket, minlength=buckets)
+            sorted_bucket = bucket[sort]
+            firsts = np.cumsum(counts) - counts  # where each bucket starts among the sorted
+            at = np.empty(len(to), dtype=np.int64)
+            at[sort] = fill[sorted_bucket] + (np.arange(len(to)) - firsts[sorted_bucket])
+            fill += counts
+            jobs.append(pool.submit(stage, block, start, at, to - bucket * size))
+            start += block.rows
+            del block, to, bucket, sort, sorted_bucket, at
+            if len(jobs) > threads:  # a block in flight per thread: their copies cost memory
+                jobs.pop(0).result()
+        for job in jobs:
+            job.result()
+        del position
+        for job in [pool.submit(place, lo, min(count, lo + size)) for lo in range(0, count, size)]:
+            job.result()
     staged.close()
     return x
