@@ -11,7 +11,6 @@ as does any cell that is not a plain finite number: those readers name bad cells
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -28,12 +27,11 @@ from blocks.data.columnar import (
     first_record,
     read_csv_cells,
 )
-from blocks.data.limits import max_line_bytes
+from blocks.data.limits import max_line_bytes, read_threads
 from blocks.data.row_blocks import BlockCells, Mapped, memory_pool
 
 PIECE_BYTES = 4 << 20  # the most text one worker parses at a time
 MIN_PIECE_BYTES = 128 << 10
-WORKERS = 4  # parsing threads at most (one per core)
 
 
 def read_training_csv(path: Path, where: str, delimiter: str,
@@ -53,10 +51,6 @@ class _NotPlain(Exception):
     """A piece the typed reader does not take as it is (the whole-table readers decide)."""
 
 
-def workers() -> int:
-    return max(1, min(WORKERS, os.cpu_count() or 1))
-
-
 def read_blocks(path: Path, header: list[str], numeric: set[str], delimiter: str) -> Any:
     """`BlockCells` of the file, or None when it is not plain (see the module docstring)."""
     import pyarrow as pa  # optional: the `tables` extra
@@ -69,7 +63,7 @@ def read_blocks(path: Path, header: list[str], numeric: set[str], delimiter: str
     blocks: list[Mapped] = []
     encoded: dict[str, list] = {name: [] for name in others}
     count = 0
-    pool = ThreadPoolExecutor(workers(), thread_name_prefix="blocks-csv")
+    pool = ThreadPoolExecutor(read_threads(), thread_name_prefix="blocks-csv")
     pending: deque = deque()
 
     def collect(result: Any) -> None:
@@ -87,7 +81,7 @@ def read_blocks(path: Path, header: list[str], numeric: set[str], delimiter: str
                 pending.append(pool.submit(_parse, data, i == 0, header, numbers, others,
                                            delimiter))
                 del data
-                while len(pending) > workers():
+                while len(pending) > read_threads():
                     collect(pending.popleft().result())
             while pending:
                 collect(pending.popleft().result())

@@ -41,6 +41,18 @@ def max_line_bytes() -> int:
     return _limit("BLOCKS_MAX_LINE_BYTES", DEFAULT_MAX_LINE_BYTES)
 
 
+def read_threads() -> int:
+    """`BLOCKS_READ_THREADS`, default the cores this process may run on (at most 4): the threads
+    that parse a training table's pieces and place its rows."""
+    if os.environ.get("BLOCKS_READ_THREADS", "").strip():
+        return _limit("BLOCKS_READ_THREADS", 1)
+    try:
+        cores = len(os.sched_getaffinity(0))  # a container's or taskset's cores, not the host's
+    except AttributeError:  # pragma: no cover - not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(4, cores))
+
+
 def max_categories() -> int:
     """`BLOCKS_MAX_CATEGORIES`, default 100,000 distinct values in one categorical column."""
     return _limit("BLOCKS_MAX_CATEGORIES", DEFAULT_MAX_CATEGORIES)

@@ -10,16 +10,19 @@ bad row, imputes missing cells, or refuses what it cannot take.
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from blocks.data.columnar import ARROW_SUFFIXES, parquet_files
-from blocks.data.limits import check_columns
+from blocks.data.limits import check_columns, read_threads
 from blocks.data.row_blocks import BlockCells, Mapped, memory_pool
 
 BLOCK_ROWS = 1 << 15  # rows per float32 block
+
 
 def read_parquet_blocks(path: Path, where: str, numeric: Any) -> BlockCells | None:
     """`BlockCells` of the Parquet file or shards at `path` (`numeric(header)`: the columns
@@ -51,19 +54,38 @@ def read_parquet_blocks(path: Path, where: str, numeric: Any) -> BlockCells | No
     blocks: list[Mapped] = []
     encoded: dict[str, list] = {name: [] for name in others}
     count = 0
+    local = threading.local()  # a ParquetFile per thread and file: reads run side by side
+
+    def column(file: Path, group: int, name: str) -> Any:
+        opened = local.__dict__.setdefault("files", {})
+        if file not in opened:
+            opened[file] = pq.ParquetFile(file, pre_buffer=False, buffer_size=1 << 20)
+        return opened[file].read_row_group(group, columns=[name]).column(0).combine_chunks()
+
+    threads = ThreadPoolExecutor(read_threads(), thread_name_prefix="blocks-parquet")
     try:
-        for handle in handles:
+        for file, handle in zip(files, handles, strict=True):
             for group in range(handle.metadata.num_row_groups):
-                group_blocks = _numbers(handle, group, numbers)
-                blocks += group_blocks or []
-                texts = [_column(handle, group, name) for name in others]
-                if group_blocks is None or any(column.null_count for column in texts):
+                rows = handle.metadata.row_group(group).num_rows
+                group_blocks = [Mapped(min(BLOCK_ROWS, rows - start), len(numbers))
+                                for start in range(0, rows, BLOCK_ROWS)]
+                blocks += group_blocks
+                plain = [threads.submit(lambda k, f=file, g=group, b=group_blocks, n=rows:
+                                        _fill(b, k, column(f, g, numbers[k]), n), k)
+                         for k in range(len(numbers))]
+                texts = [threads.submit(lambda name, f=file, g=group: _encoded(column(f, g, name),
+                                                                               pool), name)
+                         for name in others]
+                plain, texts = [job.result() for job in plain], [job.result() for job in texts]
+                if not all(plain) or any(text is None for text in texts):
                     for done in blocks:
                         done.close()
                     return None
-                for name, column in zip(others, texts, strict=True):
-                    encoded[name].append(_encoded(column, pool))
-                count += sum(block.rows for block in group_blocks)
+                for block in group_blocks:
+                    block.rows = len(block.values)
+                for name, text in zip(others, texts, strict=True):
+                    encoded[name].append(text)
+                count += rows
                 del texts
                 pool.release_unused()
                 pa.default_memory_pool().release_unused()
@@ -71,12 +93,9 @@ def read_parquet_blocks(path: Path, where: str, numeric: Any) -> BlockCells | No
         for done in blocks:
             done.close()
         return None
+    finally:
+        threads.shutdown(wait=True, cancel_futures=True)
     return BlockCells(header, numbers, blocks, encoded, count, range(1, count + 1), unit="row")
-
-
-def _column(handle: Any, group: int, name: str) -> Any:
-    """One column of one row group (one column at a time: memory stays one column wide)."""
-    return handle.read_row_group(group, columns=[name]).column(0).combine_chunks()
 
 
 def _is_number(kind: Any) -> bool:
@@ -94,43 +113,41 @@ def _is_label(kind: Any) -> bool:
     return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind)
 
 
-def _numbers(handle: Any, group: int, numbers: list[str]) -> list[Mapped] | None:
-    """A row group's numeric columns as float32 row blocks of `BLOCK_ROWS` rows (small blocks:
-    the matrix is written, and each block let go, in small steps), converted as the whole-table
-    decoder converts them (`cast(float64, safe=False)`, then float32); None when one holds a
-    missing (null or NaN) or infinite value."""
+def _fill(blocks: list[Mapped], k: int, column: Any, rows: int) -> bool:
+    """Column `k` of a row group's float32 blocks (`BLOCK_ROWS` rows each: the matrix is
+    written, and each block let go, in small steps), converted as the whole-table decoder
+    converts it (`cast(float64, safe=False)`, then float32); False when the column holds a
+    missing (null or NaN) or infinite value. Runs on a reader thread."""
     import pyarrow as pa  # optional: the `tables` extra
     import pyarrow.compute as pc  # optional: the `tables` extra
 
-    rows = handle.metadata.row_group(group).num_rows
-    blocks = [Mapped(min(BLOCK_ROWS, rows - start), len(numbers))
-              for start in range(0, rows, BLOCK_ROWS)]
-    for k, name in enumerate(numbers):
-        column = _column(handle, group, name)
-        if not pa.types.is_float64(column.type):
-            column = pc.cast(column, pa.float64(), safe=False)
-        values = column.to_numpy(zero_copy_only=False)
-        if column.null_count or len(values) != rows or not np.isfinite(values).all():
-            for block in blocks:
-                block.close()
-            return None
-        for i, block in enumerate(blocks):
-            block.values[:, k] = values[i * BLOCK_ROWS:(i + 1) * BLOCK_ROWS]
-        del column, values
-        pa.default_memory_pool().release_unused()  # the column's pages, kept by mimalloc
-    for block in blocks:
-        block.rows = len(block.values)
-    return blocks
+    if not pa.types.is_float64(column.type):
+        column = pc.cast(column, pa.float64(), safe=False)
+    values = column.to_numpy(zero_copy_only=False)
+    if column.null_count or len(values) != rows or not np.isfinite(values).all():
+        return False
+    for i, block in enumerate(blocks):
+        block.values[:, k] = values[i * BLOCK_ROWS:(i + 1) * BLOCK_ROWS]
+    del column, values
+    pa.default_memory_pool().release_unused()  # the column's pages, kept by mimalloc
+    return True
 
 
 def _encoded(column: Any, pool: Any) -> Any:
-    """A category or target column of one batch, dictionary-encoded on its plain values (text
-    as `string`), so the decoder sees the values the whole-table reader would."""
+    """A category or target column of one row group, dictionary-encoded on its plain values
+    (text as `string`), so the decoder sees the values the whole-table reader would; None when
+    it has a null. Runs on a reader thread, which gives the column's pages back itself (each
+    thread's freed memory stays with that thread's heap until it does)."""
     import pyarrow as pa  # optional: the `tables` extra
     import pyarrow.compute as pc  # optional: the `tables` extra
 
+    if column.null_count:
+        return None
     if pa.types.is_dictionary(column.type):
         column = column.cast(column.type.value_type)
     if pa.types.is_large_string(column.type):
         column = column.cast(pa.string())
-    return pc.dictionary_encode(column, memory_pool=pool)
+    encoded = pc.dictionary_encode(column, memory_pool=pool)
+    del column
+    pa.default_memory_pool().release_unused()
+    return encoded

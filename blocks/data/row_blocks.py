@@ -12,7 +12,6 @@ float32 feature matrix and the split needs no second copy.
 from __future__ import annotations
 
 import mmap
-import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -22,6 +21,7 @@ import numpy as np
 from blocks.core.errors import SpecError
 from blocks.data.columnar import Cells, _Shifted
 from blocks.data.decode import decode_arrow
+from blocks.data.limits import read_threads
 from blocks.data.table import Columns
 
 BUCKET_BYTES = 4 << 20  # rows of the feature matrix per bucket when rows are shuffled
@@ -238,7 +238,7 @@ def assemble(blocks: list[Mapped], count: int, layout: _Layout,
         x[lo:hi][staged.offsets[lo:hi]] = staged.values[lo:hi]
         staged.release(lo, hi)
 
-    threads = max(1, min(4, os.cpu_count() or 1))
+    threads = read_threads()
     with ThreadPoolExecutor(threads) as pool:
         jobs = []
         while blocks:

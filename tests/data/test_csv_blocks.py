@@ -81,11 +81,11 @@ def test_numbers_only_take_the_direct_copy(tmp_path, monkeypatch, tiny_pieces):
     assert fast.train.y.tolist() == slow.train.y.tolist()
 
 
-def test_one_worker_reads_the_same(tmp_path, monkeypatch, tiny_pieces):
+def test_one_thread_reads_the_same(tmp_path, monkeypatch, tiny_pieces):
     path = tmp_path / "t.csv"
     write(path, 600)
     many = splits_bytes(load_splits(recipe(path)))
-    monkeypatch.setattr(csv_blocks, "WORKERS", 1)
+    monkeypatch.setenv("BLOCKS_READ_THREADS", "1")
     assert splits_bytes(load_splits(recipe(path))) == many
 
 
