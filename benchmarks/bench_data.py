@@ -92,24 +92,22 @@ def _reference_load(path: Path) -> None:
 
 
 def _reference_load_arrow(path: Path) -> None:
-    import pyarrow.compute as pc
     import pyarrow.csv as pcsv
-    import torch
 
-    table = pcsv.read_csv(path)
-    x = np.column_stack([table.column(f"f{i}").to_numpy() for i in range(FEATURES)]
-                        + [pc.dictionary_encode(table.column("colour")).combine_chunks()
-                           .indices.to_numpy()]).astype(np.float32)
-    y = pc.dictionary_encode(table.column("label")).combine_chunks().indices.to_numpy()
-    torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
+    _tensors_of(pcsv.read_csv(path))
 
 
 def _reference_load_parquet(path: Path) -> None:
-    import pyarrow.compute as pc
     import pyarrow.parquet as pq
+
+    _tensors_of(pq.read_table(path))
+
+
+def _tensors_of(table) -> None:
+    """A pyarrow Table's features (category codes included) and labels as tensors."""
+    import pyarrow.compute as pc
     import torch
 
-    table = pq.read_table(path)
     x = np.column_stack([table.column(f"f{i}").to_numpy() for i in range(FEATURES)]
                         + [pc.dictionary_encode(table.column("colour")).combine_chunks()
                            .indices.to_numpy()]).astype(np.float32)
