@@ -29,7 +29,7 @@ MIN_BUCKET_BYTES = 64 << 10
 
 
 class Mapped:
-    """Rows of float32 numbers (and, for buckets, an int32 destination per row) in their own
+    """Rows of float32 numbers (and, for staged rows, an int32 destination each) in their own
     anonymous memory map: letting it go gives its pages back to the system at once (a malloc'd
     array between pyarrow's buffers would pin them: the heap fragments), and pages never written
     cost nothing."""
@@ -42,12 +42,6 @@ class Mapped:
         self.offsets = (np.frombuffer(self.map, dtype=np.int32, count=rows, offset=size)
                         if offsets else None)
         self.rows = 0
-
-    def put(self, values: np.ndarray, offsets: np.ndarray) -> None:
-        end = self.rows + len(values)
-        self.values[self.rows:end] = values
-        self.offsets[self.rows:end] = offsets
-        self.rows = end
 
     def __len__(self) -> int:
         return self.rows
@@ -88,7 +82,7 @@ def memory_pool() -> Any:
 
 class BlockCells(Cells):
     """A table as float32 row blocks (its `numeric` columns, in that order) and the other
-    columns dictionary-encoded (one chunk per block). `lines`: the file line (or table row) of
+    columns dictionary-encoded (chunks of rows in file order). `lines`: the file line (or table row) of
     each row, for located errors. Decoded once (the blocks are consumed); the table's readers
     call `decode` once."""
 
