@@ -29,19 +29,22 @@ from blocks.data.columnar import (
 )
 from blocks.data.limits import max_line_bytes, read_threads
 from blocks.data.row_blocks import BlockCells, Mapped, memory_pool
+from blocks.data.table import MISSING
 
 PIECE_BYTES = 4 << 20  # the most text one worker parses at a time
 MIN_PIECE_BYTES = 128 << 10
 
 
 def read_training_csv(path: Path, where: str, delimiter: str,
-                      numeric: Callable[[list[str]], set[str]]) -> Cells:
+                      numeric: Callable[[list[str]], set[str]], *, missing_ok: bool = False
+                      ) -> Cells:
     """A training CSV's cells: `BlockCells` when the `numeric(header)` columns all hold plain
-    finite numbers, else what `read_csv_cells` reads (the same numbers, or a located error)."""
+    finite numbers (or, with `missing_ok`, missing cells spelled exactly as `MISSING`), else
+    what `read_csv_cells` reads (the same numbers, or a located error)."""
     if csv_engine() == "arrow":
         header = first_record(path, where, delimiter)
         if header and len(set(header)) == len(header):
-            cells = read_blocks(path, header, numeric(header), delimiter)
+            cells = read_blocks(path, header, numeric(header), delimiter, missing_ok=missing_ok)
             if cells is not None:
                 return cells
     return read_csv_cells(path, where, delimiter, numeric=numeric)
@@ -51,8 +54,11 @@ class _NotPlain(Exception):
     """A piece the typed reader does not take as it is (the whole-table readers decide)."""
 
 
-def read_blocks(path: Path, header: list[str], numeric: set[str], delimiter: str) -> Any:
-    """`BlockCells` of the file, or None when it is not plain (see the module docstring)."""
+def read_blocks(path: Path, header: list[str], numeric: set[str], delimiter: str, *,
+                missing_ok: bool = False) -> Any:
+    """`BlockCells` of the file, or None when it is not plain (see the module docstring).
+    `missing_ok`: a numeric cell spelled as one of `MISSING` (exactly, unquoted) is a missing
+    value, NaN, as the decoder makes it."""
     import pyarrow as pa  # optional: the `tables` extra
 
     if not numeric & set(header):
@@ -79,7 +85,7 @@ def read_blocks(path: Path, header: list[str], numeric: set[str], delimiter: str
         with open(path, "rb") as handle:
             for i, data in enumerate(_pieces(handle, piece)):
                 pending.append(pool.submit(_parse, data, i == 0, header, numbers, others,
-                                           delimiter))
+                                           delimiter, missing_ok))
                 del data
                 while len(pending) > read_threads():
                     collect(pending.popleft().result())
@@ -120,7 +126,7 @@ def _pieces(handle: Any, size: int) -> Iterator[memoryview]:
 
 
 def _parse(data: memoryview, first: bool, header: list[str], numbers: list[str], others: list[str],
-           delimiter: str) -> Any:
+           delimiter: str, missing_ok: bool) -> Any:
     """One piece: (float32 row block of the numeric columns, dictionary-encoded text columns),
     or None for a piece without rows. Runs on a worker thread."""
     import pyarrow as pa  # optional: the `tables` extra
@@ -136,7 +142,8 @@ def _parse(data: memoryview, first: bool, header: list[str], numbers: list[str],
         parse_options=pcsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
         convert_options=pcsv.ConvertOptions(
             column_types=types, strings_can_be_null=False, quoted_strings_can_be_null=False,
-            null_values=[], true_values=["\x00true"], false_values=["\x00false"]),
+            null_values=sorted(MISSING) if missing_ok else [], true_values=["\x00true"],
+            false_values=["\x00false"]),
         memory_pool=pool)
     del data
     if first and table.column_names != header:
@@ -148,17 +155,24 @@ def _parse(data: memoryview, first: bool, header: list[str], numbers: list[str],
         if table.column(name)[rows - 1].as_py().endswith(("\n", "\r")):
             raise _NotPlain
     columns = [table.column(name) for name in numbers]
-    if any(column.num_chunks != 1 or column.null_count for column in columns):
+    if any(column.num_chunks != 1 for column in columns):
         raise _NotPlain
     # the piece's numbers as one float64 [rows, numbers] array: three numpy calls, not three
     # per column, so a worker holds the GIL briefly
     values = np.stack([_float64_view(column.chunk(0)) for column in columns], axis=1)
-    if not np.isfinite(values).all():
-        raise _NotPlain  # the text path names the cell as written
+    finite = np.isfinite(values)
+    missing = {k: column.chunk(0).is_null().to_numpy(zero_copy_only=False)
+               for k, column in enumerate(columns) if column.null_count}  # a `MISSING` cell
+    for k, mask in missing.items():
+        finite[mask, k] = True
+    if not finite.all():
+        raise _NotPlain  # 'inf', '-nan': the text path names the cell as written
     block = Mapped(rows, len(numbers))
     block.values[:] = values  # the decoder's `.astype(float32)`
+    for k, mask in missing.items():
+        block.values[mask, k] = np.nan  # the decoder's missing value
     block.rows = rows
-    del values, columns
+    del values, columns, finite
     texts = {name: pc.dictionary_encode(table.column(name).combine_chunks(memory_pool=pool),
                                         memory_pool=pool) for name in others}
     del table
@@ -166,10 +180,10 @@ def _parse(data: memoryview, first: bool, header: list[str], numbers: list[str],
     return block, texts
 
 
-def _float64_view(column: Any) -> np.ndarray | None:
-    """A float64 column without nulls as a numpy view of its buffer; None when it has nulls."""
-    if column.null_count:
-        return None
+def _float64_view(column: Any) -> np.ndarray:
+    """A float64 column's values as a numpy view of its buffer (a null's slot holds anything)."""
+    if column.buffers()[1] is None:  # every cell missing
+        return np.zeros(len(column))
     return np.frombuffer(column.buffers()[1], dtype=np.float64, count=len(column),
                          offset=column.offset * 8)
 

@@ -127,7 +127,8 @@ def _csv(source: CsvSource, model: ModelSpec, base_dir: Path | None, *,
          missing_ok: bool = False, row_order: Callable[[int], np.ndarray] | None = None) -> RawData:
     path = _resolve(source.path, base_dir, "data.csv.path")
     cells = read_training_csv(path, "data.csv.path", source.delimiter,
-                              numeric=lambda header: _numeric_columns(header, source, model))
+                              numeric=lambda header: _numeric_columns(header, source, model),
+                              missing_ok=missing_ok)
     cells.row_order = row_order
     if cells.count - (0 if cells.has_names else 1) < 1:
         raise SpecError(Problem("data.csv.path", f"{path} needs a header row and at least one data row",

@@ -205,3 +205,43 @@ def test_parquet_blocks_equal_the_whole_table_read(tmp_path, monkeypatch, shape)
     monkeypatch.setattr(sources, "read_parquet_blocks", lambda *a: None)
     assert fast == outcome()
     assert (fast[0] == "error") == (shape == "nulls")
+
+
+@pytest.mark.parametrize("case", ["every spelling", "refused", "quoted", "a whole column",
+                                  "-nan"])
+def test_missing_cells_in_pieces_equal_the_python_reader(tmp_path, monkeypatch, tiny_pieces,
+                                                         case):
+    """With `impute`, a numeric cell spelled as one of `MISSING` is NaN in the pieces too (the
+    piece road is kept); without it, or spelled otherwise, the file goes to the whole-table
+    readers: either way the Python reader's numbers or its located error."""
+    from blocks.data.table import MISSING
+
+    rng = np.random.default_rng(8)
+    spellings = sorted(MISSING)
+    lines = ["a,b,colour,label"]
+    for r in range(900):
+        a, b = f"{rng.standard_normal():.7g}", f"{rng.standard_normal():.4g}"
+        if r % 9 == 4:
+            a = {"quoted": '"NA"', "-nan": "-nan"}.get(case, spellings[r % len(spellings)])
+        if case == "a whole column":
+            b = ""
+        lines.append(",".join([a, b, ["red", "blue"][r % 2], ["no", "yes"][r // 3 % 2]]))
+    path = tmp_path / "t.csv"
+    path.write_text("\n".join(lines) + "\n")
+    impute = "refuse" if case == "refused" else "mean"
+    header = lines[0].split(",")
+    taken = csv_blocks.read_blocks(path, header, {"a", "b"}, ",", missing_ok=impute != "refuse")
+    assert (taken is not None) == (case in ("every spelling", "a whole column"))
+    spec = Recipe.model_validate({
+        "model": {"input": {"shape": [4]}, "head": {"type": "softmax", "classes": 2}},
+        "data": {"csv": {"path": str(path), "target": "label", "categorical": ["colour"]},
+                 "impute": impute}})
+    outcome = []
+    for engine in ("arrow", "python"):
+        monkeypatch.setenv("BLOCKS_CSV_READER", engine)
+        try:
+            outcome.append(splits_bytes(load_splits(spec)))
+        except Exception as err:  # noqa: BLE001 - both readers must fail alike
+            outcome.append(("error", type(err).__name__, str(err)))
+    assert outcome[0] == outcome[1]
+    assert (outcome[0][0] == "error") == (case in ("refused", "-nan")), outcome[0]
