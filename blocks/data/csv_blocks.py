@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from blocks.data.columnar import (
     read_csv_cells,
 )
 from blocks.data.limits import max_line_bytes, read_threads
-from blocks.data.row_blocks import BlockCells, Mapped, memory_pool
+from blocks.data.row_blocks import BlockCells, Mapped, finish, memory_pool, reader_pool
 from blocks.data.table import MISSING
 
 PIECE_BYTES = 4 << 20  # the most text one worker parses at a time
@@ -69,7 +68,7 @@ def read_blocks(path: Path, header: list[str], numeric: set[str], delimiter: str
     blocks: list[Mapped] = []
     encoded: dict[str, list] = {name: [] for name in others}
     count = 0
-    pool = ThreadPoolExecutor(read_threads(), thread_name_prefix="blocks-csv")
+    pool = reader_pool()
     pending: deque = deque()
 
     def collect(result: Any) -> None:
@@ -96,7 +95,7 @@ def read_blocks(path: Path, header: list[str], numeric: set[str], delimiter: str
             block.close()
         return None
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        finish(list(pending))
     return BlockCells(header, numbers, blocks, encoded, count,
                       _Shifted(LineIndex(path, delimiter, count + 1), 1))
 

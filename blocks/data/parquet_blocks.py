@@ -11,15 +11,15 @@ bad row, imputes missing cells, or refuses what it cannot take.
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from blocks.data.columnar import ARROW_SUFFIXES, parquet_files
-from blocks.data.limits import check_columns, read_threads
-from blocks.data.row_blocks import BlockCells, Mapped, memory_pool
+from blocks.data.limits import check_columns
+from blocks.data.row_blocks import BlockCells, Mapped, finish, memory_pool, reader_pool
 
 BLOCK_ROWS = 1 << 15  # rows per float32 block
 
@@ -62,7 +62,8 @@ def read_parquet_blocks(path: Path, where: str, numeric: Any) -> BlockCells | No
             opened[file] = pq.ParquetFile(file, pre_buffer=False, buffer_size=1 << 20)
         return opened[file].read_row_group(group, columns=[name]).column(0).combine_chunks()
 
-    threads = ThreadPoolExecutor(read_threads(), thread_name_prefix="blocks-parquet")
+    threads = reader_pool()
+    jobs: list = []
     try:
         for file, handle in zip(files, handles, strict=True):
             for group in range(handle.metadata.num_row_groups):
@@ -76,6 +77,8 @@ def read_parquet_blocks(path: Path, where: str, numeric: Any) -> BlockCells | No
                 texts = [threads.submit(lambda name, f=file, g=group: _encoded(column(f, g, name),
                                                                                pool), name)
                          for name in others]
+                jobs = plain + texts
+                wait(jobs)  # every job done (or failed) before a block may be let go
                 plain, texts = [job.result() for job in plain], [job.result() for job in texts]
                 if not all(plain) or any(text is None for text in texts):
                     for done in blocks:
@@ -94,7 +97,7 @@ def read_parquet_blocks(path: Path, where: str, numeric: Any) -> BlockCells | No
             done.close()
         return None
     finally:
-        threads.shutdown(wait=True, cancel_futures=True)
+        finish(jobs)
     return BlockCells(header, numbers, blocks, encoded, count, range(1, count + 1), unit="row")
 
 

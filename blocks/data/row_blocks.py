@@ -12,8 +12,10 @@ float32 feature matrix and the split needs no second copy.
 from __future__ import annotations
 
 import mmap
+import os
+import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import numpy as np
@@ -26,6 +28,27 @@ from blocks.data.table import Columns
 
 BUCKET_BYTES = 4 << 20  # rows of the feature matrix per bucket when rows are shuffled
 MIN_BUCKET_BYTES = 64 << 10
+_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def reader_pool() -> ThreadPoolExecutor:
+    """The reader threads (`read_threads()` of them), made once per process and reused: each
+    thread's allocator heap then serves the next load too, where fresh threads would leave
+    their heaps, and the pages in them, behind. Jobs on it never wait on other jobs on it."""
+    key = (os.getpid(), read_threads())  # a forked child has none of its parent's threads
+    with _POOLS_LOCK:
+        pool = _POOLS.get(key)
+        if pool is None:
+            pool = _POOLS[key] = ThreadPoolExecutor(key[1], thread_name_prefix="blocks-read")
+    return pool
+
+
+def finish(jobs: list[Future]) -> None:
+    """Cancel the jobs not started and wait for the others (before what they write is let go)."""
+    for job in jobs:
+        job.cancel()
+    wait(jobs)
 
 
 class Mapped:
@@ -233,8 +256,9 @@ def assemble(blocks: list[Mapped], count: int, layout: _Layout,
         staged.release(lo, hi)
 
     threads = read_threads()
-    with ThreadPoolExecutor(threads) as pool:
-        jobs = []
+    pool = reader_pool()
+    jobs: list[Future] = []
+    try:
         while blocks:
             block = blocks.pop(0)
             to = position[start:start + block.rows]
@@ -252,10 +276,13 @@ def assemble(blocks: list[Mapped], count: int, layout: _Layout,
             del block, to, bucket, sort, sorted_bucket, at
             if len(jobs) > threads:  # a block in flight per thread: their copies cost memory
                 jobs.pop(0).result()
-        for job in jobs:
-            job.result()
+        while jobs:
+            jobs.pop(0).result()
         del position
-        for job in [pool.submit(place, lo, min(count, lo + size)) for lo in range(0, count, size)]:
-            job.result()
+        jobs = [pool.submit(place, lo, min(count, lo + size)) for lo in range(0, count, size)]
+        while jobs:
+            jobs.pop(0).result()
+    finally:
+        finish(jobs)
     staged.close()
     return x
