@@ -72,14 +72,7 @@ class BlocksModel(nn.Module):
         )
         if spec.preprocess is not None:
             self.preprocess = Preprocessing(spec.preprocess, shapes.input_shape)
-        # sizes come from the shape inference just done: each block's rule runs once per build
-        self.backbone = nn.Sequential(*(
-            layer.block.build(layer.input_shape) for layer in shapes.layers if layer.depth == 0))
-        if spec.heads is not None:
-            self.heads = nn.ModuleDict({name: head.build(shapes.features)
-                                        for name, head in spec.heads.items()})
-        else:
-            self.head = spec.head.build(shapes.features)
+        self._init_trunk(spec, shapes)
 
     def _init_inputs(self, spec: ModelSpec, shapes: ShapeReport, policy: DevicePolicy) -> None:
         """A multi-input model: `inputs` (ModuleDict of encoders by input name), `combine`, `backbone`,
@@ -93,6 +86,11 @@ class BlocksModel(nn.Module):
         )
         self.inputs = multi.build_encoders(spec, shapes)  # `freeze: [inputs.photo]` reads as written
         self.combine = spec.combiner.build(shapes.inputs.encoded)
+        self._init_trunk(spec, shapes)
+
+    def _init_trunk(self, spec: ModelSpec, shapes: ShapeReport) -> None:
+        """The backbone and the head(s), after the input (or the inputs' combiner)."""
+        # sizes come from the shape inference just done: each block's rule runs once per build
         self.backbone = nn.Sequential(*(
             layer.block.build(layer.input_shape) for layer in shapes.layers if layer.depth == 0))
         if spec.heads is not None:

@@ -15,7 +15,6 @@ are taken as they are (a null or NaN is a missing cell), names as text.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from blocks.data.limits import check_categories
-from blocks.data.table import MISSING, Columns, decode_columns
+from blocks.data.table import MISSING, Columns, _number, decode_columns
 
 
 def _pa():
@@ -33,14 +32,6 @@ def _pa():
     import pyarrow.compute as pc  # optional: the `tables` extra
 
     return pa, pc
-
-
-def _number(text: str) -> float | None:
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
 
 
 def as_text_cells(column: Any) -> list[str]:

@@ -38,9 +38,10 @@ from blocks.data.columnar import (
     parquet_files,
 )
 from blocks.data.columns import check_header, table_columns
-from blocks.data.decode import _distinct, _number
+from blocks.data.decode import _distinct
 from blocks.data.limits import check_categories
 from blocks.data.sources import _check_label_counts, _column_heads, target_columns, target_labels
+from blocks.data.table import _number
 from blocks.spec.model import ModelSpec
 from blocks.spec.preprocess import PreprocessSpec
 from blocks.spec.recipe import Recipe

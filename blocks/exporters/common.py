@@ -17,6 +17,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -82,13 +83,17 @@ class ExportGraph(nn.Module):
         self.eval()  # what is exported and compared is always the eval-mode model
 
     def forward(self, x: torch.Tensor):
-        out = self.model(x)
-        if self.probabilities:
-            heads = self.model.spec.head_specs
-            if isinstance(out, dict):
-                return {name: heads[name].probabilities(value) for name, value in out.items()}
-            return next(iter(heads.values())).probabilities(out)
+        return head_outputs(self.model, self.model(x), self.probabilities)
+
+
+def head_outputs(model: nn.Module, out: Any, probabilities: bool) -> Any:
+    """A blocks model's outputs as exported: logits, or each head's probabilities."""
+    if not probabilities:
         return out
+    heads = model.spec.head_specs
+    if isinstance(out, dict):
+        return {name: heads[name].probabilities(value) for name, value in out.items()}
+    return next(iter(heads.values())).probabilities(out)
 
 
 def prepared(model: nn.Module) -> nn.Module:

@@ -19,6 +19,7 @@ from blocks.exporters.common import (
     ExportResult,
     as_outputs,
     compare,
+    head_outputs,
     output_names,
     quiet_export_warnings,
     require_modules,
@@ -38,13 +39,8 @@ class NamedInputs(nn.Module):
         self.eval()
 
     def forward(self, *tensors: torch.Tensor):
-        out = self.model(dict(zip(self.names, tensors, strict=True)))
-        if self.probabilities:
-            heads = self.model.spec.head_specs
-            if isinstance(out, dict):
-                return {name: heads[name].probabilities(value) for name, value in out.items()}
-            return next(iter(heads.values())).probabilities(out)
-        return out
+        return head_outputs(self.model, self.model(dict(zip(self.names, tensors, strict=True))),
+                            self.probabilities)
 
 
 def sample_inputs(model: nn.Module, batch: int, seed: int = 0) -> dict[str, torch.Tensor]:

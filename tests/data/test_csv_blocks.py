@@ -48,6 +48,18 @@ def splits_bytes(splits) -> tuple:
             splits.model_spec.preprocess.categories, splits.info)
 
 
+def both_readers(spec: Recipe, monkeypatch) -> list:
+    """The split (or the error) of the pyarrow reader, then of the Python reader."""
+    outcome = []
+    for engine in ("arrow", "python"):
+        monkeypatch.setenv("BLOCKS_CSV_READER", engine)
+        try:
+            outcome.append(splits_bytes(load_splits(spec)))
+        except Exception as err:  # noqa: BLE001 - both readers must fail alike
+            outcome.append(("error", type(err).__name__, str(err)))
+    return outcome
+
+
 @pytest.mark.parametrize("text_first", [False, True])
 def test_shuffled_blocks_equal_the_python_readers_split(tmp_path, monkeypatch, tiny_pieces,
                                                         text_first):
@@ -116,13 +128,7 @@ def test_a_cut_inside_a_quoted_cell_goes_back_to_the_whole_table_readers(
         "model": {"input": {"shape": [{"text": 6, "number": 5, "label": 4}[where]]},
                   "head": {"type": "softmax", "classes": 3 if where == "label" else 2}},
         "data": {"csv": {"path": str(path), "target": "label", "categorical": ["colour"]}}})
-    outcome = []
-    for engine in ("arrow", "python"):
-        monkeypatch.setenv("BLOCKS_CSV_READER", engine)
-        try:
-            outcome.append(splits_bytes(load_splits(spec)))
-        except Exception as err:  # noqa: BLE001 - both readers must fail alike
-            outcome.append(("error", type(err).__name__, str(err)))
+    outcome = both_readers(spec, monkeypatch)
     assert outcome[0] == outcome[1] and outcome[0][0] != "error", outcome
 
 
@@ -236,12 +242,6 @@ def test_missing_cells_in_pieces_equal_the_python_reader(tmp_path, monkeypatch, 
         "model": {"input": {"shape": [4]}, "head": {"type": "softmax", "classes": 2}},
         "data": {"csv": {"path": str(path), "target": "label", "categorical": ["colour"]},
                  "impute": impute}})
-    outcome = []
-    for engine in ("arrow", "python"):
-        monkeypatch.setenv("BLOCKS_CSV_READER", engine)
-        try:
-            outcome.append(splits_bytes(load_splits(spec)))
-        except Exception as err:  # noqa: BLE001 - both readers must fail alike
-            outcome.append(("error", type(err).__name__, str(err)))
+    outcome = both_readers(spec, monkeypatch)
     assert outcome[0] == outcome[1]
     assert (outcome[0][0] == "error") == (case in ("refused", "-nan")), outcome[0]
