@@ -11,6 +11,7 @@ float32 feature matrix and the split needs no second copy.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import threading
@@ -44,6 +45,22 @@ def reader_pool() -> ThreadPoolExecutor:
     return pool
 
 
+def release_reader_heaps() -> None:
+    """Every reader thread gives its freed pyarrow memory back to the system. mimalloc keeps a
+    heap per thread and frees a heap's pages only when its own thread asks, so one job per
+    thread asks, the jobs meeting at a barrier so no thread takes two (about a millisecond;
+    asking after every piece instead costs a page fault for every page of the next one)."""
+    threads = read_threads()
+    barrier = threading.Barrier(threads)
+
+    def release() -> None:
+        memory_pool().release_unused()
+        with contextlib.suppress(threading.BrokenBarrierError):  # a thread busy elsewhere
+            barrier.wait(timeout=0.1)
+
+    finish([reader_pool().submit(release) for _ in range(threads)])
+
+
 def finish(jobs: list[Future]) -> None:
     """Cancel the jobs not started and wait for the others (before what they write is let go)."""
     for job in jobs:
@@ -59,7 +76,7 @@ class Mapped:
 
     def __init__(self, rows: int, width: int, *, offsets: bool = False) -> None:
         size = rows * width * 4
-        self.map = mmap.mmap(-1, max(1, size + (rows * 4 if offsets else 0)))
+        self.map = _anonymous_map(max(1, size + (rows * 4 if offsets else 0)))
         self.values = np.frombuffer(self.map, dtype=np.float32, count=rows * width).reshape(
             rows, width)
         self.offsets = (np.frombuffer(self.map, dtype=np.int32, count=rows, offset=size)
@@ -89,13 +106,22 @@ class Mapped:
         self.map.close()
 
 
+def _anonymous_map(size: int) -> mmap.mmap:
+    """Private anonymous memory where the platform has it: its pages fault in faster than the
+    shared kind `mmap.mmap(-1, n)` makes (shared memory is backed by a file system)."""
+    if hasattr(mmap, "MAP_PRIVATE"):  # pragma: no branch - not on Windows
+        return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    return mmap.mmap(-1, size)  # pragma: no cover
+
+
 def memory_pool() -> Any:
-    """pyarrow's jemalloc pool where it has one: it returns a piece's freed buffers to the
-    system when asked (`release_unused`); freed malloc memory stays pinned between the long-lived
-    text columns of other pieces (the heap fragments) and mimalloc keeps it."""
+    """pyarrow's mimalloc pool where it has one (jemalloc, else the system's, where not): a
+    reader thread reuses its freed pages for the next piece and returns them to the system
+    when asked (`release_reader_heaps`). Freed malloc memory stays pinned between long-lived
+    allocations (the heap fragments)."""
     import pyarrow as pa  # optional: the `tables` extra
 
-    for make in (pa.jemalloc_memory_pool, pa.mimalloc_memory_pool):
+    for make in (pa.mimalloc_memory_pool, pa.jemalloc_memory_pool):
         try:
             return make()
         except NotImplementedError:
