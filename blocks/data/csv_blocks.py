@@ -33,7 +33,6 @@ from blocks.data.row_blocks import (
     finish,
     memory_pool,
     reader_pool,
-    release_reader_heaps,
 )
 from blocks.data.table import MISSING
 
@@ -99,7 +98,6 @@ def read_blocks(path: Path, header: list[str], numeric: set[str], delimiter: str
                     collect(pending.popleft().result())
             while pending:
                 collect(pending.popleft().result())
-        release_reader_heaps()
     except (_NotPlain, pa.ArrowInvalid, pa.ArrowNotImplementedError):
         for block in blocks:
             block.close()
@@ -187,6 +185,7 @@ def _parse(data: memoryview, first: bool, header: list[str], numbers: list[str],
         block.close()
         raise _NotPlain
     block.rows = rows
+    pool.release_unused()  # this thread's freed parse buffers go back to the system now
     return block, texts
 
 

@@ -11,7 +11,6 @@ float32 feature matrix and the split needs no second copy.
 
 from __future__ import annotations
 
-import contextlib
 import mmap
 import os
 import threading
@@ -43,22 +42,6 @@ def reader_pool() -> ThreadPoolExecutor:
         if pool is None:
             pool = _POOLS[key] = ThreadPoolExecutor(key[1], thread_name_prefix="blocks-read")
     return pool
-
-
-def release_reader_heaps() -> None:
-    """Every reader thread gives its freed pyarrow memory back to the system. mimalloc keeps a
-    heap per thread and frees a heap's pages only when its own thread asks, so one job per
-    thread asks, the jobs meeting at a barrier so no thread takes two (about a millisecond;
-    asking after every piece instead costs a page fault for every page of the next one)."""
-    threads = read_threads()
-    barrier = threading.Barrier(threads)
-
-    def release() -> None:
-        memory_pool().release_unused()
-        with contextlib.suppress(threading.BrokenBarrierError):  # a thread busy elsewhere
-            barrier.wait(timeout=0.1)
-
-    finish([reader_pool().submit(release) for _ in range(threads)])
 
 
 def finish(jobs: list[Future]) -> None:
@@ -115,10 +98,11 @@ def _anonymous_map(size: int) -> mmap.mmap:
 
 
 def memory_pool() -> Any:
-    """pyarrow's mimalloc pool where it has one (jemalloc, else the system's, where not): a
-    reader thread reuses its freed pages for the next piece and returns them to the system
-    when asked (`release_reader_heaps`). Freed malloc memory stays pinned between long-lived
-    allocations (the heap fragments)."""
+    """pyarrow's mimalloc pool where it has one (jemalloc, else the system's, where not). A
+    reader thread gives its freed pages back to the system after each piece
+    (`release_unused`, which for mimalloc frees the calling thread's heap): without it the
+    heaps grow by several MB over a load. Freed malloc memory would stay pinned between
+    long-lived allocations (the heap fragments)."""
     import pyarrow as pa  # optional: the `tables` extra
 
     for make in (pa.mimalloc_memory_pool, pa.jemalloc_memory_pool):

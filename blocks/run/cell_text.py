@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,7 +95,9 @@ def _tiny_texts(texts: Any) -> Any:
 
 
 def csv_quoted(texts: Sequence[str]) -> list[str]:
-    """Each text as `csv.writer` (QUOTE_MINIMAL) writes it among other fields of a row."""
+    """Each text as `csv.writer` (QUOTE_MINIMAL) writes it among other fields of a row, except
+    that a text holding a carriage return is quoted too: with `lineterminator="\\n"` the csv
+    module leaves `a\\rb` bare, and no CSV reader reads that back."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     quoted = []
@@ -103,8 +105,22 @@ def csv_quoted(texts: Sequence[str]) -> list[str]:
         buffer.seek(0)
         buffer.truncate()
         writer.writerow((text, ""))  # not alone: a lone empty field would be written `""`
-        quoted.append(buffer.getvalue()[:-2])
+        field = buffer.getvalue()[:-2]
+        if "\r" in text and not field.startswith('"'):
+            field = '"' + text.replace('"', '""') + '"'
+        quoted.append(field)
     return quoted
+
+
+def write_csv_rows(handle: Any, rows: Iterable[Sequence[str]]) -> None:
+    """`csv.writer(handle, lineterminator="\\n").writerows(rows)`, with `csv_quoted`'s quoting
+    of carriage returns (a row holding one is written field by field)."""
+    writer = csv.writer(handle, lineterminator="\n")
+    for row in rows:
+        if any("\r" in field for field in row):
+            handle.write(",".join(csv_quoted(row)) + "\n")
+        else:
+            writer.writerow(row)
 
 
 def csv_text(columns: Sequence[Any]) -> str:

@@ -4,7 +4,6 @@ CSV, JSON or Parquet at full precision (every probability reads back to the same
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import sys
@@ -33,7 +32,7 @@ from blocks.data.features import decoding_options, feature_cells, feature_names
 from blocks.data.sources import split_target_columns, target_labels
 from blocks.data.splits import prepare_targets, raw_inputs
 from blocks.data.streaming import StreamedTable, iter_chunks
-from blocks.run.cell_text import Coded, csv_text, text_of
+from blocks.run.cell_text import Coded, csv_text, text_of, write_csv_rows
 from blocks.spec.model import ModelSpec
 
 FORMATS = ("csv", "json", "parquet")
@@ -160,13 +159,13 @@ class PredictionWriter:
                 self.rows += 1
             return
         else:
-            writer = csv.writer(self._handle, lineterminator="\n")
             if self.rows == 0:
-                writer.writerow(header)
+                write_csv_rows(self._handle, [header])
             if whole_columns:
                 self._handle.write(csv_text(columns))
             else:
-                writer.writerows([text_of(v) for v in row] for row in zip(*columns, strict=True))
+                write_csv_rows(self._handle, ([text_of(v) for v in row]
+                                              for row in zip(*columns, strict=True)))
         self.rows += count
 
     def close(self) -> int:

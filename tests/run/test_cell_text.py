@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from blocks.run import tables
-from blocks.run.cell_text import Coded, csv_text, float_texts, text_of
+from blocks.run.cell_text import Coded, csv_text, float_texts, text_of, write_csv_rows
 from blocks.run.predicting import Predictions
 
 pytest.importorskip("pyarrow")
@@ -20,7 +20,8 @@ EDGES = np.float32([0, -0.0, 1, -1, 0.5, 1e-4, -1e-4, 9.9e-5, 1e-5, 2.754018e-16
                     -1e16, 9.999999e15, 123456.79, 16777216, 1e7, 12345678, 1e15, 1e-7, 1e-10,
                     1e-45, -1e-44, 1.1754944e-38, 3.4028235e38, -3.4028235e38, np.inf, -np.inf,
                     np.nan, -np.nan, 0.1, 0.2, 0.3, 1 / 3, 2 / 3, 0.99999994, 5.9604645e-08])
-#: names csv.writer quotes (comma, quote, newline), or does not (carriage return, unicode)
+#: names csv.writer quotes (comma, quote, newline), or does not (unicode; a carriage return,
+#: which `csv_quoted` quotes itself)
 AWKWARD = ["plain", "a,b", 'say "hi"', "two\nlines", "cr\rlf", "", " spaced ", "naïve 猫", "'"]
 
 
@@ -34,12 +35,26 @@ def random_floats(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def reference_csv(columns: list) -> str:
-    """What `PredictionWriter` wrote before columns: `text_of` per cell, `csv.writer` rows."""
+    """What `PredictionWriter` writes cell by cell: `text_of` per cell, `csv.writer` rows
+    (a row with a carriage return in a field: that field quoted)."""
     buffer = io.StringIO()
     lists = [c.tolist() if isinstance(c, Coded) else c for c in columns]
-    csv.writer(buffer, lineterminator="\n").writerows(
-        [text_of(v) for v in row] for row in zip(*lists, strict=True))
+    write_csv_rows(buffer, ([text_of(v) for v in row] for row in zip(*lists, strict=True)))
     return buffer.getvalue()
+
+
+def test_every_awkward_name_reads_back():
+    """`csv.writer(lineterminator="\\n")` leaves a carriage return bare (`cr\\rlf,`), which
+    no CSV reader takes back; the writers quote it, and every other name is as csv writes it."""
+    rows = [[name, "1.5"] for name in AWKWARD] + [["x\ry", 'q"\r'], ["\r", ""]]
+    written = reference_csv([[r[0] for r in rows], [r[1] for r in rows]])
+    assert list(csv.reader(io.StringIO(written, newline=""))) == rows
+    bare = [r for r in rows if "\r" not in "".join(r)]
+    plain = io.StringIO()
+    csv.writer(plain, lineterminator="\n").writerows(bare)
+    assert reference_csv([[r[0] for r in bare], [r[1] for r in bare]]) == plain.getvalue()
+    assert csv_text([Coded(np.arange(len(rows)), [r[0] for r in rows]),
+                     [r[1] for r in rows]]) == written
 
 
 def test_float_texts_are_text_of_for_every_kind_of_float32():
