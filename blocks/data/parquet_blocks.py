@@ -68,8 +68,9 @@ def read_parquet_blocks(path: Path, where: str, numeric: Any) -> BlockCells | No
         for file, handle in zip(files, handles, strict=True):
             for group in range(handle.metadata.num_row_groups):
                 rows = handle.metadata.row_group(group).num_rows
-                group_blocks = [Mapped(min(BLOCK_ROWS, rows - start), len(numbers))
-                                for start in range(0, rows, BLOCK_ROWS)]
+                # stored by column: each column job writes its values in one sweep
+                group_blocks = [Mapped(min(BLOCK_ROWS, rows - start), len(numbers),
+                                       by_column=True) for start in range(0, rows, BLOCK_ROWS)]
                 blocks += group_blocks
                 plain = [threads.submit(lambda k, f=file, g=group, b=group_blocks, n=rows:
                                         _fill(b, k, column(f, g, numbers[k]), n), k)

@@ -57,11 +57,15 @@ class Mapped:
     array between pyarrow's buffers would pin them: the heap fragments), and pages never written
     cost nothing."""
 
-    def __init__(self, rows: int, width: int, *, offsets: bool = False) -> None:
+    def __init__(self, rows: int, width: int, *, offsets: bool = False,
+                 by_column: bool = False) -> None:
         size = rows * width * 4
         self.map = _anonymous_map(max(1, size + (rows * 4 if offsets else 0)))
-        self.values = np.frombuffer(self.map, dtype=np.float32, count=rows * width).reshape(
-            rows, width)
+        flat = np.frombuffer(self.map, dtype=np.float32, count=rows * width)
+        # `by_column`: stored a column after another (`values` a [rows, width] view of it), so
+        # a reader writing one column at a time writes it in one sweep: row after row, each
+        # column's pass would cross every cache line of a block larger than the cache
+        self.values = flat.reshape(width, rows).T if by_column else flat.reshape(rows, width)
         self.offsets = (np.frombuffer(self.map, dtype=np.int32, count=rows, offset=size)
                         if offsets else None)
         self.rows = 0
@@ -71,6 +75,8 @@ class Mapped:
 
     def release(self, start: int, end: int) -> None:
         """Give rows `start:end`'s pages back to the system (their contents are done with)."""
+        if not self.values.flags.c_contiguous:
+            raise ValueError("release: rows of a block stored by column share their pages")
         if not hasattr(self.map, "madvise"):  # pragma: no cover - not on Windows
             return
         width = self.values.shape[1] * 4

@@ -245,3 +245,20 @@ def test_missing_cells_in_pieces_equal_the_python_reader(tmp_path, monkeypatch, 
     outcome = both_readers(spec, monkeypatch)
     assert outcome[0] == outcome[1]
     assert (outcome[0][0] == "error") == (case in ("refused", "-nan")), outcome[0]
+
+
+def test_a_block_stored_by_column_keeps_each_column_in_one_run():
+    """Parquet columns are written into blocks stored by column (one sweep per column); the
+    block still reads as [rows, width], and rows of it cannot be released page by page."""
+    from blocks.data.row_blocks import Mapped
+
+    block = Mapped(5, 3, by_column=True)
+    block.values[:, 1] = np.arange(5)
+    block.values[2] = [7, 8, 9]
+    stored = np.frombuffer(block.map, dtype=np.float32, count=15)
+    assert stored[5:10].tolist() == [0, 1, 8, 3, 4]  # column 1, contiguous
+    assert block.values[2].tolist() == [7, 8, 9]
+    with pytest.raises(ValueError, match="by column"):
+        block.release(0, 2)
+    del stored
+    block.close()
