@@ -70,9 +70,6 @@ class Mapped:
                         if offsets else None)
         self.rows = 0
 
-    def __len__(self) -> int:
-        return self.rows
-
     def release(self, start: int, end: int) -> None:
         """Give rows `start:end`'s pages back to the system (their contents are done with)."""
         if not self.values.flags.c_contiguous:

@@ -1,9 +1,10 @@
 """The data a run trained on, as its folder records it: portable paths and a fingerprint.
 
-- `paths_for_run` (in `blocks.run.folder`, which `blocks.save` also uses): the run folder's copy of the recipe lives elsewhere than the original, so a
-  data path that was relative (to the recipe, or to the working folder for a recipe given as
-  text) is stored relative to the run folder (`../../data/train.csv`): moving the project with
-  its runs keeps them working. An absolute path stays absolute.
+- `paths_for_run` (in `blocks.run.folder`, which `blocks.save` also uses): the run folder's
+  copy of the recipe lives elsewhere than the original, so a data path that was relative (to
+  the recipe, or to the working folder for a recipe given as text) is stored relative to the
+  run folder (`../../data/train.csv`): moving the project with its runs keeps them working. An
+  absolute path stays absolute.
 - `data_record`: run.json's `data` entry, per source: the stored path, its size in bytes and a
   SHA-256 of its bytes (of every file, for an image folder).
 - `check_run_data`: `blocks evaluate RUN_DIR` with no DATA follows a path stored in the run
@@ -20,10 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from blocks.core.errors import Problem, SpecError
-from blocks.run.folder import RECIPE, escape, read_info
+from blocks.run.folder import PATH_SOURCES, RECIPE, escape, read_info
 from blocks.spec.recipe import Recipe
 
-PATH_SOURCES = ("csv", "parquet", "npz", "images")  # the `data:` sources that name a path
 RECORD = "data"  # run.json key
 
 

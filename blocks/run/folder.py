@@ -96,6 +96,9 @@ def save(model: BlocksModel, path: str | Path, *, recipe: Recipe | None = None) 
     return run_dir
 
 
+PATH_SOURCES = ("csv", "parquet", "npz", "images")  # the `data:` sources that name a path
+
+
 def paths_for_run(recipe: Recipe, source: Path | None, out: Path) -> Recipe:
     """The recipe with each relative data path rebased from the recipe's folder (or, for a recipe
     without a file, the working folder) onto the run folder `out`."""
@@ -104,7 +107,7 @@ def paths_for_run(recipe: Recipe, source: Path | None, out: Path) -> Recipe:
         return recipe
     base = Path(source).parent if source is not None else Path.cwd()
     run_dir = out.resolve()
-    for key in ("csv", "parquet", "npz", "images"):  # the sources that name a path
+    for key in PATH_SOURCES:
         src = getattr(data, key)
         if src is None or Path(src.path).is_absolute():
             continue
