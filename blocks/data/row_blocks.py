@@ -1,7 +1,8 @@
 """Tables held as compact row blocks: float32 rows of their numeric columns and the other
-columns dictionary-encoded (`BlockCells`), built a piece at a time by the CSV and Parquet
-readers (`blocks.data.csv_blocks`, `blocks.data.parquet_blocks`) so the parsed table never
-exists whole (issue 21).
+columns dictionary-encoded (`BlockCells`), built a piece at a time by the CSV reader
+(`blocks.data.csv_blocks`) so the parsed table never exists whole (issue 21), and what it
+shares with the Parquet reader (`blocks.data.parquet_columns`): the reader threads, the
+anonymous maps, the decoding of the label columns.
 
 Decoding (`BlockCells.decode`) writes the feature matrix block by block, letting each block go,
 and can write its rows already in a split's shuffled order (`Cells.row_order`): rows first go
@@ -28,15 +29,18 @@ from blocks.data.table import Columns
 
 BUCKET_BYTES = 4 << 20  # rows of the feature matrix per bucket when rows are shuffled
 MIN_BUCKET_BYTES = 64 << 10
+STEP_ROWS = 4096  # rows of a block rearranged at a time, when its columns are not the matrix's
 _POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
 _POOLS_LOCK = threading.Lock()
 
 
-def reader_pool() -> ThreadPoolExecutor:
-    """The reader threads (`read_threads()` of them), made once per process and reused: each
-    thread's allocator heap then serves the next load too, where fresh threads would leave
-    their heaps, and the pages in them, behind. Jobs on it never wait on other jobs on it."""
-    key = (os.getpid(), read_threads())  # a forked child has none of its parent's threads
+def reader_pool(threads: int | None = None) -> ThreadPoolExecutor:
+    """The reader threads (`read_threads()` of them, or `threads`: a pool of its own), made
+    once per process and reused: each thread's allocator heap then serves the next load too,
+    where fresh threads would leave their heaps, and the pages in them, behind. Jobs on it
+    never wait on other jobs on it."""
+    # a forked child has none of its parent's threads
+    key = (os.getpid(), read_threads() if threads is None else threads)
     with _POOLS_LOCK:
         pool = _POOLS.get(key)
         if pool is None:
@@ -57,23 +61,17 @@ class Mapped:
     array between pyarrow's buffers would pin them: the heap fragments), and pages never written
     cost nothing."""
 
-    def __init__(self, rows: int, width: int, *, offsets: bool = False,
-                 by_column: bool = False) -> None:
+    def __init__(self, rows: int, width: int, *, offsets: bool = False) -> None:
         size = rows * width * 4
         self.map = _anonymous_map(max(1, size + (rows * 4 if offsets else 0)))
         flat = np.frombuffer(self.map, dtype=np.float32, count=rows * width)
-        # `by_column`: stored a column after another (`values` a [rows, width] view of it), so
-        # a reader writing one column at a time writes it in one sweep: row after row, each
-        # column's pass would cross every cache line of a block larger than the cache
-        self.values = flat.reshape(width, rows).T if by_column else flat.reshape(rows, width)
+        self.values = flat.reshape(rows, width)
         self.offsets = (np.frombuffer(self.map, dtype=np.int32, count=rows, offset=size)
                         if offsets else None)
         self.rows = 0
 
     def release(self, start: int, end: int) -> None:
         """Give rows `start:end`'s pages back to the system (their contents are done with)."""
-        if not self.values.flags.c_contiguous:
-            raise ValueError("release: rows of a block stored by column share their pages")
         if not hasattr(self.map, "madvise"):  # pragma: no cover - not on Windows
             return
         width = self.values.shape[1] * 4
@@ -98,6 +96,13 @@ def _anonymous_map(size: int) -> mmap.mmap:
     if hasattr(mmap, "MAP_PRIVATE"):  # pragma: no branch - not on Windows
         return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     return mmap.mmap(-1, size)  # pragma: no cover
+
+
+def anonymous_array(count: int, dtype: Any) -> np.ndarray:
+    """A 1-D array in an anonymous memory map of its own: its pages go back to the system with
+    the array (on the heap, it would pin the free pages around it)."""
+    dtype = np.dtype(dtype)
+    return np.frombuffer(_anonymous_map(max(1, count * dtype.itemsize)), dtype=dtype, count=count)
 
 
 def memory_pool() -> Any:
@@ -136,47 +141,65 @@ class BlockCells(Cells):
         return _Shifted(self._lines, start)
 
     def decode(self, picked, start, features, targets, path, where, **decode) -> Columns:
-        import pyarrow as pa  # optional: the `tables` extra
-
         if self._blocks is None:
             raise RuntimeError("BlockCells.decode called twice (its blocks are consumed)")
         names = [*features, *targets]
         header_names = [self.first[i] for i in picked]
         plain = [j for j, name in enumerate(header_names[:len(features)]) if name in self._numeric]
         rest = [j for j in range(len(names)) if j not in set(plain)]
-        rest_features = [names[j] for j in rest if j < len(features)]
         # the categorical features and the targets first, each as a whole column (their
         # vocabularies need every row), one at a time, while the numeric blocks wait
-        small_x = np.empty((self.count, len(rest_features)), dtype=np.float32)
-        y = np.empty((self.count, len(targets)), dtype=np.float64)
-        categories: dict[str, list[str]] = {}
-        labels: dict[str, list[str]] = {}
-        for k, j in enumerate(rest):
-            chunks = self._others.pop(header_names[j])
-            column = pa.chunked_array(chunks, type=None if chunks else
-                                      pa.dictionary(pa.int32(), pa.string()))
-            one = [names[j]]
-            is_target = j >= len(features)
-            args = ([] if is_target else one, one if is_target else [], path, where)
-            decoded, rows = _decode_distinct(column, args, decode)
-            if decoded is None:  # a bad cell: the whole column, for the error with its line
-                decoded = decode_arrow([column], *args, self.lines(start), **decode)
-            del column
-            values = decoded.y if is_target else decoded.x
-            target = y[:, j - len(features)] if is_target else small_x[:, k]
-            target[:] = values[:, 0] if rows is None else values[rows, 0]
-            categories.update(decoded.categories)
-            labels.update(decoded.labels)
-            del decoded
-            pa.default_memory_pool().release_unused()  # the column's scratch, kept by mimalloc
-            memory_pool().release_unused()  # and the column's chunks
+        labels = decode_labels({names[j]: self._others.pop(header_names[j]) for j in rest},
+                               sum(j < len(features) for j in rest), self.count,
+                               self.lines(start), path, where, decode)
         self._others = {}
         blocks, self._blocks = self._blocks, None
         order = self.row_order(self.count) if self.row_order is not None else None
         layout = _Layout(len(features), plain, [self._numeric[header_names[j]] for j in plain],
-                         [j for j in rest if j < len(features)], small_x)
+                         [j for j in rest if j < len(features)], labels.small_x)
         x = assemble(blocks, self.count, layout, order)
-        return Columns(x, y, categories, labels, order=order)
+        return Columns(x, labels.y, labels.categories, labels.labels, order=order)
+
+
+class Labels:
+    """The decoded text-like columns of a table: category codes (`small_x`, float32, a column per
+    categorical feature, file order), targets (`y`, float64) and their vocabularies."""
+
+    def __init__(self, count: int, features: int, targets: int) -> None:
+        self.small_x = np.empty((count, features), dtype=np.float32)
+        self.y = np.empty((count, targets), dtype=np.float64)
+        self.categories: dict[str, list[str]] = {}
+        self.labels: dict[str, list[str]] = {}
+
+
+def decode_labels(columns: dict[str, list], n_features: int, count: int,
+                  lines: Sequence[int], path: Any, where: str, decode: dict) -> Labels:
+    """Decode `columns` (name -> dictionary-encoded chunks in file order, consumed: the first
+    `n_features` categorical features, the others targets), each as a whole column (its
+    vocabulary needs every row), one at a time; a bad cell is named by its line (`lines`)."""
+    import pyarrow as pa  # optional: the `tables` extra
+
+    names = list(columns)
+    out = Labels(count, n_features, len(names) - n_features)
+    for k, name in enumerate(names):
+        chunks = columns.pop(name)
+        column = pa.chunked_array(chunks, type=None if chunks else
+                                  pa.dictionary(pa.int32(), pa.string()))
+        is_target = k >= n_features
+        args = ([] if is_target else [name], [name] if is_target else [], path, where)
+        decoded, rows = _decode_distinct(column, args, decode)
+        if decoded is None:  # a bad cell: the whole column, for the error with its line
+            decoded = decode_arrow([column], *args, lines, **decode)
+        del column
+        values = decoded.y if is_target else decoded.x
+        target = out.y[:, k - n_features] if is_target else out.small_x[:, k]
+        target[:] = values[:, 0] if rows is None else values[rows, 0]
+        out.categories.update(decoded.categories)
+        out.labels.update(decoded.labels)
+        del decoded
+        pa.default_memory_pool().release_unused()  # the column's scratch, kept by mimalloc
+        memory_pool().release_unused()  # and the column's chunks
+    return out
 
 
 def _decode_distinct(column: Any, args: tuple, decode: dict) -> tuple[Any, Any]:
@@ -209,15 +232,21 @@ class _Layout:
         self.small_at = _index(small_at)
         self.direct = not small_at and plain == list(range(width)) and source == plain
 
-    def rows(self, block: Mapped, start: int) -> np.ndarray:
-        """The block's rows as feature-matrix rows (the file's rows `start`...)."""
-        values = block.values[:block.rows]
+    def rows(self, block: Mapped, start: int, lo: int, hi: int) -> np.ndarray:
+        """Rows `lo:hi` of the block (the file's rows `start + lo`...) as feature-matrix rows:
+        a view where the block's columns are the matrix's, else a copy of those rows only
+        (`STEP_ROWS` at most: a whole block's copy on each reader thread would cost MBs)."""
+        values = block.values[lo:hi]
         if self.direct:
             return values
-        out = np.empty((block.rows, self.width), dtype=np.float32)
+        out = np.empty((hi - lo, self.width), dtype=np.float32)
         out[:, self.plain] = values[:, self.source]
-        out[:, self.small_at] = self.small[start:start + block.rows]
+        out[:, self.small_at] = self.small[start + lo:start + hi]
         return out
+
+    def steps(self, rows: int) -> range:
+        """Where `rows(...)` pieces of a block of `rows` rows start."""
+        return range(0, rows, rows if self.direct else STEP_ROWS)
 
 
 def _index(columns: list[int]) -> slice | list[int]:
@@ -241,7 +270,9 @@ def assemble(blocks: list[Mapped], count: int, layout: _Layout,
     if order is None:
         while blocks:
             block = blocks.pop(0)
-            x[start:start + block.rows] = layout.rows(block, start)
+            for lo in layout.steps(block.rows):
+                hi = min(block.rows, lo + STEP_ROWS) if not layout.direct else block.rows
+                x[start + lo:start + hi] = layout.rows(block, start, lo, hi)
             start += block.rows
             block.close()
         return x
@@ -258,10 +289,11 @@ def assemble(blocks: list[Mapped], count: int, layout: _Layout,
     fill = np.arange(0, count, size, dtype=np.int64)  # each bucket's next free staging row
 
     def stage(block: Mapped, start: int, at: np.ndarray, offsets: np.ndarray) -> None:
-        rows = layout.rows(block, start)
-        staged.values[at] = rows  # numpy's scatter runs without the GIL: blocks in parallel
+        for lo in layout.steps(block.rows):
+            hi = min(block.rows, lo + STEP_ROWS) if not layout.direct else block.rows
+            # numpy's scatter runs without the GIL: blocks in parallel
+            staged.values[at[lo:hi]] = layout.rows(block, start, lo, hi)
         staged.offsets[at] = offsets
-        del rows  # it may be a view of the block
         block.close()
 
     def place(lo: int, hi: int) -> None:

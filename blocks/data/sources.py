@@ -25,7 +25,7 @@ from blocks.data.columnar import (  # noqa: F401  (read_csv_lines, sniff_delimit
 )
 from blocks.data.columns import check_header, short_names, table_columns  # noqa: F401
 from blocks.data.csv_blocks import read_training_csv
-from blocks.data.parquet_blocks import read_parquet_blocks
+from blocks.data.parquet_columns import parquet_cells
 from blocks.spec.budget import check_data_bytes
 from blocks.spec.data import CsvSource, DataSpec, NpzSource, ParquetSource, SyntheticSource
 from blocks.spec.model import ModelSpec
@@ -152,7 +152,7 @@ def _parquet(source: ParquetSource, model: ModelSpec, base_dir: Path | None, *,
              ) -> RawData:
     path = resolve_table_path(source.path, base_dir, "data.parquet.path")
     need_pyarrow(path.suffix or "a folder of Parquet shards", "data.parquet.path")
-    cells = read_parquet_blocks(path, "data.parquet.path",
+    cells = parquet_cells(path, "data.parquet.path",
                                 lambda header: _numeric_columns(header, source, model))
     if cells is None:
         cells = typed_cells(read_columnar(path, "data.parquet.path"))

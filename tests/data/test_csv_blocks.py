@@ -171,18 +171,20 @@ def parquet_table(rows: int, *, nulls: bool = False, nan: bool = False):
         "label": pa.array(label, mask=(np.arange(rows) == 3) if nulls else None)})
 
 
-@pytest.mark.parametrize("shape", ["one file", "shards", "nulls", "nan"])
-def test_parquet_blocks_equal_the_whole_table_read(tmp_path, monkeypatch, shape):
+@pytest.mark.parametrize("readers", [1, 2])
+@pytest.mark.parametrize("shape", ["one file", "shards", "nulls", "nan", "unsorted features"])
+def test_parquet_columns_equal_the_whole_table_read(tmp_path, monkeypatch, shape, readers):
     """Several row groups (and shards) of int, bool, float32/64 features, a dictionary column
-    and integer class ids: the blocks give the whole-table reader's split byte for byte; a null
-    or NaN sends the table to the whole-table reader (which names or imputes it)."""
+    and integer class ids, read by one or two readers into many small buckets: the whole-table
+    reader's split byte for byte; a null or NaN met while reading sends the table to the
+    whole-table reader (which names or imputes it)."""
     import pyarrow.parquet as pq
 
-    from blocks.data import parquet_blocks, sources
+    from blocks.data import parquet_columns, sources
 
-    monkeypatch.setattr(parquet_blocks, "BLOCK_ROWS", 300)
-    monkeypatch.setattr(row_blocks, "BUCKET_BYTES", 1 << 10)
-    monkeypatch.setattr(row_blocks, "MIN_BUCKET_BYTES", 1 << 10)
+    monkeypatch.setattr(parquet_columns, "BUCKET_BYTES", 1 << 10)
+    monkeypatch.setattr(parquet_columns, "MIN_BUCKET_BYTES", 1 << 10)
+    monkeypatch.setattr(parquet_columns, "reader_count", lambda matrix, threads: readers)
     table = parquet_table(2000, nulls=shape == "nulls", nan=shape == "nan")
     path = tmp_path / ("shards" if shape == "shards" else "t.parquet")
     if shape == "shards":
@@ -191,14 +193,16 @@ def test_parquet_blocks_equal_the_whole_table_read(tmp_path, monkeypatch, shape)
         pq.write_table(table.slice(1200), path / "part-1.parquet", row_group_size=500)
     else:
         pq.write_table(table, path, row_group_size=700)
+    features = (["colour", "f32", "a", "flag"] if shape == "unsorted features" else None)
     spec = Recipe.model_validate({
-        "model": {"input": {"shape": [7]}, "head": {"type": "softmax", "classes": 3}},
-        "data": {"parquet": {"path": str(path), "target": "label", "categorical": ["colour"]},
+        "model": {"input": {"shape": [7 if features is None else 6]},
+                  "head": {"type": "softmax", "classes": 3}},
+        "data": {"parquet": {"path": str(path), "target": "label", "categorical": ["colour"],
+                             "features": features},
                  "seed": 5, "impute": "mean" if shape == "nan" else "refuse"}})
     used = []
-    real = sources.read_parquet_blocks
-    monkeypatch.setattr(sources, "read_parquet_blocks",
-                        lambda *a: used.append(real(*a)) or used[-1])
+    real = sources.parquet_cells
+    monkeypatch.setattr(sources, "parquet_cells", lambda *a: used.append(real(*a)) or used[-1])
 
     def outcome():
         try:
@@ -207,8 +211,8 @@ def test_parquet_blocks_equal_the_whole_table_read(tmp_path, monkeypatch, shape)
             return ("error", str(err))
 
     fast = outcome()
-    assert (used[0] is None) == (shape in ("nulls", "nan"))
-    monkeypatch.setattr(sources, "read_parquet_blocks", lambda *a: None)
+    assert used[0].whole_table_read == (shape in ("nulls", "nan"))
+    monkeypatch.setattr(sources, "parquet_cells", lambda *a: None)
     assert fast == outcome()
     assert (fast[0] == "error") == (shape == "nulls")
 
@@ -245,20 +249,3 @@ def test_missing_cells_in_pieces_equal_the_python_reader(tmp_path, monkeypatch, 
     outcome = both_readers(spec, monkeypatch)
     assert outcome[0] == outcome[1]
     assert (outcome[0][0] == "error") == (case in ("refused", "-nan")), outcome[0]
-
-
-def test_a_block_stored_by_column_keeps_each_column_in_one_run():
-    """Parquet columns are written into blocks stored by column (one sweep per column); the
-    block still reads as [rows, width], and rows of it cannot be released page by page."""
-    from blocks.data.row_blocks import Mapped
-
-    block = Mapped(5, 3, by_column=True)
-    block.values[:, 1] = np.arange(5)
-    block.values[2] = [7, 8, 9]
-    stored = np.frombuffer(block.map, dtype=np.float32, count=15)
-    assert stored[5:10].tolist() == [0, 1, 8, 3, 4]  # column 1, contiguous
-    assert block.values[2].tolist() == [7, 8, 9]
-    with pytest.raises(ValueError, match="by column"):
-        block.release(0, 2)
-    del stored
-    block.close()
