@@ -6,8 +6,8 @@ goes, row group by row group, to its place among the *buckets* of the split's ro
 the matrix's rows, stored column by column, so one column's values go out in one sweep per
 bucket), and each bucket is finally moved to its rows of the matrix and let go. Neither the
 decoded table nor a second copy of the matrix ever exists: the load peaks near one float32
-feature matrix plus the scratch of pyarrow's column readers, about 7 MB a reader whatever the
-rows, so a small table is read by one reader while the caller's thread places its values.
+feature matrix plus the scratch of pyarrow's column readers (4-6 MB a reader whatever the
+rows), so a small table is read by fewer readers while the caller's thread places the values.
 
 Only plainly regular tables take this road, decided from the schema before a value is read:
 numeric feature columns of integer, float or boolean type, the categorical and target columns
@@ -47,9 +47,12 @@ from blocks.data.row_blocks import (
 )
 from blocks.data.table import Columns
 
-#: pyarrow's Parquet column reader holds about this much besides the column it returns (its
-#: pages and dictionary: measured 7-11 MB on 2 threads for 1 MB pages, whatever the rows)
-READER_SCRATCH = 8 << 20
+#: rows of a numeric column read at a time: pyarrow's column reader then holds a page or two,
+#: the column chunk's dictionary and a batch, 4-6 MB for 1 MB pages whatever the rows (a whole
+#: row group at once: 9-11 MB), for a few % more time
+BATCH_ROWS = 4096
+#: what one reader of numeric columns is counted to hold (see `reader_count`)
+READER_SCRATCH = 4 << 20
 
 
 def parquet_cells(path: Path, where: str, numeric: Any) -> ParquetColumns | None:
@@ -123,6 +126,7 @@ class ParquetColumns(Cells):
             buckets = Buckets(self.count, len(features), order)
             chunks = self._read_into(buckets, texts, [(j, header_names[j]) for j in plain])
             if chunks is None:
+                finish([job for _, job in texts])
                 buckets.close()
                 return self._whole(picked, start, features, targets, path, where, decode)
             n_features = sum(j < len(features) for j in rest)
@@ -163,8 +167,8 @@ class ParquetColumns(Cells):
 
         starts = np.cumsum([0] + [rows for _, _, rows in self._groups[:-1]]).tolist()
         threads = reader_pool()
-        reads = [(j, start, f, g, name) for j, name in numbers
-                 for (f, g, _), start in zip(self._groups, starts, strict=True)]
+        reads = [(j, start, f, g, rows, name) for j, name in numbers
+                 for (f, g, rows), start in zip(self._groups, starts, strict=True)]
         readers = reader_count(buckets.matrix_bytes, read_threads())
         pending: deque = deque()  # (matrix column, first file row, read), oldest first
 
@@ -178,10 +182,10 @@ class ParquetColumns(Cells):
 
         chunks: dict[str, list] = {name: [] for name, _ in texts}
         try:
-            for j, start, file, group, name in reads:
+            for j, start, file, group, rows, name in reads:
                 if len(pending) == readers:
                     pending[0][2].wait()  # the oldest read done: `readers` read at a time
-                read = _NumericRead(self._read, file, group, name)
+                read = _NumericRead(self._file, file, group, name, rows)
                 read.job = threads.submit(read.run)
                 pending.append((j, start, read))
                 if len(pending) > readers and not place_oldest():  # while the next one reads
@@ -199,24 +203,27 @@ class ParquetColumns(Cells):
             return None
         return chunks
 
-    def _read(self, file: Path, group: int, name: str) -> Any:
-        """Column `name` of row group `group`, read on the calling thread (pyarrow's own
-        threads would keep their heaps' pages), with the thread's own `ParquetFile`."""
+    def _file(self, file: Path) -> Any:
+        """The calling thread's own `ParquetFile` of `file` (made once per decode)."""
         import pyarrow.parquet as pq  # optional: the `tables` extra
 
         opened = self._handles.__dict__.setdefault("files", {})
         if file not in opened:
             opened[file] = pq.ParquetFile(file, pre_buffer=False, buffer_size=0)
-        return opened[file].read_row_group(group, columns=[name], use_threads=False) \
+        return opened[file]
+
+    def _read(self, file: Path, group: int, name: str) -> Any:
+        """Column `name` of row group `group`, read on the calling thread (pyarrow's own
+        threads would keep their heaps' pages)."""
+        return self._file(file).read_row_group(group, columns=[name], use_threads=False) \
             .column(0).combine_chunks()
 
 
 def reader_count(matrix_bytes: int, threads: int) -> int:
     """Readers of numeric columns: as many as `threads` allows while their scratch
-    (`READER_SCRATCH` each) stays within a third of the matrix, and at least one. On a small
-    table one reader's scratch is already a sizeable part of the peak; on a large one it is
-    noise, and the reads go side by side."""
-    return max(1, min(threads, matrix_bytes // (3 * READER_SCRATCH)))
+    (`READER_SCRATCH` each) stays within half the matrix, and at least one. On a small table
+    one reader's scratch is already a sizeable part of the peak; on a large one it is noise."""
+    return max(1, min(threads, matrix_bytes // (2 * READER_SCRATCH)))
 
 
 class Buckets:
@@ -285,8 +292,9 @@ class Buckets:
 
 
 class _NumericRead:
-    """One row group of a numeric column read on a reader thread, as float32 values converted
-    as the whole-table decoder converts them (`cast(float64, safe=False)`, then float32), or
+    """One row group of a numeric column read on a reader thread (`BATCH_ROWS` at a time, with
+    the thread's own `ParquetFile`), as float32 values converted as the whole-table decoder
+    converts them (`cast(float64, safe=False)`, then float32), or
     None when it holds a missing (null or NaN) or infinite value or one beyond float32's range
     (the whole-table reader then decides).
 
@@ -294,8 +302,8 @@ class _NumericRead:
     (`release_unused`, a few ms: mimalloc keeps what a thread frees until that thread
     collects it), so the next read starts on the other thread meanwhile."""
 
-    def __init__(self, read: Any, file: Path, group: int, name: str) -> None:
-        self._args = (read, file, group, name)
+    def __init__(self, open_file: Any, file: Path, group: int, name: str, rows: int) -> None:
+        self._args = (open_file, file, group, name, rows)
         self._ready = threading.Event()
         self._values: np.ndarray | None = None
         self._error: BaseException | None = None
@@ -305,20 +313,29 @@ class _NumericRead:
         import pyarrow as pa  # optional: the `tables` extra
         import pyarrow.compute as pc  # optional: the `tables` extra
 
-        read, file, group, name = self._args
+        open_file, file, group, name, rows = self._args
         try:
-            column = read(file, group, name)
-            if not pa.types.is_float64(column.type):
-                column = pc.cast(column, pa.float64(), safe=False)
-            if not column.null_count:
-                values = column.to_numpy(zero_copy_only=False).astype(np.float32)
-                self._values = values if np.isfinite(values).all() else None
-            del column
+            handle = open_file(file)
+            values = anonymous_array(rows, np.float32)
+            at = 0
+            for batch in handle.iter_batches(BATCH_ROWS, row_groups=[group], columns=[name],
+                                             use_threads=False):
+                column = batch.column(0)
+                del batch
+                if not pa.types.is_float64(column.type):
+                    column = pc.cast(column, pa.float64(), safe=False)
+                if column.null_count or at + len(column) > rows:
+                    return
+                values[at:at + len(column)] = column.to_numpy(zero_copy_only=False)
+                at += len(column)
+                del column
+            if at == rows and np.isfinite(values).all():
+                self._values = values
         except BaseException as error:  # noqa: BLE001 - handed to the thread that waits
             self._error = error
         finally:
             self._ready.set()
-        pa.default_memory_pool().release_unused()
+            pa.default_memory_pool().release_unused()
 
     def wait(self) -> None:
         self._ready.wait()

@@ -175,7 +175,8 @@ def parquet_table(rows: int, *, nulls: bool = False, nan: bool = False):
 @pytest.mark.parametrize("shape", ["one file", "shards", "nulls", "nan", "unsorted features"])
 def test_parquet_columns_equal_the_whole_table_read(tmp_path, monkeypatch, shape, readers):
     """Several row groups (and shards) of int, bool, float32/64 features, a dictionary column
-    and integer class ids, read by one or two readers into many small buckets: the whole-table
+    and integer class ids, read by one or two readers, in batches, into many small buckets: the
+    whole-table
     reader's split byte for byte; a null or NaN met while reading sends the table to the
     whole-table reader (which names or imputes it)."""
     import pyarrow.parquet as pq
@@ -185,6 +186,7 @@ def test_parquet_columns_equal_the_whole_table_read(tmp_path, monkeypatch, shape
     monkeypatch.setattr(parquet_columns, "BUCKET_BYTES", 1 << 10)
     monkeypatch.setattr(parquet_columns, "MIN_BUCKET_BYTES", 1 << 10)
     monkeypatch.setattr(parquet_columns, "reader_count", lambda matrix, threads: readers)
+    monkeypatch.setattr(parquet_columns, "BATCH_ROWS", 128)  # several batches a row group
     table = parquet_table(2000, nulls=shape == "nulls", nan=shape == "nan")
     path = tmp_path / ("shards" if shape == "shards" else "t.parquet")
     if shape == "shards":
