@@ -252,6 +252,8 @@ def _target(column: Any, name: str, names: list[str] | None, learnable: bool,
         column = pa.array(as_text_cells(column), type=pa.string())
     if not _is_text(column):
         column = pa.array(as_text_cells(column), type=pa.string())
+    if column.null_count:  # a missing target: the Python reader names its row
+        return None, None
     unique = pc.unique(column)
     if len(unique) > 65_536:  # many values: numbers (sigmoid targets), never class names
         numbers = _numbers(column) if names is None else None

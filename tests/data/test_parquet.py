@@ -76,3 +76,16 @@ def test_a_bad_parquet_cell_names_row_and_column(folder):
         load_splits(recipe)
     assert str(info.value) == ("data.parquet.path: bad.parquet row 2, column 'x1': 'inf' is not a "
                                "finite number; fill in or drop missing values before training")
+
+
+def test_a_missing_text_label_names_its_row(folder):
+    """A null among text class names: the row is named (it used to crash on the null)."""
+    table = pa.table({"x0": [1.0, 2.0, 3.0], "x1": [1.0, 2.0, 3.0], "x2": [1.0, 2.0, 3.0],
+                      "colour": ["red", "blue", "red"], "label": ["yes", None, "no"]})
+    pq.write_table(table, folder / "nolabel.parquet")
+    recipe = blocks.load_recipe(parquet_recipe(folder, "n.yaml", "nolabel.parquet"))
+    from blocks.data.splits import load_splits
+
+    with pytest.raises(blocks.SpecError, match=r"nolabel.parquet row 2, column 'label': the "
+                                               r"target is missing"):
+        load_splits(recipe)
