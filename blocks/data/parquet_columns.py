@@ -1,8 +1,8 @@
 """A training Parquet file (or folder of shards) decoded straight into the feature matrix, a
 column and a row group at a time, its rows already in the split's order (issue 21).
 
-The label columns (categories, targets) are read and decoded first. Each numeric column then
-goes, row group by row group, to its place among the *buckets* of the split's rows (ranges of
+The label columns (categories, targets) are read first (decoded once the numbers are in).
+Each numeric column goes, row group by row group, to its place among the *buckets* of the split's rows (ranges of
 the matrix's rows, stored column by column, so one column's values go out in one sweep per
 bucket), and each bucket is finally moved to its rows of the matrix and let go. Neither the
 decoded table nor a second copy of the matrix ever exists: the load peaks near one float32
