@@ -34,13 +34,11 @@ _POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
 _POOLS_LOCK = threading.Lock()
 
 
-def reader_pool(threads: int | None = None) -> ThreadPoolExecutor:
-    """The reader threads (`read_threads()` of them, or `threads`: a pool of its own), made
-    once per process and reused: each thread's allocator heap then serves the next load too,
-    where fresh threads would leave their heaps, and the pages in them, behind. Jobs on it
-    never wait on other jobs on it."""
-    # a forked child has none of its parent's threads
-    key = (os.getpid(), read_threads() if threads is None else threads)
+def reader_pool() -> ThreadPoolExecutor:
+    """The reader threads (`read_threads()` of them), made once per process and reused: each
+    thread's allocator heap then serves the next load too, where fresh threads would leave
+    their heaps, and the pages in them, behind. Jobs on it never wait on other jobs on it."""
+    key = (os.getpid(), read_threads())  # a forked child has none of its parent's threads
     with _POOLS_LOCK:
         pool = _POOLS.get(key)
         if pool is None:
@@ -64,8 +62,8 @@ class Mapped:
     def __init__(self, rows: int, width: int, *, offsets: bool = False) -> None:
         size = rows * width * 4
         self.map = _anonymous_map(max(1, size + (rows * 4 if offsets else 0)))
-        flat = np.frombuffer(self.map, dtype=np.float32, count=rows * width)
-        self.values = flat.reshape(rows, width)
+        self.values = np.frombuffer(self.map, dtype=np.float32, count=rows * width).reshape(
+            rows, width)
         self.offsets = (np.frombuffer(self.map, dtype=np.int32, count=rows, offset=size)
                         if offsets else None)
         self.rows = 0
