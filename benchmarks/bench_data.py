@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.timing import interleaved_best
+
 REPEATS = 3
 FEATURES = 20
 RECIPE = """model:
@@ -68,15 +70,10 @@ def write_table(path: Path, rows: int, *, parquet: bool = False, chunk: int = 1_
                 pcsv.write_csv(table, handle, write_options=options)
     if writer is not None:
         writer.close()
-
-
-def _best(fn, repeats: int = REPEATS) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+    # on disk before anything is timed: the kernel's writeback of a just-written file would
+    # otherwise take a core from whichever side runs in the next 30 s
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
 
 
 def _reference_load(path: Path) -> None:
@@ -169,9 +166,9 @@ def _size_rows(rows: int, folder: Path) -> list[dict]:
     recipe_path.write_text(RECIPE % ("csv", path.name, "", 256))
     recipe = blocks.load_recipe(recipe_path)
     label = f"{rows // 1000}k" if rows < 10**6 else f"{rows // 10**6}M"
-    load = _best(lambda: load_splits(recipe))
-    ref_pandas = _best(lambda: _reference_load(path))
-    ref_arrow = _best(lambda: _reference_load_arrow(path))
+    load, ref_pandas, ref_arrow = interleaved_best(
+        [lambda: load_splits(recipe), lambda: _reference_load(path),
+         lambda: _reference_load_arrow(path)], REPEATS)
     reference = min(ref_pandas, ref_arrow)
     out_rows = [{"name": f"data load {label} rows (vs best of pandas/pyarrow)",
                  "blocks_ms": load * 1e3, "reference_ms": reference * 1e3,
@@ -180,8 +177,9 @@ def _size_rows(rows: int, folder: Path) -> list[dict]:
                          f"{ref_arrow:.2f} s ({path.stat().st_size / 1e6:.0f} MB CSV)"}]
     run = run_recipe(recipe_path, folder / f"run{rows}", force=True, plots=False)
     model = run.model.eval()
-    predict = _best(lambda: predict_file(folder / f"run{rows}", path, folder / "p.csv", "csv"), 2)
-    ref_predict = _best(lambda: _reference_predict(path, model, folder / "q.csv"), 2)
+    predict, ref_predict = interleaved_best(
+        [lambda: predict_file(folder / f"run{rows}", path, folder / "p.csv", "csv"),
+         lambda: _reference_predict(path, model, folder / "q.csv")], 2)
     out_rows.append({"name": f"predict {label} rows end to end (vs pandas + model(x))",
                      "blocks_ms": predict * 1e3, "reference_ms": ref_predict * 1e3,
                      "ratio": predict / ref_predict, "target": 1.5,
@@ -195,8 +193,8 @@ def _size_rows(rows: int, folder: Path) -> list[dict]:
     parquet_recipe = folder / f"rp{rows}.yaml"
     parquet_recipe.write_text(RECIPE % ("parquet", parquet.name, "", 256))
     recipe = blocks.load_recipe(parquet_recipe)
-    load = _best(lambda: load_splits(recipe))
-    reference = _best(lambda: _reference_load_parquet(parquet))
+    load, reference = interleaved_best(
+        [lambda: load_splits(recipe), lambda: _reference_load_parquet(parquet)], REPEATS)
     out_rows.append({"name": f"data load {label} rows, Parquet (vs pyarrow.parquet)",
                      "blocks_ms": load * 1e3, "reference_ms": reference * 1e3,
                      "ratio": load / reference, "target": 1.5,

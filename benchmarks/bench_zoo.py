@@ -13,13 +13,12 @@ Targets: build <= 1.2x, forward <= 1.05x.
 from __future__ import annotations
 
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 import blocks
+from benchmarks.timing import interleaved_best
 
 BUILD_TARGET = 1.2
 FORWARD_TARGET = 1.05
@@ -32,16 +31,6 @@ def _torchvision():
     from tests.vision_support import try_import
 
     return try_import("torchvision")
-
-
-def _best(fns: list[Callable[[], object]], rounds: int) -> list[float]:
-    best = [float("inf")] * len(fns)
-    for _ in range(rounds):
-        for i, fn in enumerate(fns):
-            start = time.perf_counter()
-            fn()
-            best[i] = min(best[i], time.perf_counter() - start)
-    return best
 
 
 def _row(name: str, ours: float, theirs: float, target: float, note: str = "") -> dict:
@@ -67,7 +56,8 @@ def run(rounds: int = 4, batch: int = 1, models: tuple[str, ...] = MODELS,
         for name in models:
             spec = blocks.load_recipe(name).model
             make_ref = getattr(tv.models, name)
-            ours, theirs = _best([lambda spec=spec: blocks.build(spec), make_ref], rounds)
+            ours, theirs = interleaved_best([lambda spec=spec: blocks.build(spec), make_ref],
+                                            rounds)
             rows.append(_row(f"build {name}", ours, theirs, BUILD_TARGET))
 
             reference = make_ref().eval()
@@ -76,8 +66,8 @@ def run(rounds: int = 4, batch: int = 1, models: tuple[str, ...] = MODELS,
             x = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(0))
             with torch.no_grad():
                 same = float((model(x) - reference(x)).abs().max())
-                ours, theirs = _best([lambda m=model, x=x: m(x), lambda r=reference, x=x: r(x)],
-                                     rounds + 2)
+                ours, theirs = interleaved_best(
+                    [lambda m=model, x=x: m(x), lambda r=reference, x=x: r(x)], rounds + 2)
             rows.append(_row(f"forward {name} batch {batch}", ours, theirs, FORWARD_TARGET,
                              f"max |logit difference| after import_weights: {same:.2e}; "
                              f"{torch.get_num_threads()} threads"))
