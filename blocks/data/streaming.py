@@ -3,7 +3,8 @@
 `stream_splits` makes three kinds of bounded pass over a CSV or Parquet file:
 1. rows are counted and vocabularies learned (categories, class names), chunk by chunk;
 2. the model's statistics (fill values, mean, std) are fitted on the training rows in one
-   pass (`StreamedTable.statistics`), combining per-chunk moments (Chan et al.);
+   pass (`StreamedTable.statistics`), combining per-chunk moments (Chan et al.); medians
+   take a pass or two more (`blocks.data.order_stats`);
 3. each epoch reads the file again, chunk by chunk, through a shuffle buffer.
 Memory is bounded by the chunk and the buffer, plus one bit per row for the split (the same
 seeded permutation as the in-memory split, so the same rows are held out). When the buffer
@@ -40,6 +41,7 @@ from blocks.data.columnar import (
 from blocks.data.columns import check_header, table_columns
 from blocks.data.decode import _distinct
 from blocks.data.limits import check_categories
+from blocks.data.order_stats import StreamedMedian
 from blocks.data.sources import _check_label_counts, _column_heads, target_columns, target_labels
 from blocks.data.table import _number
 from blocks.spec.model import ModelSpec
@@ -307,18 +309,20 @@ class StreamedTable(IterableDataset):
         pre: PreprocessSpec | None = self.model_spec.preprocess
         if pre is None or (pre.impute is None and not pre.standardize):
             return {}
-        if pre.impute in ("median",) or (pre.impute == "most_frequent"
-                                         and len(pre.category_columns) < pre.raw_size):
-            raise SpecError(Problem("data.impute", f"`impute: {pre.impute}` of numeric columns "
-                                    "needs every value at once; with `data.stream` use mean or "
-                                    "constant", "unsupported"))
+        if pre.impute == "most_frequent" and len(pre.category_columns) < pre.raw_size:
+            raise SpecError(Problem("data.impute", "`impute: most_frequent` of numeric columns "
+                                    "counts every distinct value; with `data.stream` use mean, "
+                                    "median or constant", "unsupported"))
         categorical = list(pre.category_columns)
         fill = None
         if pre.impute is not None:
             total = np.zeros(pre.raw_size)
             count = np.zeros(pre.raw_size)
             codes = {j: {} for j in categorical}
+            median = StreamedMedian(pre.raw_size) if pre.impute == "median" else None
             for x, _, _ in self.chunks():
+                if median is not None:
+                    median.add(x)
                 values = x.astype(np.float64)
                 present = ~np.isnan(values)
                 total += np.where(present, values, 0.0).sum(axis=0)
@@ -327,12 +331,16 @@ class StreamedTable(IterableDataset):
                     found, times = np.unique(values[present[:, j], j], return_counts=True)
                     for v, c in zip(found.tolist(), times.tolist(), strict=True):
                         codes[j][v] = codes[j].get(v, 0) + c
+            while median is not None and median.next_pass():  # a few more passes: exact
+                for x, _, _ in self.chunks():
+                    median.add(x)
             empty = np.flatnonzero(count == 0)
             if len(empty):
                 raise SpecError(Problem("data.impute", f"raw feature {int(empty[0])} has no values "
                                         "in the training split, so there is nothing to impute "
                                         "from", "empty_column"))
-            fill = total / count if pre.impute == "mean" else np.full(pre.raw_size, pre.fill_value)
+            fill = (total / count if pre.impute == "mean" else median.medians()
+                    if median is not None else np.full(pre.raw_size, pre.fill_value))
             for j in categorical:
                 best = max(codes[j].values())
                 fill[j] = min(v for v, c in codes[j].items() if c == best)  # ties: the smallest

@@ -73,12 +73,63 @@ def test_statistics_in_one_bounded_pass_match_the_in_memory_fit(folder):
                                    rtol=1e-6, atol=1e-9)
 
 
-def test_median_imputation_is_refused_when_streaming(folder):
+def median_recipe(folder, name: str, extra: str = ""):
+    text = write_recipe(folder, name, extra).read_text()
+    (folder / name).write_text(text.replace("impute: mean", "impute: median"))
+    return folder / name
+
+
+def test_median_imputation_streams_to_the_in_memory_fill_bit_for_bit(folder):
+    memory = run_recipe(median_recipe(folder, "mm.yaml"), folder / "rmm", force=True,
+                        plots=False)
+    streamed = run_recipe(median_recipe(folder, "ms.yaml", "\n  stream: {chunk_rows: 70, "
+                                        "shuffle_buffer: 10000}"), folder / "rms", force=True,
+                          plots=False)
+    fill = memory.model.preprocess_module.fill
+    assert not torch.isnan(fill).any() and fill.abs().sum() > 0  # x1 has missing cells
+    a, b = weights(memory), weights(streamed)
+    for key in a:  # the fill values, the statistics after filling, every trained weight
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_streamed_medians_equal_torch_quantile_for_any_chunking_and_budget():
+    from blocks.data.order_stats import StreamedMedian
+
+    rng = np.random.default_rng(0)
+    for trial in range(60):
+        rows, columns = int(rng.integers(1, 300)), int(rng.integers(1, 5))
+        x = (rng.standard_normal((rows, columns)) * 10.0 ** rng.integers(-30, 30)).astype(
+            np.float32)
+        if trial % 3 == 1:
+            x = rng.integers(-2, 3, (rows, columns)).astype(np.float32)  # ties, -0.0 and 0.0
+            x[x == 0] = np.float32(-0.0) * (trial % 2)
+        x[rng.random((rows, columns)) < 0.2] = np.nan
+        x[:, 0] = np.nan if trial % 11 == 0 else x[:, 0]
+        median = StreamedMedian(columns, histogram_bytes=[32 << 20, 1024, 64][trial % 3])
+        chunk = int(rng.integers(1, 80))
+        while True:
+            for start in range(0, rows, chunk):
+                median.add(x[start:start + chunk])
+            if not median.next_pass():
+                break
+        got = median.medians()
+        for j in range(columns):
+            column = torch.from_numpy(x[:, j].astype(np.float64))
+            column = column[~torch.isnan(column)]
+            if len(column) == 0:
+                assert np.isnan(got[j])
+            else:
+                assert got[j] == torch.quantile(column, 0.5).item(), (trial, j)
+    assert StreamedMedian(21).passes == 2 and StreamedMedian(5000).passes == 4
+
+
+def test_most_frequent_of_numeric_columns_is_refused_when_streaming(folder):
     text = write_recipe(folder, "x.yaml", "\n  stream: {chunk_rows: 50}").read_text()
-    (folder / "x.yaml").write_text(text.replace("impute: mean", "impute: median"))
+    (folder / "x.yaml").write_text(text.replace("impute: mean", "impute: most_frequent"))
     splits = load_splits(blocks.load_recipe(folder / "x.yaml"))
-    with pytest.raises(blocks.SpecError, match="data.impute: `impute: median` of numeric "
-                       "columns needs every value at once"):
+    with pytest.raises(blocks.SpecError, match="data.impute: `impute: most_frequent` of "
+                       "numeric columns counts every distinct value; with `data.stream` use "
+                       "mean, median or constant"):
         splits.train.dataset.statistics()
 
 
