@@ -94,39 +94,52 @@ def read_blocks(path: Path, header: list[str], numeric: set[str], delimiter: str
                 encoded[name].append(chunk)
             count += block.rows
 
+    spare: list[bytearray] = []  # buffers whose piece is parsed: the next pieces reuse them
+
+    def collect_oldest() -> None:
+        job, buffer = pending.popleft()
+        collect(job.result())
+        spare.append(buffer)  # the parsed table kept nothing of it (its columns are copies)
+
     try:
         with open(path, "rb") as handle:
-            for i, data in enumerate(_pieces(handle, piece)):
-                pending.append(pool.submit(_parse, data, i == 0, header, numbers, others,
-                                           delimiter, missing_ok))
-                del data
-                while len(pending) > read_threads():
-                    collect(pending.popleft().result())
+            for i, (buffer, data) in enumerate(_pieces(handle, piece, spare)):
+                pending.append((pool.submit(_parse, data, i == 0, header, numbers, others,
+                                            delimiter, missing_ok), buffer))
+                del data, buffer
+                # one piece more than threads in flight: a reader never waits for the next
+                while len(pending) > read_threads() + 1:
+                    collect_oldest()
             while pending:
-                collect(pending.popleft().result())
+                collect_oldest()
     except (_NotPlain, pa.ArrowInvalid, pa.ArrowNotImplementedError):
         for block in blocks:
             block.close()
         return None
     finally:
-        finish(list(pending))
+        finish([job for job, _ in pending])
     return BlockCells(header, numbers, blocks, encoded, count,
                       _Shifted(LineIndex(path, delimiter, count + 1), 1))
 
 
-def _pieces(handle: Any, size: int) -> Iterator[memoryview]:
-    """The file's bytes in pieces of about `size`, each ending at a line end (`\\n`), read into
-    a fresh buffer each (a worker parses it while the next is read) without further copies."""
+def _pieces(handle: Any, size: int, spare: list[bytearray]
+            ) -> Iterator[tuple[bytearray, memoryview]]:
+    """The file's bytes in pieces of about `size`, each ending at a line end (`\\n`): (buffer,
+    the piece in it), read into a buffer from `spare` (given back by the caller once parsed)
+    or a new one, so a worker parses a piece while the next is read, without further copies
+    and without fresh pages for each piece."""
     rest = b""
     limit = max_line_bytes()
     while True:
-        buffer = bytearray(len(rest) + size)
+        buffer = spare.pop() if spare else bytearray(0)
+        if len(buffer) < len(rest) + size:  # room for the longer partial lines to come too
+            buffer = bytearray(max(len(rest), 1 << 16) + size)
         buffer[:len(rest)] = rest
-        read = handle.readinto(memoryview(buffer)[len(rest):])
+        read = handle.readinto(memoryview(buffer)[len(rest):len(rest) + size])
         end = len(rest) + read
         if not read:
             if rest:
-                yield memoryview(buffer)[:end]
+                yield buffer, memoryview(buffer)[:end]
             return
         cut = buffer.rfind(b"\n", 0, end)
         if cut < 0:
@@ -135,7 +148,7 @@ def _pieces(handle: Any, size: int) -> Iterator[memoryview]:
             rest = bytes(buffer[:end])
             continue
         rest = bytes(buffer[cut + 1:end])
-        yield memoryview(buffer)[:cut + 1]
+        yield buffer, memoryview(buffer)[:cut + 1]
 
 
 def _parse(data: memoryview, first: bool, header: list[str], numbers: list[str], others: list[str],
@@ -183,7 +196,8 @@ def _parse(data: memoryview, first: bool, header: list[str], numbers: list[str],
     for k, mask in missing.items():
         values[mask, k] = 0.0
     # 'inf', '-nan' (and a float64 beyond float32's range): the text path names the cell
-    finite = bool(np.isfinite(values).all())
+    finite = bool(np.isfinite(values.sum(dtype=np.float64)))  # no NaN, no inf (no overflow:
+    # float32 values summed in float64), without a mask the size of the block
     for k, mask in missing.items():
         values[mask, k] = np.nan  # the decoder's missing value
     del values, columns, chunks, table

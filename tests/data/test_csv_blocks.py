@@ -132,6 +132,27 @@ def test_a_cut_inside_a_quoted_cell_goes_back_to_the_whole_table_readers(
     assert outcome[0] == outcome[1] and outcome[0][0] != "error", outcome
 
 
+def test_lines_longer_than_a_piece_equal_the_python_reader(tmp_path, monkeypatch, tiny_pieces):
+    """Rows of 3-9 kB among short ones, pieces of 2 kB: a piece waits for its line end across
+    reads, and the reused piece buffers grow for it without mixing bytes of earlier pieces."""
+    rng = np.random.default_rng(4)
+    lines = ["a,colour,b,label"]
+    for r in range(400):
+        colour = ("x" * 3000, "y" * 9000)[r % 2] if r % 37 == 5 else ("red", "blue")[r % 2]
+        lines.append(f"{rng.standard_normal():.6f},{colour},{r * 0.25},{['no', 'yes'][r % 3 > 0]}")
+    path = tmp_path / "t.csv"
+    path.write_text("\n".join(lines) + "\n")
+    spec = Recipe.model_validate({
+        "model": {"input": {"shape": [6]}, "head": {"type": "softmax", "classes": 2}},
+        "data": {"csv": {"path": str(path), "target": "label", "categorical": ["colour"]},
+                 "seed": 1}})
+    calls = []
+    real = row_blocks.assemble
+    monkeypatch.setattr(row_blocks, "assemble", lambda *a: calls.append(1) or real(*a))
+    outcome = both_readers(spec, monkeypatch)
+    assert calls == [1] and outcome[0] == outcome[1] and outcome[0][0] != "error"
+
+
 def test_a_cut_at_every_byte_of_a_quoted_row_is_noticed(tmp_path, monkeypatch):
     """Pieces sized so that cuts fall at each line end inside one multi-line quoted cell."""
     body = "".join(f"{i}.5,plain,{i % 2}\n" for i in range(40))
