@@ -30,7 +30,7 @@ from blocks.data.text import (
 from blocks.spec.budget import check_data_bytes
 from blocks.spec.inputs import CategoricalInput, ImageInput, NumericInput, TextInput
 from blocks.spec.model import ModelSpec
-from blocks.spec.recipe import Recipe
+from blocks.spec.recipe import Recipe, multi_input_data_problems
 
 #: cells of one text column held in memory at most (a 1 MB cell is cut when tokenised)
 MAX_CELL_BYTES = 16 << 20
@@ -267,6 +267,9 @@ def load_table_splits(recipe: Recipe, base_dir: Path | None, *,
         raise SpecError(Problem("data", "a multi-input model reads a table: give `data.csv` "
                                 "(a CSV or .parquet file), or pass tensors to Trainer.fit",
                                 "unsupported"))
+    problems = multi_input_data_problems(recipe)
+    if problems:  # a Recipe made in Python (load_recipe locates these in the file)
+        raise SpecError(problems)
     source = data.csv
     if source.features is not None or source.categorical is not None:
         raise SpecError(Problem("data.csv.features", "with `model.inputs`, each input names its "

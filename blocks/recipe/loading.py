@@ -21,7 +21,7 @@ from blocks.core.numbers import Boolean
 from blocks.recipe.bounded_yaml import Positions, parse_yaml, read_recipe_file
 from blocks.spec.budget import check_footprint
 from blocks.spec.model import ModelSpec
-from blocks.spec.recipe import Recipe
+from blocks.spec.recipe import Recipe, multi_input_data_problems
 from blocks.spec.registry import Block, block_types, closest, get_block_type
 from blocks.spec.schema_tags import tag_unions
 
@@ -281,6 +281,8 @@ def _validate(cls: type[BaseModel], data: Any, positions: Positions | None, sour
             check_footprint(model, prefix=where, shapes=shapes)
     except SpecError as err:
         raise _locate_shape_problems(err, positions, source) from None
+    if isinstance(spec, Recipe) and (problems := multi_input_data_problems(spec)):
+        raise _locate_shape_problems(SpecError(problems), positions, source)
     if checks is not None and isinstance(spec, Recipe):
         problems = checks(spec, base_dir)
         if problems:

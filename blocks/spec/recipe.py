@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, PrivateAttr
 
+from blocks.core.errors import Problem
 from blocks.spec.data import DataSpec
 from blocks.spec.model import ModelSpec
 from blocks.spec.registry import SpecModel, add_block_definitions
@@ -42,3 +43,29 @@ class Recipe(_WithBlockSchemas):
     def source_path(self) -> Path | None:
         """The file this recipe was loaded from; relative data paths resolve against its folder."""
         return self._source_path
+
+
+#: `data:` options of single-input tables, and what a multi-input table does instead
+SINGLE_INPUT_OPTIONS = {
+    "stream": "a multi-input table is read whole (its tokenizers and vocabularies are fitted "
+              "on the training rows in memory); `data.stream` streams single-input tables: "
+              "remove it",
+    "standardize": "each numeric input standardises its own columns: set "
+                   "`model.inputs.<name>.standardize` instead",
+    "impute": "a missing category is the unknown category and a missing number an error "
+              "naming its cell; fill the numbers in, or leave `data.impute` out",
+    "classes": "`data.classes` picks classes of bundled datasets and single-input tables; "
+               "filter the table's rows instead",
+}
+
+
+def multi_input_data_problems(recipe: Recipe) -> list[Problem]:
+    """The `data:` options a multi-input model's table reader would not honour: each is an
+    error where it is written, never an option silently dropped."""
+    data = recipe.data
+    if recipe.model.inputs is None or data is None:
+        return []
+    given = {"stream": data.stream is not None, "standardize": data.standardize is not None,
+             "impute": data.impute != "refuse", "classes": data.classes is not None}
+    return [Problem(f"data.{option}", f"with `model.inputs`, {why}", "unsupported")
+            for option, why in SINGLE_INPUT_OPTIONS.items() if given[option]]

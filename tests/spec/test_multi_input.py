@@ -130,3 +130,30 @@ def test_an_unknown_kind_is_named_as_a_kind(tmp_path):
 def test_a_huge_max_length_is_refused_before_anything_is_allocated():
     with pytest.raises(ValueError, match="max_length"):
         blocks.ModelSpec(inputs={"review": {"kind": "text", "max_length": 10**9}}, head=HEAD)
+
+
+@pytest.mark.parametrize(("option", "line", "expected"), [
+    ("stream: {chunk_rows: 100}", "data.stream", "a multi-input table is read whole"),
+    ("standardize: false", "data.standardize", "set `model.inputs.<name>.standardize`"),
+    ("impute: mean", "data.impute", "a missing number an error naming its cell"),
+    ("classes: [0, 1]", "data.classes", "filter the table's rows instead"),
+])
+def test_data_options_a_multi_input_table_would_drop_are_errors_where_written(
+        tmp_path, option, line, expected):
+    """These options used to be ignored without a word for `model.inputs` (a streamed recipe
+    read its table whole): each is now refused at its line, from YAML and from Python."""
+    path = tmp_path / "r.yaml"
+    path.write_text("model:\n  inputs:\n    plan: {kind: numeric, columns: [plan]}\n"
+                    "  head: {type: softmax, classes: 2}\n"
+                    f"data:\n  csv: {{path: t.csv, target: y}}\n  {option}\n")
+    with pytest.raises(SpecError) as err:
+        blocks.load_recipe(path)
+    assert f"{path}:7:" in str(err.value) and line in str(err.value)
+    assert expected in str(err.value)
+    import yaml
+
+    from blocks.data.splits import load_splits
+
+    recipe = blocks.Recipe.model_validate(yaml.safe_load(path.read_text()))  # no file check
+    with pytest.raises(SpecError, match=line):
+        load_splits(recipe, tmp_path)
