@@ -36,10 +36,9 @@ from blocks.data.columnar import (
 )
 from blocks.data.limits import check_columns, read_threads
 from blocks.data.row_blocks import (
-    BUCKET_BYTES,
-    MIN_BUCKET_BYTES,
     Mapped,
     anonymous_array,
+    bucket_rows,
     decode_labels,
     finish,
     memory_pool,
@@ -235,9 +234,7 @@ class Buckets:
     def __init__(self, count: int, width: int, order: np.ndarray | None) -> None:
         self.count, self.width = count, width
         self.matrix_bytes = count * width * 4
-        per_row = max(1, width * 4)
-        bucket_bytes = min(BUCKET_BYTES, max(MIN_BUCKET_BYTES, count * per_row // 32))
-        self.size = size = max(1, min(count, bucket_bytes // per_row))
+        self.size = size = bucket_rows(count, width)
         self.buckets = -(-count // size)
         kind = np.intp  # numpy indexes with these: narrower ones are converted at each use
         # kept until the matrix is built, in maps of their own (on the heap, they would pin

@@ -242,9 +242,10 @@ class _Layout:
         out[:, self.small_at] = self.small[start + lo:start + hi]
         return out
 
-    def steps(self, rows: int) -> range:
-        """Where `rows(...)` pieces of a block of `rows` rows start."""
-        return range(0, rows, rows if self.direct else STEP_ROWS)
+    def steps(self, rows: int) -> list[tuple[int, int]]:
+        """The (lo, hi) pieces `rows(...)` takes a block of `rows` rows in."""
+        step = max(1, rows) if self.direct else STEP_ROWS
+        return [(lo, min(rows, lo + step)) for lo in range(0, rows, step)]
 
 
 def _index(columns: list[int]) -> slice | list[int]:
@@ -252,6 +253,15 @@ def _index(columns: list[int]) -> slice | list[int]:
     if columns and columns == list(range(columns[0], columns[0] + len(columns))):
         return slice(columns[0], columns[0] + len(columns))
     return columns
+
+
+def bucket_rows(count: int, width: int) -> int:
+    """Rows of the feature matrix per bucket when rows are staged in a split's order: about a
+    32nd of the matrix, between `MIN_BUCKET_BYTES` and `BUCKET_BYTES` (the staging's peak
+    grows with a bucket; many tiny buckets cost time)."""
+    per_row = max(1, width * 4)
+    bucket_bytes = min(BUCKET_BYTES, max(MIN_BUCKET_BYTES, count * per_row // 32))
+    return max(1, min(count, bucket_bytes // per_row))
 
 
 def assemble(blocks: list[Mapped], count: int, layout: _Layout,
@@ -268,8 +278,7 @@ def assemble(blocks: list[Mapped], count: int, layout: _Layout,
     if order is None:
         while blocks:
             block = blocks.pop(0)
-            for lo in layout.steps(block.rows):
-                hi = min(block.rows, lo + STEP_ROWS) if not layout.direct else block.rows
+            for lo, hi in layout.steps(block.rows):
                 x[start + lo:start + hi] = layout.rows(block, start, lo, hi)
             start += block.rows
             block.close()
@@ -277,9 +286,7 @@ def assemble(blocks: list[Mapped], count: int, layout: _Layout,
     kind = np.int32 if count < 1 << 31 else np.int64
     position = np.empty(count, dtype=kind)
     position[order] = np.arange(count, dtype=kind)
-    per_row = max(1, layout.width * 4)
-    bucket_bytes = min(BUCKET_BYTES, max(MIN_BUCKET_BYTES, count * per_row // 32))
-    size = max(1, min(count, bucket_bytes // per_row))
+    size = bucket_rows(count, layout.width)
     buckets = -(-count // size)
     # bucket b holds exactly the rows of x's range [b * size, (b + 1) * size), staged in the
     # order they come at rows b * size + 0, 1, ... of one map: pages fill as blocks go
@@ -287,8 +294,7 @@ def assemble(blocks: list[Mapped], count: int, layout: _Layout,
     fill = np.arange(0, count, size, dtype=np.int64)  # each bucket's next free staging row
 
     def stage(block: Mapped, start: int, at: np.ndarray, offsets: np.ndarray) -> None:
-        for lo in layout.steps(block.rows):
-            hi = min(block.rows, lo + STEP_ROWS) if not layout.direct else block.rows
+        for lo, hi in layout.steps(block.rows):
             # numpy's scatter runs without the GIL: blocks in parallel
             staged.values[at[lo:hi]] = layout.rows(block, start, lo, hi)
         staged.offsets[at] = offsets

@@ -153,7 +153,7 @@ def _parquet(source: ParquetSource, model: ModelSpec, base_dir: Path | None, *,
     path = resolve_table_path(source.path, base_dir, "data.parquet.path")
     need_pyarrow(path.suffix or "a folder of Parquet shards", "data.parquet.path")
     cells = parquet_cells(path, "data.parquet.path",
-                                lambda header: _numeric_columns(header, source, model))
+                          lambda header: _numeric_columns(header, source, model))
     if cells is None:
         cells = typed_cells(read_columnar(path, "data.parquet.path"))
     if cells.count < 1:

@@ -331,16 +331,20 @@ class StreamedTable(IterableDataset):
                     found, times = np.unique(values[present[:, j], j], return_counts=True)
                     for v, c in zip(found.tolist(), times.tolist(), strict=True):
                         codes[j][v] = codes[j].get(v, 0) + c
-            while median is not None and median.next_pass():  # a few more passes: exact
-                for x, _, _ in self.chunks():
-                    median.add(x)
             empty = np.flatnonzero(count == 0)
             if len(empty):
                 raise SpecError(Problem("data.impute", f"raw feature {int(empty[0])} has no values "
                                         "in the training split, so there is nothing to impute "
                                         "from", "empty_column"))
-            fill = (total / count if pre.impute == "mean" else median.medians()
-                    if median is not None else np.full(pre.raw_size, pre.fill_value))
+            if median is not None:
+                while median.next_pass():  # a few more passes: the exact middle values
+                    for x, _, _ in self.chunks():
+                        median.add(x)
+                fill = median.medians()
+            elif pre.impute == "mean":
+                fill = total / count
+            else:
+                fill = np.full(pre.raw_size, pre.fill_value)
             for j in categorical:
                 best = max(codes[j].values())
                 fill[j] = min(v for v, c in codes[j].items() if c == best)  # ties: the smallest

@@ -204,8 +204,8 @@ def test_parquet_columns_equal_the_whole_table_read(tmp_path, monkeypatch, shape
 
     from blocks.data import parquet_columns, sources
 
-    monkeypatch.setattr(parquet_columns, "BUCKET_BYTES", 1 << 10)
-    monkeypatch.setattr(parquet_columns, "MIN_BUCKET_BYTES", 1 << 10)
+    monkeypatch.setattr(row_blocks, "BUCKET_BYTES", 1 << 10)  # the shared bucket size
+    monkeypatch.setattr(row_blocks, "MIN_BUCKET_BYTES", 1 << 10)
     monkeypatch.setattr(parquet_columns, "reader_count", lambda matrix, threads: readers)
     monkeypatch.setattr(parquet_columns, "BATCH_ROWS", 128)  # several batches a row group
     table = parquet_table(2000, nulls=shape == "nulls", nan=shape == "nan")
