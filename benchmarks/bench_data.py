@@ -4,8 +4,9 @@ hand-written pandas / pyarrow + `model(x)` a user would write, on the same gener
 The table: N rows of 20 numeric columns, one categorical column (4 names) and a string label;
 a 5,955-parameter MLP. Rows, for N = 200,000 (and 2,000,000 with `BLOCKS_BENCH_DATA=full`):
 - data load: `load_splits(recipe)` (read, decode, split, tensors) vs the faster of
-  `pandas.read_csv` and `pyarrow.csv.read_csv`, each with category codes and float32 tensors
-  (target <= 1.5x);
+  `pandas.read_csv` and `pyarrow.csv.read_csv`, each with category codes, float32 tensors and
+  the same train/val split a user writes (a seeded permutation, each split a copy): the same
+  work (target <= 1.5x); the note also gives pandas' read alone and that ratio;
 - predict: `blocks predict RUN FILE -o out.csv` in process (chunks, full precision) vs pandas
   read + codes + `model(x)` + softmax + `to_csv` (target <= 1.5x);
 - peak memory of the load against the float32 feature matrix (<= 2x), in a process that has
@@ -34,6 +35,7 @@ from benchmarks.timing import interleaved_best
 
 REPEATS = 3
 FEATURES = 20
+VAL_FRACTION = 0.2  # the recipes' default `data.val_fraction`
 RECIPE = """model:
   name: bench-mlp
   input: {shape: [24]}
@@ -76,16 +78,16 @@ def write_table(path: Path, rows: int, *, parquet: bool = False, chunk: int = 1_
         os.fsync(handle.fileno())
 
 
-def _reference_load(path: Path) -> None:
-    """What a user writes: read, category codes, float32 tensors (the faster reader)."""
+def _reference_load(path: Path, split: bool = True) -> None:
+    """What a user writes: read, category codes, float32 tensors (the faster reader), and the
+    rows held out for validation, as `load_splits` gives them (`split=False`: the read alone)."""
     import pandas as pd
-    import torch
 
     df = pd.read_csv(path)
     x = df[[f"f{i}" for i in range(FEATURES)]].to_numpy(np.float32)
     codes = pd.Categorical(df["colour"]).codes.astype(np.float32)
     y = pd.Categorical(df["label"]).codes.astype(np.int64)
-    torch.from_numpy(np.column_stack([x, codes])), torch.from_numpy(y)
+    _tensors(np.column_stack([x, codes]), y, split)
 
 
 def _reference_load_arrow(path: Path) -> None:
@@ -94,22 +96,38 @@ def _reference_load_arrow(path: Path) -> None:
     _tensors_of(pcsv.read_csv(path))
 
 
-def _reference_load_parquet(path: Path) -> None:
+def _reference_load_parquet(path: Path, split: bool = True) -> None:
     import pyarrow.parquet as pq
 
-    _tensors_of(pq.read_table(path))
+    _tensors_of(pq.read_table(path), split)
 
 
-def _tensors_of(table) -> None:
+def _tensors_of(table, split: bool = True) -> None:
     """A pyarrow Table's features (category codes included) and labels as tensors."""
     import pyarrow.compute as pc
-    import torch
 
     x = np.column_stack([table.column(f"f{i}").to_numpy() for i in range(FEATURES)]
                         + [pc.dictionary_encode(table.column("colour")).combine_chunks()
                            .indices.to_numpy()]).astype(np.float32)
     y = pc.dictionary_encode(table.column("label")).combine_chunks().indices.to_numpy()
-    torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
+    _tensors(x, y.astype(np.int64), split)
+
+
+def _tensors(x: np.ndarray, y: np.ndarray, split: bool) -> None:
+    """Train and validation tensors the way a user holds rows out (sklearn's
+    `train_test_split` does the same): a seeded permutation, the validation fraction first,
+    each split a copy. `load_splits` returns the same two splits; without `split`, the whole
+    table as one tensor (the read alone)."""
+    import torch
+
+    if not split:
+        torch.from_numpy(x), torch.from_numpy(y)
+        return
+    order = np.random.default_rng(0).permutation(len(x))
+    n_val = round(len(x) * VAL_FRACTION)
+    val, train = order[:n_val], order[n_val:]
+    torch.from_numpy(x[train]), torch.from_numpy(y[train])
+    torch.from_numpy(x[val]), torch.from_numpy(y[val])
 
 
 def _reference_predict(path: Path, model, out: Path) -> None:
@@ -166,15 +184,18 @@ def _size_rows(rows: int, folder: Path) -> list[dict]:
     recipe_path.write_text(RECIPE % ("csv", path.name, "", 256))
     recipe = blocks.load_recipe(recipe_path)
     label = f"{rows // 1000}k" if rows < 10**6 else f"{rows // 10**6}M"
-    load, ref_pandas, ref_arrow = interleaved_best(
+    load, ref_pandas, ref_arrow, read_pandas = interleaved_best(
         [lambda: load_splits(recipe), lambda: _reference_load(path),
-         lambda: _reference_load_arrow(path)], REPEATS)
+         lambda: _reference_load_arrow(path), lambda: _reference_load(path, split=False)],
+        REPEATS)
     reference = min(ref_pandas, ref_arrow)
     out_rows = [{"name": f"data load {label} rows (vs best of pandas/pyarrow)",
                  "blocks_ms": load * 1e3, "reference_ms": reference * 1e3,
                  "ratio": load / reference, "target": 1.5,
                  "note": f"blocks {load:.2f} s, pandas {ref_pandas:.2f} s, pyarrow "
-                         f"{ref_arrow:.2f} s ({path.stat().st_size / 1e6:.0f} MB CSV)"}]
+                         f"{ref_arrow:.2f} s, each with the train/val split; pandas' read "
+                         f"alone {read_pandas:.2f} s ({load / read_pandas:.2f}x; "
+                         f"{path.stat().st_size / 1e6:.0f} MB CSV)"}]
     run = run_recipe(recipe_path, folder / f"run{rows}", force=True, plots=False)
     model = run.model.eval()
     predict, ref_predict = interleaved_best(
@@ -193,13 +214,16 @@ def _size_rows(rows: int, folder: Path) -> list[dict]:
     parquet_recipe = folder / f"rp{rows}.yaml"
     parquet_recipe.write_text(RECIPE % ("parquet", parquet.name, "", 256))
     recipe = blocks.load_recipe(parquet_recipe)
-    load, reference = interleaved_best(
-        [lambda: load_splits(recipe), lambda: _reference_load_parquet(parquet)], REPEATS)
+    load, reference, read_alone = interleaved_best(
+        [lambda: load_splits(recipe), lambda: _reference_load_parquet(parquet),
+         lambda: _reference_load_parquet(parquet, split=False)], REPEATS)
     out_rows.append({"name": f"data load {label} rows, Parquet (vs pyarrow.parquet)",
                      "blocks_ms": load * 1e3, "reference_ms": reference * 1e3,
                      "ratio": load / reference, "target": 1.5,
-                     "note": f"blocks {load:.2f} s, pyarrow read_table + codes {reference:.2f} s "
-                             f"({parquet.stat().st_size / 1e6:.0f} MB Parquet)"})
+                     "note": f"blocks {load:.2f} s, pyarrow read_table + codes + the split "
+                             f"{reference:.2f} s; the read alone {read_alone:.2f} s "
+                             f"({load / read_alone:.2f}x; "
+                             f"{parquet.stat().st_size / 1e6:.0f} MB Parquet)"})
     out_rows.append(_memory_row(folder, parquet_recipe, "parquet", label, matrix))
     for done in (path, parquet):
         done.unlink()

@@ -191,6 +191,8 @@ def _distinct(column: Any, name: str, where: str, path: Path) -> tuple[Any, np.n
     pa, pc = _pa()
     if not _is_text(column):
         column = pa.array(as_text_cells(column), type=pa.string())
+    elif column.null_count:  # a null (Parquet, a DataFrame) is an empty, missing cell
+        column = pc.fill_null(column, "")
     trimmed = pc.utf8_trim_whitespace(column)
     missing = pc.is_in(trimmed, value_set=pa.array(sorted(MISSING))).to_numpy(zero_copy_only=False)
     unique = pc.unique(pc.filter(trimmed, pa.array(~missing)) if missing.any() else trimmed)

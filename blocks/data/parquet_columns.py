@@ -11,8 +11,10 @@ rows), so a small table is read by fewer readers while the caller's thread place
 
 Only plainly regular tables take this road, decided from the schema before a value is read:
 numeric feature columns of integer, float or boolean type, the categorical and target columns
-text or integers. A null, NaN or infinity met on the way sends the table to the whole-table
-reader (`read_columnar` + `typed_cells`), which names the bad row, imputes missing cells, or
+text or integers. Missing cells (a null; NaN among the numbers) take it when the recipe
+imputes (`missing_ok`), as NaN, as the whole-table reader makes them. An infinity, a missing
+cell without imputation, or a null target or integer category met on the way sends the table
+to the whole-table reader (`read_columnar` + `typed_cells`), which names the bad row or
 refuses what it cannot take.
 """
 
@@ -118,12 +120,15 @@ class ParquetColumns(Cells):
             return self._whole(picked, start, features, targets, path, where, decode)
         # the label columns all at once, first: their readers' scratch comes and goes while
         # the buckets are laid out and still empty (they are small columns)
-        texts = self._label_jobs([header_names[j] for j in rest])
+        missing_ok = bool(decode.get("missing_ok"))
+        texts = self._label_jobs([(header_names[j], missing_ok and j < len(features))
+                                  for j in rest])
         buckets = None
         try:
             order = self.row_order(self.count) if self.row_order is not None else None
             buckets = Buckets(self.count, len(features), order)
-            chunks = self._read_into(buckets, texts, [(j, header_names[j]) for j in plain])
+            chunks = self._read_into(buckets, texts, [(j, header_names[j]) for j in plain],
+                                     missing_ok)
             if chunks is None:
                 finish([job for _, job in texts])
                 buckets.close()
@@ -149,19 +154,22 @@ class ParquetColumns(Cells):
         cells.row_order = self.row_order
         return cells.decode(picked, start, features, targets, path, where, **decode)
 
-    def _label_jobs(self, columns: list[str]) -> list[tuple[str, Future]]:
-        """Reads of each label column's row groups, dictionary-encoded, on the reader threads."""
+    def _label_jobs(self, columns: list[tuple[str, bool]]) -> list[tuple[str, Future]]:
+        """Reads of each label column's row groups, dictionary-encoded, on the reader threads
+        (`columns`: (name, whether a null is a missing cell: a categorical feature's, with
+        imputation))."""
         pool = memory_pool()
         threads = reader_pool()
-        return [(name, threads.submit(_encoded, self._read, f, g, name, pool))
-                for name in columns for f, g, _ in self._groups]
+        return [(name, threads.submit(_encoded, self._read, f, g, name, pool, missing))
+                for name, missing in columns for f, g, _ in self._groups]
 
     def _read_into(self, buckets: Buckets, texts: list[tuple[str, Future]],
-                   numbers: list[tuple[int, str]]) -> dict[str, list] | None:
+                   numbers: list[tuple[int, str]], missing_ok: bool) -> dict[str, list] | None:
         """The `numbers` (matrix column, name) read into the buckets, `reader_count` reads at a
         time on the reader threads while this one places the values read, then the label
-        columns' chunks (`texts`, read meanwhile); None when a value is not plain (a null;
-        NaN or infinity among the numbers) or a column cannot be read."""
+        columns' chunks (`texts`, read meanwhile); None when a value is not plain (an
+        infinity among the numbers; a null or NaN unless `missing_ok`, a null target) or a
+        column cannot be read."""
         import pyarrow as pa  # optional: the `tables` extra
 
         starts = np.cumsum([0] + [rows for _, _, rows in self._groups[:-1]]).tolist()
@@ -184,7 +192,7 @@ class ParquetColumns(Cells):
             for j, start, file, group, rows, name in reads:
                 if len(pending) == readers:
                     pending[0][2].wait()  # the oldest read done: `readers` read at a time
-                read = _NumericRead(self._file, file, group, name, rows)
+                read = _NumericRead(self._file, file, group, name, rows, missing_ok)
                 read.job = threads.submit(read.run)
                 pending.append((j, start, read))
                 if len(pending) > readers and not place_oldest():  # while the next one reads
@@ -291,16 +299,18 @@ class Buckets:
 class _NumericRead:
     """One row group of a numeric column read on a reader thread (`BATCH_ROWS` at a time, with
     the thread's own `ParquetFile`), as float32 values converted as the whole-table decoder
-    converts them (`cast(float64, safe=False)`, then float32), or
-    None when it holds a missing (null or NaN) or infinite value or one beyond float32's range
-    (the whole-table reader then decides).
+    converts them (`cast(float64, safe=False)`, then float32, a null as NaN), or None when it
+    holds an infinite value or one beyond float32's range, or a missing one (null or NaN)
+    without `missing_ok` (the whole-table reader then decides: it names the row).
 
     The values are ready (`wait`) before the thread gives the column reader's memory back
     (`release_unused`, a few ms: mimalloc keeps what a thread frees until that thread
     collects it), so the next read starts on the other thread meanwhile."""
 
-    def __init__(self, open_file: Any, file: Path, group: int, name: str, rows: int) -> None:
+    def __init__(self, open_file: Any, file: Path, group: int, name: str, rows: int,
+                 missing_ok: bool = False) -> None:
         self._args = (open_file, file, group, name, rows)
+        self._missing_ok = missing_ok
         self._ready = threading.Event()
         self._values: np.ndarray | None = None
         self._error: BaseException | None = None
@@ -321,12 +331,14 @@ class _NumericRead:
                 del batch
                 if not pa.types.is_float64(column.type):
                     column = pc.cast(column, pa.float64(), safe=False)
-                if column.null_count or at + len(column) > rows:
+                if (column.null_count and not self._missing_ok) or at + len(column) > rows:
                     return
+                # a null as NaN (pyarrow's `to_numpy`), as the whole-table decoder makes it
                 values[at:at + len(column)] = column.to_numpy(zero_copy_only=False)
                 at += len(column)
                 del column
-            if at == rows and np.isfinite(values).all():
+            if at == rows and (not np.isinf(values).any() if self._missing_ok
+                               else np.isfinite(values).all()):
                 self._values = values
         except BaseException as error:  # noqa: BLE001 - handed to the thread that waits
             self._error = error
@@ -344,20 +356,24 @@ class _NumericRead:
         return self._values
 
 
-def _encoded(read: Any, file: Path, group: int, name: str, pool: Any) -> Any:
+def _encoded(read: Any, file: Path, group: int, name: str, pool: Any,
+             missing_ok: bool = False) -> Any:
     """One row group of a category or target column, dictionary-encoded on its plain values
     (text as `string`), so the decoder sees the values the whole-table reader would; None when
-    it has a null. Runs on a reader thread."""
+    it has a null, unless `missing_ok` and it holds text: a null is then the empty (missing)
+    cell the whole-table reader makes of it. Runs on a reader thread."""
     import pyarrow as pa  # optional: the `tables` extra
     import pyarrow.compute as pc  # optional: the `tables` extra
 
     column = read(file, group, name)
-    if column.null_count:
-        return None
     if pa.types.is_dictionary(column.type):
         column = column.cast(column.type.value_type)
     if pa.types.is_large_string(column.type):
         column = column.cast(pa.string())
+    if column.null_count:
+        if not (missing_ok and pa.types.is_string(column.type)):
+            return None
+        column = pc.fill_null(column, "")
     encoded = pc.dictionary_encode(column, memory_pool=pool)
     del column
     pa.default_memory_pool().release_unused()

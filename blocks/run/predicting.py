@@ -63,8 +63,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, *, split: 
             raise SpecError(Problem("", "--split applies to a recipe's data, not to a data file "
                                     "(all of whose rows are evaluated)", "bad_argument"))
         if model.spec.inputs is not None:  # a multi-input run: the table's columns by input
-            column = target or (run_recipe_.data.csv.target if run_recipe_.data and
-                                run_recipe_.data.csv else "target")
+            table = _table_source(run_recipe_)
+            column = target or (table.target if table is not None else "target")
             x, y = read_labelled_table(Path(data), model, column)
             return Trainer(model, trainer_spec, quiet=True).evaluate((x, y), split="test")
         held_out = held_out_stream(Path(data), model, _target_columns(run_recipe_, target,
@@ -113,13 +113,20 @@ def read_labelled_file(path: Path, model: BlocksModel, recipe: Recipe, *,
 def _target_columns(recipe: Recipe, target: str | list[str] | None, spec: Any) -> list[str]:
     if target is not None:
         return [target] if isinstance(target, str) else list(target)
-    csv = recipe.data.csv if recipe.data is not None else None
-    if csv is not None:
-        return target_columns(csv.target, spec)
+    table = _table_source(recipe)
+    if table is not None:
+        return target_columns(table.target, spec)
     if not spec.multi_head:
         return ["target"]
     raise SpecError(Problem("", "name the target column(s) with --target: the run was not "
-                            "trained from a CSV file", "missing_target"))
+                            "trained from a table (CSV or Parquet)", "missing_target"))
+
+
+def _table_source(recipe: Recipe) -> Any:
+    """The run's `data.csv` or `data.parquet` (whose target column names held-out tables
+    share), or None."""
+    data = recipe.data
+    return None if data is None else (data.csv or data.parquet)
 
 
 # --- predict -------------------------------------------------------------------------------------

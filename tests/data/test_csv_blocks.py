@@ -177,38 +177,59 @@ def test_a_cut_at_every_byte_of_a_quoted_row_is_noticed(tmp_path, monkeypatch):
 
 
 # --- Parquet: row groups read a column at a time into the same blocks -------------------------
-def parquet_table(rows: int, *, nulls: bool = False, nan: bool = False):
+def parquet_table(rows: int, shape: str = ""):
+    """Int, bool, float32/64 features, a dictionary column and integer class ids; `shape`
+    puts a null target, a NaN, nulls among the features or an infinity in."""
     import pyarrow as pa
 
     rng = np.random.default_rng(7)
     a = rng.standard_normal(rows)
-    if nan:
+    if shape.startswith("nan"):
         a[rows // 2] = np.nan
-    colour = pa.array(rng.choice(["amber", "blue", "red"], rows)).dictionary_encode()
+    if shape == "inf":
+        a[rows // 3] = -np.inf
+    holes = (np.arange(rows) % 97 == 5) if shape == "null features" else None
+    colour = pa.array(rng.choice(["amber", "blue", "red"], rows), mask=holes).dictionary_encode()
     label = rng.integers(0, 3, rows)
     return pa.table({
-        "a": a, "n": rng.integers(-5, 10**9, rows), "flag": rng.random(rows) > 0.5,
-        "f32": rng.standard_normal(rows).astype(np.float32), "colour": colour,
-        "label": pa.array(label, mask=(np.arange(rows) == 3) if nulls else None)})
+        "a": a, "n": pa.array(rng.integers(-5, 10**9, rows), mask=holes),
+        "flag": rng.random(rows) > 0.5,
+        "f32": pa.array(rng.standard_normal(rows).astype(np.float32),
+                        mask=None if holes is None else np.roll(holes, 3)),
+        "colour": colour,
+        "label": pa.array(label, mask=(np.arange(rows) == 3) if shape == "nulls" else None)})
+
+
+#: shape -> (imputed, whole-table road, an error)
+PARQUET_SHAPES = {
+    "one file": (False, False, False), "shards": (False, False, False),
+    "unsorted features": (False, False, False),
+    "nulls": (False, True, True),  # a null target: the whole-table reader names its row
+    "nan": (True, False, False),  # imputed: NaN on the way in, as the whole-table reader makes it
+    "null features": (True, False, False),  # null numbers and a null category, imputed
+    "nan refused": (False, True, True),  # not imputed: the whole-table reader names the row
+    "inf": (True, True, True),
+}
 
 
 @pytest.mark.parametrize("readers", [1, 2])
-@pytest.mark.parametrize("shape", ["one file", "shards", "nulls", "nan", "unsorted features"])
+@pytest.mark.parametrize("shape", list(PARQUET_SHAPES))
 def test_parquet_columns_equal_the_whole_table_read(tmp_path, monkeypatch, shape, readers):
     """Several row groups (and shards) of int, bool, float32/64 features, a dictionary column
     and integer class ids, read by one or two readers, in batches, into many small buckets: the
-    whole-table
-    reader's split byte for byte; a null or NaN met while reading sends the table to the
-    whole-table reader (which names or imputes it)."""
+    whole-table reader's split byte for byte, missing cells (imputed) included; a null target,
+    a missing cell without imputation or an infinity met while reading sends the table to the
+    whole-table reader (which names it)."""
     import pyarrow.parquet as pq
 
     from blocks.data import parquet_columns, sources
 
+    imputed, whole, error = PARQUET_SHAPES[shape]
     monkeypatch.setattr(row_blocks, "BUCKET_BYTES", 1 << 10)  # the shared bucket size
     monkeypatch.setattr(row_blocks, "MIN_BUCKET_BYTES", 1 << 10)
     monkeypatch.setattr(parquet_columns, "reader_count", lambda matrix, threads: readers)
     monkeypatch.setattr(parquet_columns, "BATCH_ROWS", 128)  # several batches a row group
-    table = parquet_table(2000, nulls=shape == "nulls", nan=shape == "nan")
+    table = parquet_table(2000, shape)
     path = tmp_path / ("shards" if shape == "shards" else "t.parquet")
     if shape == "shards":
         path.mkdir()
@@ -222,7 +243,7 @@ def test_parquet_columns_equal_the_whole_table_read(tmp_path, monkeypatch, shape
                   "head": {"type": "softmax", "classes": 3}},
         "data": {"parquet": {"path": str(path), "target": "label", "categorical": ["colour"],
                              "features": features},
-                 "seed": 5, "impute": "mean" if shape == "nan" else "refuse"}})
+                 "seed": 5, "impute": "mean" if imputed else "refuse"}})
     used = []
     real = sources.parquet_cells
     monkeypatch.setattr(sources, "parquet_cells", lambda *a: used.append(real(*a)) or used[-1])
@@ -234,10 +255,13 @@ def test_parquet_columns_equal_the_whole_table_read(tmp_path, monkeypatch, shape
             return ("error", str(err))
 
     fast = outcome()
-    assert used[0].whole_table_read == (shape in ("nulls", "nan"))
+    assert used[0].whole_table_read == whole
     monkeypatch.setattr(sources, "parquet_cells", lambda *a: None)
     assert fast == outcome()
-    assert (fast[0] == "error") == (shape == "nulls")
+    assert (fast[0] == "error") == error
+    if shape == "null features":  # the holes came through as missing cells, then imputed
+        x = np.frombuffer(fast[0], dtype=np.float32)
+        assert np.isnan(x).sum() > 0
 
 
 @pytest.mark.parametrize("case", ["every spelling", "refused", "quoted", "a whole column",

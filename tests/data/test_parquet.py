@@ -14,6 +14,7 @@ from blocks.run.training import run_recipe
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 pcsv = pytest.importorskip("pyarrow.csv")
+pc = pytest.importorskip("pyarrow.compute")
 
 
 @pytest.fixture(scope="module")
@@ -89,3 +90,44 @@ def test_a_missing_text_label_names_its_row(folder):
     with pytest.raises(blocks.SpecError, match=r"nolabel.parquet row 2, column 'label': the "
                                                r"target is missing"):
         load_splits(recipe)
+
+
+def test_a_parquet_run_evaluates_a_held_out_table_by_its_own_target(folder):
+    """Without --target, a held-out Parquet file is read with the Parquet run's target column
+    (`label`), as the help says; it used to look for a column named `target`."""
+    run_recipe(parquet_recipe(folder, "pe.yaml", "d.parquet"), folder / "rpe", force=True,
+               plots=False)
+    default = evaluate_run(folder / "rpe", folder / "d.parquet")
+    named = evaluate_run(folder / "rpe", folder / "d.parquet", target="label")
+    assert default == named and 0.5 < default["test/accuracy"] <= 1.0
+
+
+def test_null_categories_are_missing_cells_as_in_csv(folder):
+    """A null among a Parquet table's category names is the empty (missing) cell of the same
+    table as CSV: both train to the same weights with imputation (the whole-table reader used
+    to crash sorting the null with the names) and both name the row without it."""
+    from blocks.data.splits import load_splits
+
+    table = pq.read_table(folder / "d.parquet")
+    colour = table.column("colour").to_pylist()
+    holes = [None if i % 41 == 7 else c for i, c in enumerate(colour)]
+    table = table.set_column(table.column_names.index("colour"), "colour", pa.array(holes))
+    pq.write_table(table, folder / "holes.parquet", row_group_size=200)
+    pcsv.write_csv(table, folder / "holes.csv")  # a null is written as an empty cell
+    csv_text = write_recipe(folder, "hc.yaml").read_text().replace("d.csv", "holes.csv")
+    (folder / "hc.yaml").write_text(csv_text.replace("impute: mean", "impute: most_frequent"))
+    pq_text = parquet_recipe(folder, "hp.yaml", "holes.parquet").read_text()
+    (folder / "hp.yaml").write_text(pq_text.replace("impute: mean", "impute: most_frequent"))
+    from_csv = run_recipe(folder / "hc.yaml", folder / "rhc", force=True, plots=False)
+    from_parquet = run_recipe(folder / "hp.yaml", folder / "rhp", force=True, plots=False)
+    a, b = from_csv.model.state_dict(), from_parquet.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # without imputation (and no other missing cell), the first null category is named
+    x1 = table.column_names.index("x1")
+    filled = table.set_column(x1, "x1", pc.fill_null(table.column("x1"), 0.0))
+    pq.write_table(filled, folder / "holes.parquet", row_group_size=200)
+    refusing = blocks.load_recipe(folder / "hp.yaml").model_copy(deep=True)
+    refusing.data = refusing.data.model_copy(update={"impute": "refuse"})
+    with pytest.raises(blocks.SpecError, match=r"holes.parquet row 8, column 'colour': '' is a "
+                                               r"missing value"):
+        load_splits(refusing)
