@@ -244,7 +244,8 @@ class Buckets:
         self.matrix_bytes = count * width * 4
         self.size = size = bucket_rows(count, width)
         self.buckets = -(-count // size)
-        kind = np.intp  # numpy indexes with these: narrower ones are converted at each use
+        # narrow where they can be (numpy converts a slice of them at each use, a few KB)
+        kind = np.int32 if self.buckets * size * max(1, width) < 1 << 31 else np.int64
         # kept until the matrix is built, in maps of their own (on the heap, they would pin
         # the pages the temporaries below leave free)
         self.offsets = anonymous_array(count, np.int32)  # by slot: the row within its range
@@ -253,8 +254,11 @@ class Buckets:
         if order is not None:
             position[order] = position.copy()
         bucket = position // size
-        # staging slot of each file row: its bucket's rows in file order (in `base` for now)
-        self.base[np.argsort(bucket, kind="stable")] = np.arange(count, dtype=kind)
+        # staging slot of each file row: its bucket's rows in file order (in `base` for now);
+        # a stable sort of 16-bit keys is a radix sort (of wider ones, a merge sort: 10x)
+        keys = bucket.astype(np.int16) if self.buckets < 1 << 15 else bucket
+        self.base[np.argsort(keys, kind="stable")] = np.arange(count, dtype=kind)
+        del keys
         self.offsets[self.base] = position - bucket * size
         del position
         # where column 0 of each file row's value goes in the staging map; column j is
