@@ -177,6 +177,16 @@ def _scan(path: Path, source: Any, model: ModelSpec, targets: list[str], delimit
     return rows, header, features, categories, learned
 
 
+def _check_streamable(pre: PreprocessSpec | None) -> None:
+    """Refuse statistics no bounded pass can fit: the most frequent value of a numeric column
+    needs a count of every distinct value."""
+    if pre is not None and pre.impute == "most_frequent" and \
+            len(pre.category_columns) < pre.raw_size:
+        raise SpecError(Problem("data.impute", "`impute: most_frequent` of numeric columns "
+                                "counts every distinct value; with `data.stream` use mean, "
+                                "median or constant", "unsupported"))
+
+
 def stream_splits(recipe: Recipe, path: Path, source: Any, where: str, missing_ok: bool, *,
                   derive: Callable[..., PreprocessSpec | None],
                   prepare: Callable[[np.ndarray, np.ndarray, ModelSpec], tuple],
@@ -203,6 +213,7 @@ def stream_splits(recipe: Recipe, path: Path, source: Any, where: str, missing_o
         preprocess = model.preprocess or derive(probe, spec.standardize, model,
                                                 impute=spec.impute, fill_value=spec.fill_value)
         model_spec = learned_spec(model, preprocess, labels)
+        _check_streamable(model_spec.preprocess)  # now, not after the first passes
     order = np.random.default_rng(spec.seed).permutation(rows)
     n_val = int(round(rows * spec.val_fraction))
     if rows - n_val == 0:
@@ -309,10 +320,7 @@ class StreamedTable(IterableDataset):
         pre: PreprocessSpec | None = self.model_spec.preprocess
         if pre is None or (pre.impute is None and not pre.standardize):
             return {}
-        if pre.impute == "most_frequent" and len(pre.category_columns) < pre.raw_size:
-            raise SpecError(Problem("data.impute", "`impute: most_frequent` of numeric columns "
-                                    "counts every distinct value; with `data.stream` use mean, "
-                                    "median or constant", "unsupported"))
+        _check_streamable(pre)
         categorical = list(pre.category_columns)
         fill = None
         if pre.impute is not None:

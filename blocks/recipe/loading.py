@@ -320,6 +320,31 @@ def load_recipe(source: str | os.PathLike[str] | dict[str, Any], *, check_size: 
     return recipe
 
 
+def locate_in_recipe(err: SpecError, recipe: Recipe, *, skip: Sequence[str] = ()) -> SpecError:
+    """`err`'s problems that have a spec path and no place yet (raised after loading, by the
+    data a recipe reads), located at that path's line of the recipe's file, as loading locates
+    its own; `skip`: spec paths whose value is not the file's (a `--set` override). `err`
+    itself when the recipe has no file or nothing is to be located."""
+    path = recipe.source_path
+    wanted = [p for p in err.problems if p.path and p.file is None and p.line is None
+              and not any(p.path == key or p.path.startswith((f"{key}.", f"{key}["))
+                          for key in skip)]
+    if path is None or not wanted:
+        return err
+    shown = os.path.relpath(path)
+    shown = str(path) if shown.startswith("..") else shown
+    try:
+        _, positions = parse_yaml(read_recipe_file(path, shown), shown)
+    except SpecError:  # the file changed since: the problems as they are
+        return err
+    located = []
+    for problem in err.problems:
+        where = positions.find(_loc_from_path(problem.path)) if problem in wanted else None
+        located.append(problem if where is None else
+                       Problem(problem.path, problem.message, problem.type, shown, *where))
+    return SpecError(located)
+
+
 def validate_section(cls: type[BaseModel], data: Any, prefix: Loc = ()) -> Any:
     """A spec (`TrainSpec`, `DataSpec`, ...) from a Python dict, with the same located,
     did-you-mean problems as a recipe file (`train.optimizer.lrr: unknown key 'lrr'; did you

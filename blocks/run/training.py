@@ -18,7 +18,7 @@ from blocks.core.errors import Problem, SpecError
 from blocks.core.files import atomic_write_text
 from blocks.data.arrays import Splits
 from blocks.data.splits import load_splits
-from blocks.recipe.loading import dump_recipe
+from blocks.recipe.loading import dump_recipe, locate_in_recipe
 from blocks.recipe.overrides import apply_sets
 from blocks.run.data_record import data_record
 from blocks.run.folder import (
@@ -79,7 +79,11 @@ def run_recipe(recipe: str | Path | Recipe, out: str | Path | None = None, *,
     name = Path(source).stem if source is not None else (run.model.name or "run")
     out = Path(out) if out is not None else Path("runs") / name
     replace = _check_out(out, source, resume=resume, force=force) if main else False
-    splits = load_splits(train_recipe)
+    try:
+        splits = load_splits(train_recipe)
+    except SpecError as err:  # at the recipe line the data disagrees with, as `validate` says
+        raise locate_in_recipe(err, run, skip=[s.split("=", 1)[0].strip() for s in sets]) \
+            from None
     model = build_model(splits, device=train_recipe.train.device, seed=train_recipe.train.seed)
     trainer = Trainer(model, train_recipe.train, run_dir=out, quiet=quiet or not main,
                       distributed=dist_info is not None, callbacks=callbacks)

@@ -123,14 +123,25 @@ def test_streamed_medians_equal_torch_quantile_for_any_chunking_and_budget():
     assert StreamedMedian(21).passes == 2 and StreamedMedian(5000).passes == 4
 
 
-def test_most_frequent_of_numeric_columns_is_refused_when_streaming(folder):
+def test_most_frequent_of_numeric_columns_is_refused_when_streaming(folder, monkeypatch):
+    """Refused before the first pass over the data: by `blocks validate` and by `train`, at the
+    recipe's `impute` line (it used to pass validate and fail once training started)."""
+    from blocks.run.training import run_recipe
+    from blocks.run.validate import validate_recipes
+
     text = write_recipe(folder, "x.yaml", "\n  stream: {chunk_rows: 50}").read_text()
     (folder / "x.yaml").write_text(text.replace("impute: mean", "impute: most_frequent"))
-    splits = load_splits(blocks.load_recipe(folder / "x.yaml"))
-    with pytest.raises(blocks.SpecError, match="data.impute: `impute: most_frequent` of "
-                       "numeric columns counts every distinct value; with `data.stream` use "
-                       "mean, median or constant"):
-        splits.train.dataset.statistics()
+    message = ("data.impute: `impute: most_frequent` of numeric columns counts every distinct "
+               "value; with `data.stream` use mean, median or constant")
+    with pytest.raises(blocks.SpecError, match=message):
+        load_splits(blocks.load_recipe(folder / "x.yaml"))
+    monkeypatch.chdir(folder)
+    [(_, validated, _)] = validate_recipes(["x.yaml"])
+    assert str(validated) == f"x.yaml:7:11: {message}"
+    with pytest.raises(blocks.SpecError) as trained:
+        run_recipe("x.yaml", folder / "rx", force=True, plots=False)
+    assert str(trained.value) == f"x.yaml:7:11: {message}"
+    assert not (folder / "rx").exists()  # refused before the run folder is made
 
 
 def test_stream_needs_a_table_source():
