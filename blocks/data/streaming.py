@@ -401,6 +401,10 @@ class StreamedTable(IterableDataset):
                 yield xs[i], ({k: v[i] for k, v in ys.items()} if isinstance(ys, dict) else ys[i])
 
 
+#: the fewest rows a rank's local batch may hold when it reads its own shards
+MIN_LOCAL_ROWS = 2
+
+
 class _Batches:
     """Mini-batches of a `StreamedTable` through a shuffle buffer drawn with the trainer's
     generator; a buffer holding the whole split gives the in-memory run's batches."""
@@ -417,7 +421,7 @@ class _Batches:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, Any]]:
         table = self.table
         own = table.shard_files(*self.shard) if self.shard is not None else None
-        if own is not None:
+        if own is not None and self._even_enough():
             yield from self._own_shards(own)
             return
         if len(table) <= table.buffer:
@@ -438,6 +442,22 @@ class _Batches:
         if held and not self.drop_last:
             bx, by, _, _ = _take(pending_x, pending_y, held)
             yield self._share(bx, by)
+
+    def _even_enough(self) -> bool:
+        """Whether every rank's own shards give it `MIN_LOCAL_ROWS` rows a step at least: a
+        rank whose shards hold next to nothing would step on empty or one-row batches (which
+        a BatchNorm refuses in training), so then every rank reads the whole table and takes
+        its share of each batch instead. The same answer on every rank (Parquet footers)."""
+        table = self.table
+        steps = len(self)
+        _, world = self.shard
+        for other in range(world):
+            mine = table.rows_in(table.shard_files(other, world) or [])
+            if self.drop_last:
+                mine = mine * steps * self.batch_size // max(1, len(table))
+            if mine < MIN_LOCAL_ROWS * steps:
+                return False
+        return True
 
     def _own_shards(self, shards: list[int]) -> Iterator[tuple[torch.Tensor, Any]]:
         """DDP over a folder of shards: this rank reads its own shards only, through its

@@ -143,3 +143,27 @@ def test_two_ranks_train_on_their_own_shards(tmp_path):
         mine = [sorted(rank["epochs"][epoch]) for rank in ranks]
         assert all(r < 40 or r >= 65 for r in mine[0]) and all(40 <= r < 65 for r in mine[1])
         assert sorted(mine[0] + mine[1]) == expected
+
+
+def test_a_rank_whose_shards_hold_next_to_nothing_shares_every_batch_instead(tmp_path):
+    """Shards of 88 + 2 and 6 rows on two ranks: the second would step on empty and one-row
+    batches (a BatchNorm refuses those in training), so both read the whole table and take
+    their share of each global batch, as with fewer shards than ranks."""
+    global SHARD_ROWS
+    saved, SHARD_ROWS = SHARD_ROWS, (88, 6, 2)
+    try:
+        splits = load_splits(blocks.load_recipe(write_folder(tmp_path)))
+    finally:
+        SHARD_ROWS = saved
+    table = splits.train.dataset
+    assert table.shard_files(1, 2) == [1]  # there are shards enough, but too uneven ones
+
+    def batches(**shard):
+        return table.batches(10, shuffle=True, drop_last=False,
+                             generator=torch.Generator().manual_seed(0), **shard)
+
+    assert table.rows_in([1]) < 2 * len(batches())  # its own shard: under 2 rows a step
+    shares = [rows_of(batches(shard=(r, 2))) for r in range(2)]
+    whole = rows_of(batches())
+    assert [shares[0][b] + shares[1][b] for b in range(len(whole))] == whole
+    assert min(len(rows) for share in shares for rows in share) >= 3  # the last batch: 7 rows

@@ -170,7 +170,8 @@ def test_validate_decodes_the_images_and_warnings_print_as_cli_messages(project,
     trained = blocks_cli("train", "recipe.yaml", "--epochs", "1", "-q", "--no-plots", cwd=tmp_path)
     assert trained.returncode == 2
     message = done.stdout.split(": data.images.path: ")[1].split(" (1 bad file")[0]
-    assert trained.stderr.startswith(f"error: data.images.path: {message} (1 bad file;")
+    assert trained.stderr.startswith(f"error: recipe.yaml:6:18: data.images.path: {message} "
+                                     "(1 bad file;")
 
     (tmp_path / "recipe.yaml").write_text(RECIPE.replace("{path: train}",
                                                          "{path: train, skip_bad_files: true}"))
