@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from blocks.data import streaming
+from blocks.data import stream_batches
 from blocks.run.training import run_recipe
 from blocks.train import distributed as dist
 
@@ -20,7 +20,7 @@ def main(out: Path) -> None:
     torch.set_num_threads(1)
     info = dist.setup(cuda=False)
     seen: list[list[float]] = []
-    original = streaming._Batches._own_shards
+    original = stream_batches.StreamBatches._own_shards
 
     def spy(self, shards):  # the training epochs only (shuffled): validation reads its own
         rows: list[float] = []
@@ -31,7 +31,7 @@ def main(out: Path) -> None:
         if self.shuffle:
             seen.append(rows)
 
-    streaming._Batches._own_shards = spy
+    stream_batches.StreamBatches._own_shards = spy
     result = run_recipe(out / "r.yaml", out / f"run-{info.rank}", quiet=True, plots=False,
                         dist_info=info, force=True)
     module = result.model.preprocess_module
