@@ -385,6 +385,7 @@ def test_kill_9_at_random_moments_leaves_resumable_folders(tmp_path):
                 "status") == "finished":
             outcomes.append("finished before the kill")
             assert _tensors(out / "model.safetensors") == expected
+            duration *= 0.7  # runs go quicker than the reference's (warm caches): aim earlier
             continue
         if not out.exists() or not (out / "checkpoint.safetensors").exists():
             outcomes.append("before the first checkpoint")
