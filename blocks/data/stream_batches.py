@@ -62,16 +62,17 @@ class StreamBatches:
         rank whose shards hold next to nothing would step on empty or one-row batches (which
         a BatchNorm refuses in training), so then every rank reads the whole table and takes
         its share of each batch instead. The same answer on every rank (Parquet footers)."""
-        table = self.table
-        steps = len(self)
         _, world = self.shard
-        for other in range(world):
-            mine = table.rows_in(table.shard_files(other, world) or [])
-            if self.drop_last:
-                mine = mine * steps * self.batch_size // max(1, len(table))
-            if mine < MIN_LOCAL_ROWS * steps:
-                return False
-        return True
+        return all(self._local_rows(self.table.shard_files(other, world) or [])
+                   >= MIN_LOCAL_ROWS * len(self) for other in range(world))
+
+    def _local_rows(self, shards: list[int]) -> int:
+        """The rows a rank reading `shards` takes in an epoch: with `drop_last`, its share of
+        the rows the single process keeps (it drops `len % batch_size`)."""
+        mine = self.table.rows_in(shards)
+        if self.drop_last:
+            mine = mine * len(self) * self.batch_size // max(1, len(self.table))
+        return mine
 
     def _own_shards(self, shards: list[int]) -> Iterator[tuple[torch.Tensor, Any]]:
         """DDP over a folder of shards: this rank reads its own shards only, through its
@@ -82,9 +83,7 @@ class StreamBatches:
         steps = len(self)
         if steps == 0:
             return
-        mine = table.rows_in(shards)
-        if self.drop_last:  # the single process drops `len % batch_size` rows: drop our share
-            mine = mine * steps * self.batch_size // max(1, len(table))
+        mine = self._local_rows(shards)
         bounds = [mine * s // steps for s in range(steps + 1)]
         empty = table.prepare(np.empty((0, len(table.features)), np.float32),
                               np.empty((0, len(table.targets))))
@@ -115,7 +114,7 @@ class StreamBatches:
         for x, y, _ in table.chunks(shards):
             xs, ys = table.prepare(x, y)
             buffer_x = xs if buffer_x is None else torch.cat([buffer_x, xs])
-            buffer_y = ys if buffer_y is None else _cat(buffer_y, ys)
+            buffer_y = ys if buffer_y is None else _cat_all([buffer_y, ys])
             while len(buffer_x) > table.buffer:  # draw the overflow at random
                 spill = len(buffer_x) - table.buffer
                 order = torch.randperm(len(buffer_x), generator=self.generator)
@@ -162,10 +161,6 @@ class StreamBatches:
 
 def _index(y: Any, index: Any) -> Any:
     return {k: v[index] for k, v in y.items()} if isinstance(y, dict) else y[index]
-
-
-def _cat(a: Any, b: Any) -> Any:
-    return {k: torch.cat([a[k], b[k]]) for k in a} if isinstance(a, dict) else torch.cat([a, b])
 
 
 def _take(xs: list, ys: list, count: int) -> tuple:

@@ -13,8 +13,8 @@ holds the whole split, the batches are those of the in-memory run, sample for sa
 The trainer takes a `StreamedTable` like a Dataset: it asks it for `batches(...)` with its
 own batch size, generator and distributed share (`blocks.train.batches.make_batches`). Under
 DDP, over a folder of at least `world_size` Parquet shards, rank r reads shards r::world_size
-only (`blocks.data.stream_batches`); otherwise every rank reads the file and keeps its share of each
-global batch, as with tensors. Vocabularies and statistics are fitted on the whole training
+only (`blocks.data.stream_batches`); otherwise every rank reads the file and keeps its share
+of each global batch, as with tensors. Vocabularies and statistics are fitted on the whole training
 split either way, so every rank builds the same model.
 """
 
@@ -249,6 +249,7 @@ class StreamedTable(IterableDataset):
         self.missing_ok, self.mask, self.seed, self.buffer = missing_ok, mask, seed, buffer
         self.prepare = prepare  # raw rows, targets -> (x tensor, targets as the losses want)
         self.count = int((mask == part).sum())
+        self._shard_rows: list[int] | None = None  # this split's rows per Parquet shard
 
     def __len__(self) -> int:
         return self.count
@@ -264,11 +265,13 @@ class StreamedTable(IterableDataset):
         return list(range(rank, count, world)) if count >= world else None
 
     def rows_in(self, shards: list[int]) -> int:
-        """This split's rows in the given shards (their row counts from the Parquet footers)."""
-        total = 0
-        for start, stop in _shard_ranges(self.path, self.where, shards):
-            total += int((self.mask[start:stop] == self.part).sum())
-        return total
+        """This split's rows in the given shards (every shard's counted once, from the Parquet
+        footers: each epoch of each rank asks for every rank's)."""
+        if self._shard_rows is None:
+            every = range(len(parquet_files(self.path, self.where)))
+            self._shard_rows = [int((self.mask[start:stop] == self.part).sum())
+                                for start, stop in _shard_ranges(self.path, self.where, every)]
+        return sum(self._shard_rows[i] for i in shards)
 
     def _tables(self, shards: list[int] | None) -> Iterator[tuple[Any, list[str], Any, int]]:
         """(chunk, header, lines, index of its first row in the whole table) in file order;
